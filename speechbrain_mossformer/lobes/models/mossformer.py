@@ -1,0 +1,889 @@
+"""MossFormer as SpeechBrain components.
+
+MossFormer ("MossFormer: Pushing the Performance Limit of Monaural Speech
+Separation using Gated Single-head Transformer with Convolution-augmented Joint
+Self-Attentions", Zhao & Ma, ICASSP 2023) separates speech by masking the
+output of a learned convolutional encoder, like SepFormer. Its mask network
+runs a stack of *MossFormer blocks* over the whole frame sequence. Each block
+is a gated single-head attention unit (FLASH style):
+
+    token shift -> FFConvM (U, V and the shared Q/K) -> offset-scale into four
+    query/key heads -> rotary positions -> joint attention (quadratic
+    attention inside groups of frames + linear attention over the whole
+    sequence) -> three element-wise gates -> FFConvM -> residual.
+
+Every module below is written here and reproduces the official ModelScope
+implementation number for number (see ``speechbrain_mossformer.convert`` for
+loading the official checkpoints). The mask network has the contract of
+SpeechBrain's ``Dual_Path_Model``: encoder output ``[B, N, L]`` in, masks
+``[num_spks, B, N, L]`` out, so it drops into any SepFormer yaml next to
+SpeechBrain's own ``dual_path.Encoder`` and ``dual_path.Decoder``.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from speechbrain.lobes.models.dual_path import Decoder, Encoder
+
+__all__ = [
+    "ScaleNorm",
+    "ConvModule",
+    "FFConvM",
+    "OffsetScale",
+    "RotaryEmbedding",
+    "ScaledSinuEmbedding",
+    "token_shift",
+    "MossFormerBlock",
+    "MossFormerStack",
+    "MossFormerMaskNet",
+    "MossFormerWrapper",
+    "check_input_length",
+    "separate_with_modules",
+    "count_parameters",
+]
+
+
+class ScaleNorm(nn.Module):
+    """Scale normalisation: ``x / max(||x|| / sqrt(dim), eps) * g``.
+
+    One learned scalar gain ``g`` (initialised to 1); the norm is taken over
+    the last (feature) dimension.
+
+    Arguments
+    ---------
+    dim : int
+        Size of the feature dimension.
+    eps : float
+        Lower bound of the root-mean-square norm.
+
+    Example
+    -------
+    >>> norm = ScaleNorm(8)
+    >>> x = torch.randn(2, 5, 8)
+    >>> y = norm(x)
+    >>> y.shape
+    torch.Size([2, 5, 8])
+    >>> torch.allclose(y.pow(2).mean(-1), torch.ones(2, 5))
+    True
+    """
+
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.scale = dim**-0.5
+        self.eps = eps
+        self.g = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        """Normalises ``x`` [..., dim] over its last dimension."""
+        # [..., D] -> [..., 1]
+        norm = torch.norm(x, dim=-1, keepdim=True) * self.scale
+        # [..., D]
+        return x / norm.clamp(min=self.eps) * self.g
+
+
+class ConvModule(nn.Module):
+    """Residual depthwise convolution along time: ``x + DWConv(x)``.
+
+    The convolution augmentation of MossFormer: a depthwise (one filter per
+    channel) convolution of odd ``kernel_size`` with "same" padding and no
+    bias, added back to its input. It works on channels-last tensors.
+
+    Arguments
+    ---------
+    channels : int
+        Number of channels (last dimension of the input).
+    kernel_size : int
+        Odd length of the depthwise filters (17 in MossFormer).
+
+    Example
+    -------
+    >>> conv = ConvModule(6)
+    >>> x = torch.randn(2, 40, 6)
+    >>> conv(x).shape
+    torch.Size([2, 40, 6])
+    """
+
+    def __init__(self, channels, kernel_size=17):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"ConvModule needs an odd kernel_size, got {kernel_size}"
+            )
+        self.depthwise = nn.Conv1d(
+            channels,
+            channels,
+            kernel_size,
+            padding=kernel_size // 2,
+            groups=channels,
+            bias=False,
+        )
+
+    def forward(self, x):
+        """Applies the residual depthwise convolution to ``x`` [B, T, C]."""
+        # [B, T, C] -> [B, C, T] -> depthwise conv -> [B, T, C]
+        y = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
+        # [B, T, C]
+        return x + y
+
+
+class FFConvM(nn.Module):
+    """Convolution-augmented feed-forward module of MossFormer.
+
+    ``ScaleNorm -> Linear -> SiLU -> ConvModule -> Dropout``, channels last.
+
+    Arguments
+    ---------
+    dim_in : int
+        Input features.
+    dim_out : int
+        Output features.
+    dropout : float
+        Dropout probability applied to the output.
+    kernel_size : int
+        Kernel size of the depthwise convolution.
+
+    Example
+    -------
+    >>> ff = FFConvM(8, 16)
+    >>> ff(torch.randn(2, 30, 8)).shape
+    torch.Size([2, 30, 16])
+    """
+
+    def __init__(self, dim_in, dim_out, dropout=0.1, kernel_size=17):
+        super().__init__()
+        self.norm = ScaleNorm(dim_in)
+        self.linear = nn.Linear(dim_in, dim_out)
+        self.conv = ConvModule(dim_out, kernel_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        """Maps ``x`` [B, T, dim_in] to [B, T, dim_out]."""
+        # [B, T, dim_in]
+        x = self.norm(x)
+        # [B, T, dim_out]
+        x = F.silu(self.linear(x))
+        # [B, T, dim_out]
+        x = self.conv(x)
+        # [B, T, dim_out]
+        return self.dropout(x)
+
+
+class OffsetScale(nn.Module):
+    """Per-head offset and scale that turn one shared Q/K into several heads.
+
+    ``head_h = x * gamma[h] + beta[h]``; ``gamma`` is initialised from
+    N(0, 0.02) and ``beta`` to zero, as in FLASH and the official MossFormer.
+
+    Arguments
+    ---------
+    dim : int
+        Feature size of the shared query/key.
+    heads : int
+        Number of heads produced (MossFormer uses 4: quadratic query,
+        linear query, quadratic key, linear key, in that order).
+
+    Example
+    -------
+    >>> offset_scale = OffsetScale(8, heads=4)
+    >>> quad_q, lin_q, quad_k, lin_k = offset_scale(torch.randn(2, 5, 8))
+    >>> quad_q.shape
+    torch.Size([2, 5, 8])
+    """
+
+    def __init__(self, dim, heads=4):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(heads, dim))
+        self.beta = nn.Parameter(torch.zeros(heads, dim))
+        nn.init.normal_(self.gamma, std=0.02)
+
+    def forward(self, x):
+        """Returns ``heads`` tensors shaped like ``x`` [B, T, D]."""
+        # [B, T, 1, D] * [H, D] + [H, D] -> [B, T, H, D]
+        out = x.unsqueeze(-2) * self.gamma + self.beta
+        # H x [B, T, D]
+        return out.unbind(dim=-2)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding, interleaved (GPT-J) layout.
+
+    Rotates feature pairs ``(x0, x1), (x2, x3), ...`` of the first ``dim``
+    features by ``position * theta**(-2i/dim)``; the remaining features pass
+    unchanged. Positions run ``0..T-1`` over the whole sequence.
+
+    Arguments
+    ---------
+    dim : int
+        Number of leading features that are rotated (even).
+    theta : float
+        Base of the geometric frequency progression.
+
+    Example
+    -------
+    >>> rotary = RotaryEmbedding(4)
+    >>> x = torch.randn(2, 7, 8)
+    >>> y = rotary(x)
+    >>> y.shape
+    torch.Size([2, 7, 8])
+    >>> torch.equal(y[..., 4:], x[..., 4:])
+    True
+    >>> torch.allclose(y.norm(dim=-1), x.norm(dim=-1))
+    True
+    """
+
+    def __init__(self, dim, theta=10000.0):
+        super().__init__()
+        if dim % 2 != 0:
+            raise ValueError(f"RotaryEmbedding needs an even dim, got {dim}")
+        self.dim = dim
+        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2).float() / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def angles(self, seq_len, device):
+        """Returns the cosine and sine tables, each [seq_len, dim]."""
+        # [T]
+        positions = torch.arange(seq_len, device=device).float()
+        # [T, dim/2] -> [T, dim] (each frequency repeated twice: f0 f0 f1 f1)
+        freqs = torch.outer(positions, self.inv_freq.to(device))
+        freqs = freqs.repeat_interleave(2, dim=-1)
+        return freqs.cos(), freqs.sin()
+
+    def forward(self, x, cos_sin=None):
+        """Rotates ``x`` [..., T, D >= dim] along its second-to-last axis."""
+        if cos_sin is None:
+            cos_sin = self.angles(x.shape[-2], x.device)
+        cos, sin = cos_sin
+        # [..., T, dim], [..., T, D - dim]
+        rot, rest = x[..., : self.dim], x[..., self.dim :]
+        # [..., T, dim/2, 2]: pairs (x0, x1), (x2, x3), ...
+        pairs = rot.unflatten(-1, (-1, 2))
+        # [..., T, dim]: (-x1, x0, -x3, x2, ...)
+        rotated_half = torch.stack(
+            (-pairs[..., 1], pairs[..., 0]), dim=-1
+        ).flatten(-2)
+        # [..., T, dim]
+        rot = rot * cos + rotated_half * sin
+        # [..., T, D]
+        return torch.cat((rot, rest), dim=-1)
+
+
+class ScaledSinuEmbedding(nn.Module):
+    """Global sinusoidal position embedding with one learned scale.
+
+    ``emb[t] = concat(sin(t * f), cos(t * f)) * scale`` with
+    ``f = 1 / 10000**(2i / dim)``; the sine and cosine halves are
+    concatenated, not interleaved.
+
+    Arguments
+    ---------
+    dim : int
+        Embedding size (even).
+
+    Example
+    -------
+    >>> pos = ScaledSinuEmbedding(16)
+    >>> pos(torch.randn(2, 10, 16)).shape
+    torch.Size([10, 16])
+    """
+
+    def __init__(self, dim):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x):
+        """Returns the embedding [T, dim] for ``x`` [B, T, dim]."""
+        # [T]
+        positions = torch.arange(x.shape[1], device=x.device).float()
+        # [T, dim/2]
+        sinusoid = torch.outer(positions, self.inv_freq)
+        # [T, dim]
+        emb = torch.cat((sinusoid.sin(), sinusoid.cos()), dim=-1)
+        return emb * self.scale
+
+
+def token_shift(x):
+    """Shifts the first half of the features one frame later in time.
+
+    ``x'[t, :D/2] = x[t-1, :D/2]`` (zero at ``t = 0``); the second half is
+    unchanged. A cheap way to mix neighbouring frames before attention.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input [B, T, D].
+
+    Returns
+    -------
+    torch.Tensor
+        Shifted tensor [B, T, D].
+
+    Example
+    -------
+    >>> x = torch.arange(6.0).view(1, 3, 2)
+    >>> token_shift(x)
+    tensor([[[0., 1.],
+             [2., 3.],
+             [4., 5.]]])
+    """
+    # [B, T, D/2] each
+    x_shift, x_pass = x.chunk(2, dim=-1)
+    # [B, T, D/2]: one frame later, first frame zero
+    x_shift = F.pad(x_shift, (0, 0, 1, -1))
+    # [B, T, D]
+    return torch.cat((x_shift, x_pass), dim=-1)
+
+
+class MossFormerBlock(nn.Module):
+    """One MossFormer block: a gated single-head attention unit.
+
+    Arguments
+    ---------
+    dim : int
+        Model width (features per frame).
+    group_size : int
+        Frames per group of the quadratic (local) attention.
+    query_key_dim : int
+        Width of the shared query/key.
+    expansion_factor : float
+        Hidden width of ``to_hidden`` is ``dim * expansion_factor``; U and V
+        are its two halves. ``to_out`` maps ``dim * expansion_factor / 2``
+        back to ``dim`` (so the official model, with ``to_out`` of input
+        ``2 * dim``, fixes it at 4).
+    dropout : float
+        Dropout on the attention matrix and on every FFConvM output.
+    kernel_size : int
+        Depthwise convolution kernel of the FFConvM modules.
+    rotary : RotaryEmbedding, optional
+        Rotary embedding to use (shared by all blocks in a stack). A new one
+        of ``min(32, query_key_dim)`` features is made if not given.
+    hidden_dim : int, optional
+        Explicit hidden width of ``to_hidden`` (overrides
+        ``expansion_factor``; used by structured pruning).
+
+    Example
+    -------
+    >>> block = MossFormerBlock(dim=16, group_size=4, query_key_dim=8)
+    >>> x = torch.randn(2, 10, 16)
+    >>> block(x).shape
+    torch.Size([2, 10, 16])
+    """
+
+    def __init__(
+        self,
+        dim,
+        group_size=256,
+        query_key_dim=128,
+        expansion_factor=4.0,
+        dropout=0.1,
+        kernel_size=17,
+        rotary=None,
+        hidden_dim=None,
+    ):
+        super().__init__()
+        if hidden_dim is None:
+            hidden_dim = int(dim * expansion_factor)
+        if hidden_dim % 2 != 0:
+            raise ValueError(f"hidden_dim must be even, got {hidden_dim}")
+        self.group_size = group_size
+        self.hidden_dim = hidden_dim
+        self.rotary = (
+            rotary
+            if rotary is not None
+            else RotaryEmbedding(min(32, query_key_dim))
+        )
+        self.to_hidden = FFConvM(dim, hidden_dim, dropout, kernel_size)
+        self.to_qk = FFConvM(dim, query_key_dim, dropout, kernel_size)
+        self.qk_offset_scale = OffsetScale(query_key_dim, heads=4)
+        self.to_out = FFConvM(hidden_dim // 2, dim, dropout, kernel_size)
+        self.attn_dropout = nn.Dropout(dropout)
+
+    def forward(self, x, cos_sin=None):
+        """Processes ``x`` [B, T, dim]; ``cos_sin`` caches rotary tables."""
+        # [B, T, D]
+        shifted = token_shift(x)
+        # [B, T, 2E]: V and U side by side (E = hidden_dim / 2)
+        hidden = self.to_hidden(shifted)
+        # [B, T, Dqk]
+        qk = self.to_qk(shifted)
+        # 4 x [B, T, Dqk]
+        quad_q, lin_q, quad_k, lin_k = self.qk_offset_scale(qk)
+        # [B, T, 2E]: attention outputs for V and U, side by side
+        attended = self.joint_attention(
+            quad_q, lin_q, quad_k, lin_k, hidden, cos_sin
+        )
+        # [B, T, E] each
+        v, u = hidden.chunk(2, dim=-1)
+        att_v, att_u = attended.chunk(2, dim=-1)
+        # [B, T, E]: the three gates
+        gated = (att_u * v) * torch.sigmoid(att_v * u)
+        # [B, T, D]
+        return x + self.to_out(gated)
+
+    def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
+        """Joint local (quadratic) and global (linear) single-head attention.
+
+        Arguments
+        ---------
+        quad_q, lin_q, quad_k, lin_k : torch.Tensor
+            Queries and keys [B, T, Dqk].
+        values : torch.Tensor
+            V and U side by side [B, T, 2E]; one attention matrix serves both.
+        cos_sin : tuple, optional
+            Cached rotary tables for T frames.
+
+        Returns
+        -------
+        torch.Tensor
+            ``quad + lin`` attention output [B, T, 2E].
+        """
+        B, T, _ = values.shape
+        g = self.group_size
+        # [B, T, 4, Dqk] -> rotary on all four, positions 0..T-1
+        qk = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=-2)
+        if cos_sin is None:
+            cos_sin = self.rotary.angles(T, qk.device)
+        cos, sin = cos_sin
+        qk = self.rotary(qk, (cos.unsqueeze(-2), sin.unsqueeze(-2)))
+        # 4 x [B, T, Dqk]
+        quad_q, lin_q, quad_k, lin_k = qk.unbind(dim=-2)
+
+        # Global linear attention over the true T frames.
+        # [B, Dqk, 2E]
+        lin_kv = torch.matmul(lin_k.transpose(1, 2), values) / T
+        # [B, T, 2E]
+        lin_out = torch.matmul(lin_q, lin_kv)
+
+        # Local quadratic attention inside groups of g frames. Zero padding
+        # to a multiple of g: padded keys are exactly zero, so their scores
+        # relu(0)^2 are zero and they attend to nothing.
+        padding = (-T) % g
+        if padding > 0:
+            # [B, T + padding, *]
+            quad_q = F.pad(quad_q, (0, 0, 0, padding))
+            quad_k = F.pad(quad_k, (0, 0, 0, padding))
+            values = F.pad(values, (0, 0, 0, padding))
+        n_groups = (T + padding) // g
+        # [B, G, g, Dqk]
+        quad_q = quad_q.reshape(B, n_groups, g, -1)
+        quad_k = quad_k.reshape(B, n_groups, g, -1)
+        # [B, G, g, 2E]
+        values = values.reshape(B, n_groups, g, -1)
+        # [B, G, g, g]: squared-ReLU scores scaled by 1/group_size
+        scores = torch.matmul(quad_q, quad_k.transpose(-1, -2)) / g
+        attn = self.attn_dropout(F.relu(scores) ** 2)
+        # [B, G, g, 2E] -> [B, T, 2E]
+        quad_out = torch.matmul(attn, values).reshape(B, n_groups * g, -1)
+        quad_out = quad_out[:, :T]
+        # [B, T, 2E]
+        return quad_out + lin_out
+
+
+class MossFormerStack(nn.Module):
+    """A stack of MossFormer blocks followed by a LayerNorm.
+
+    All blocks share one rotary embedding of ``min(32, query_key_dim)``
+    features, as in the official model.
+
+    Arguments
+    ---------
+    dim : int
+        Model width.
+    num_blocks : int
+        Number of MossFormer blocks.
+    group_size : int
+        Frames per local-attention group.
+    query_key_dim : int
+        Width of the shared query/key.
+    expansion_factor : float
+        Hidden width factor of ``to_hidden``.
+    attn_dropout : float
+        Dropout inside the blocks.
+    hidden_dims : list of int, optional
+        Per-block hidden widths (structured pruning); overrides
+        ``expansion_factor``.
+    query_key_dims : list of int, optional
+        Per-block query/key widths (structured pruning).
+
+    Example
+    -------
+    >>> stack = MossFormerStack(dim=16, num_blocks=2, group_size=4,
+    ...                         query_key_dim=8)
+    >>> stack(torch.randn(2, 10, 16)).shape
+    torch.Size([2, 10, 16])
+    """
+
+    def __init__(
+        self,
+        dim,
+        num_blocks=24,
+        group_size=256,
+        query_key_dim=128,
+        expansion_factor=4.0,
+        attn_dropout=0.1,
+        hidden_dims=None,
+        query_key_dims=None,
+    ):
+        super().__init__()
+        if hidden_dims is None:
+            hidden_dims = [int(dim * expansion_factor)] * num_blocks
+        if query_key_dims is None:
+            query_key_dims = [query_key_dim] * num_blocks
+        if not len(hidden_dims) == len(query_key_dims) == num_blocks:
+            raise ValueError(
+                "hidden_dims and query_key_dims need one entry per block "
+                f"({num_blocks}), got {len(hidden_dims)} and "
+                f"{len(query_key_dims)}"
+            )
+        rotary_dim = min(32, min(query_key_dims)) if num_blocks else 2
+        self.rotary = RotaryEmbedding(rotary_dim)
+        self.blocks = nn.ModuleList(
+            [
+                MossFormerBlock(
+                    dim=dim,
+                    group_size=group_size,
+                    query_key_dim=qk_dim,
+                    dropout=attn_dropout,
+                    rotary=self.rotary,
+                    hidden_dim=hidden,
+                )
+                for hidden, qk_dim in zip(hidden_dims, query_key_dims)
+            ]
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x):
+        """Processes ``x`` [B, T, dim]."""
+        # [T, rotary_dim] each, computed once for all blocks
+        cos_sin = self.rotary.angles(x.shape[1], x.device)
+        for block in self.blocks:
+            # [B, T, D]
+            x = block(x, cos_sin)
+        # [B, T, D]
+        return self.norm(x)
+
+
+class MossFormerMaskNet(nn.Module):
+    """The MossFormer mask network, a drop-in for ``Dual_Path_Model``.
+
+    ``GroupNorm -> 1x1 conv -> + scaled sinusoidal positions ->
+    MossFormer blocks -> LayerNorm -> GroupNorm + skip -> PReLU ->
+    1x1 conv to num_spks * N -> tanh * sigmoid gate -> 1x1 conv -> ReLU``.
+    There is no dual-path chunking: the blocks see the whole sequence, and
+    the local/global split happens inside each block.
+
+    Arguments
+    ---------
+    in_channels : int
+        Channels of the encoder output (N).
+    out_channels : int
+        Model width inside the mask net (512 in MossFormer).
+    num_blocks : int
+        Number of MossFormer blocks (24 in MossFormer (L)).
+    num_spks : int
+        Number of speakers (masks).
+    group_size : int
+        Frames per local-attention group (256).
+    query_key_dim : int
+        Width of the shared query/key (128).
+    expansion_factor : float
+        Hidden width factor of each block (4).
+    attn_dropout : float
+        Dropout inside the blocks (0.1).
+    norm : str
+        Normalisation of the input and of the stack output; only ``"ln"``
+        (GroupNorm with one group, as in the official model) is supported.
+    skip_around_mossformer : bool
+        Add the stack input back after the stack (official: True).
+    use_global_pos_enc : bool
+        Add the scaled sinusoidal position embedding (official: True).
+    hidden_dims : list of int, optional
+        Per-block hidden widths, for structurally pruned models.
+    query_key_dims : list of int, optional
+        Per-block query/key widths, for structurally pruned models.
+
+    Example
+    -------
+    >>> masknet = MossFormerMaskNet(in_channels=16, out_channels=16,
+    ...                             num_blocks=1, num_spks=2, group_size=4,
+    ...                             query_key_dim=8)
+    >>> masknet(torch.randn(3, 16, 25)).shape
+    torch.Size([2, 3, 16, 25])
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        num_blocks=24,
+        num_spks=2,
+        group_size=256,
+        query_key_dim=128,
+        expansion_factor=4.0,
+        attn_dropout=0.1,
+        norm="ln",
+        skip_around_mossformer=True,
+        use_global_pos_enc=True,
+        hidden_dims=None,
+        query_key_dims=None,
+    ):
+        super().__init__()
+        if norm != "ln":
+            raise ValueError(
+                f"MossFormerMaskNet supports norm='ln' only, got {norm!r}"
+            )
+        if out_channels % 2 != 0:
+            raise ValueError(
+                f"out_channels must be even (token shift and sinusoidal "
+                f"positions split it in halves), got {out_channels}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_spks = num_spks
+        self.skip_around_mossformer = skip_around_mossformer
+        self.use_global_pos_enc = use_global_pos_enc
+        self.norm = nn.GroupNorm(1, in_channels, eps=1e-8)
+        self.conv1d_encoder = nn.Conv1d(
+            in_channels, out_channels, 1, bias=False
+        )
+        if use_global_pos_enc:
+            self.pos_enc = ScaledSinuEmbedding(out_channels)
+        self.mossformer = MossFormerStack(
+            dim=out_channels,
+            num_blocks=num_blocks,
+            group_size=group_size,
+            query_key_dim=query_key_dim,
+            expansion_factor=expansion_factor,
+            attn_dropout=attn_dropout,
+            hidden_dims=hidden_dims,
+            query_key_dims=query_key_dims,
+        )
+        self.att_norm = nn.GroupNorm(1, out_channels, eps=1e-8)
+        self.prelu = nn.PReLU()
+        self.conv1d_out = nn.Conv1d(out_channels, out_channels * num_spks, 1)
+        self.output = nn.Sequential(
+            nn.Conv1d(out_channels, out_channels, 1), nn.Tanh()
+        )
+        self.output_gate = nn.Sequential(
+            nn.Conv1d(out_channels, out_channels, 1), nn.Sigmoid()
+        )
+        self.conv1_decoder = nn.Conv1d(
+            out_channels, in_channels, 1, bias=False
+        )
+
+    def forward(self, x):
+        """Maps the encoder output ``x`` [B, N, L] to masks [S, B, N, L]."""
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"MossFormerMaskNet expects encoder output [B, "
+                f"{self.in_channels}, L], got shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] < 1:
+            raise ValueError("MossFormerMaskNet got an input of 0 frames")
+        # [B, N, L]
+        x = self.norm(x)
+        # [B, D, L]
+        x = self.conv1d_encoder(x)
+        if self.use_global_pos_enc:
+            # [L, D] -> [D, L], broadcast over the batch
+            x = x + self.pos_enc(x.transpose(1, 2)).transpose(0, 1)
+        # [B, L, D] -> blocks -> [B, D, L]
+        h = self.mossformer(x.transpose(1, 2)).transpose(1, 2)
+        # [B, D, L]
+        h = self.att_norm(h)
+        if self.skip_around_mossformer:
+            h = h + x
+        # [B, D, L]
+        h = self.prelu(h)
+        # [B, S * D, L]
+        h = self.conv1d_out(h)
+        B, _, L = h.shape
+        # [B * S, D, L]: speaker k owns channels [k * D, (k + 1) * D)
+        h = h.reshape(B * self.num_spks, self.out_channels, L)
+        # [B * S, D, L]: gated output layer
+        h = self.output(h) * self.output_gate(h)
+        # [B * S, N, L]
+        h = self.conv1_decoder(h)
+        # [B, S, N, L] -> [S, B, N, L], non-negative masks
+        masks = F.relu(h.reshape(B, self.num_spks, self.in_channels, L))
+        return masks.transpose(0, 1)
+
+
+def check_input_length(mix, kernel_size, where="MossFormer"):
+    """Raises a clear error for a mixture shorter than one encoder frame.
+
+    Arguments
+    ---------
+    mix : torch.Tensor
+        Mixture [B, T].
+    kernel_size : int
+        Encoder kernel size (samples per frame).
+    where : str
+        Name used in the message.
+
+    Example
+    -------
+    >>> check_input_length(torch.zeros(1, 16), 16)
+    >>> check_input_length(torch.zeros(1, 15), 16)
+    Traceback (most recent call last):
+      ...
+    ValueError: MossFormer: the mixture has 15 samples, fewer than one encoder frame (16 samples); give at least 16 samples
+    """
+    if mix.dim() != 2:
+        raise ValueError(
+            f"{where}: expected a mixture of shape [batch, time], got "
+            f"shape {tuple(mix.shape)}"
+        )
+    if mix.shape[-1] < kernel_size:
+        raise ValueError(
+            f"{where}: the mixture has {mix.shape[-1]} samples, fewer than "
+            f"one encoder frame ({kernel_size} samples); give at least "
+            f"{kernel_size} samples"
+        )
+
+
+class MossFormerWrapper(nn.Module):
+    """A whole MossFormer separator in one module: ``[B, T] -> [B, T, S]``.
+
+    SpeechBrain's ``dual_path.Encoder`` (kernel 16, stride 8, ReLU), the
+    MossFormer mask net and SpeechBrain's ``dual_path.Decoder``, like
+    SpeechBrain's ``SepformerWrapper``. Defaults are MossFormer (L).
+
+    Arguments
+    ---------
+    num_spks : int
+        Number of speakers.
+    encoder_kernel_size : int
+        Encoder/decoder kernel (stride is half of it).
+    encoder_out_nchannels : int
+        Encoder channels N.
+    masknet_out_channels : int, optional
+        Model width inside the mask net (defaults to N).
+    num_blocks : int
+        Number of MossFormer blocks.
+    group_size : int
+        Frames per local-attention group.
+    query_key_dim : int
+        Query/key width.
+    expansion_factor : float
+        Hidden width factor.
+    attn_dropout : float
+        Dropout inside the blocks.
+
+    Example
+    -------
+    >>> model = MossFormerWrapper(num_spks=2, encoder_out_nchannels=16,
+    ...                           num_blocks=1, group_size=4, query_key_dim=8)
+    >>> model(torch.randn(2, 100)).shape
+    torch.Size([2, 100, 2])
+    """
+
+    def __init__(
+        self,
+        num_spks=2,
+        encoder_kernel_size=16,
+        encoder_out_nchannels=512,
+        masknet_out_channels=None,
+        num_blocks=24,
+        group_size=256,
+        query_key_dim=128,
+        expansion_factor=4.0,
+        attn_dropout=0.1,
+    ):
+        super().__init__()
+        self.num_spks = num_spks
+        self.kernel_size = encoder_kernel_size
+        self.encoder = Encoder(
+            kernel_size=encoder_kernel_size,
+            out_channels=encoder_out_nchannels,
+        )
+        self.masknet = MossFormerMaskNet(
+            in_channels=encoder_out_nchannels,
+            out_channels=masknet_out_channels or encoder_out_nchannels,
+            num_blocks=num_blocks,
+            num_spks=num_spks,
+            group_size=group_size,
+            query_key_dim=query_key_dim,
+            expansion_factor=expansion_factor,
+            attn_dropout=attn_dropout,
+        )
+        self.decoder = Decoder(
+            in_channels=encoder_out_nchannels,
+            out_channels=1,
+            kernel_size=encoder_kernel_size,
+            stride=encoder_kernel_size // 2,
+            bias=False,
+        )
+
+    def forward(self, mix):
+        """Separates ``mix`` [B, T] into estimates [B, T, num_spks]."""
+        check_input_length(mix, self.kernel_size, "MossFormerWrapper")
+        return separate_with_modules(
+            self.encoder, self.masknet, self.decoder, mix, self.num_spks
+        )
+
+
+def separate_with_modules(encoder, masknet, decoder, mix, num_spks):
+    """Encoder -> masks -> decoder, padded or cropped to the input length.
+
+    The forward pass of every MossFormer (and SepFormer) separator, shared by
+    the wrapper, the recipes' Brain and the inference interface.
+
+    Arguments
+    ---------
+    encoder, masknet, decoder : torch.nn.Module
+        The three modules (``[B, T] -> [B, N, L]``,
+        ``[B, N, L] -> [S, B, N, L]``, ``[B, N, L] -> [B, T']``).
+    mix : torch.Tensor
+        Mixture [B, T].
+    num_spks : int
+        Number of speakers.
+
+    Returns
+    -------
+    torch.Tensor
+        Estimates [B, T, num_spks].
+
+    Example
+    -------
+    >>> model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+    ...                           group_size=4, query_key_dim=8)
+    >>> est = separate_with_modules(model.encoder, model.masknet,
+    ...                             model.decoder, torch.randn(1, 50), 2)
+    >>> est.shape
+    torch.Size([1, 50, 2])
+    """
+    # [B, N, L]
+    mix_w = encoder(mix)
+    # [S, B, N, L]
+    masks = masknet(mix_w)
+    # [S, B, N, L]
+    separated = mix_w.unsqueeze(0) * masks
+    # S x [B, T'] -> [B, T', S]
+    est = torch.stack(
+        [decoder(separated[k]).view(mix.shape[0], -1) for k in range(num_spks)],
+        dim=-1,
+    )
+    T, T_est = mix.shape[1], est.shape[1]
+    if T > T_est:
+        # [B, T, S]
+        est = F.pad(est, (0, 0, 0, T - T_est))
+    else:
+        est = est[:, :T, :]
+    return est
+
+
+def count_parameters(module):
+    """Number of trainable parameters of ``module``.
+
+    Example
+    -------
+    >>> count_parameters(nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
