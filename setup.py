@@ -14,7 +14,6 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["speechbrain_mossformer*"]),
-    package_data={"speechbrain_mossformer": ["hparams/*.yaml"]},
     install_requires=[
         "speechbrain>=1.1",
         "torch",
@@ -24,7 +23,7 @@ setup(
         "soundfile",
     ],
     extras_require={
-        "dev": ["pytest"],
+        "dev": ["pytest", "mir_eval"],
         "onnx": ["onnx", "onnxruntime"],
         "plot": ["matplotlib"],
     },

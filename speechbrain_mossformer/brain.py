@@ -1,0 +1,462 @@
+"""The one ``Separation`` Brain that every recipe of this package trains with.
+
+SpeechBrain's separation recipes each carry their own copy of a
+``Separation(sb.Brain)`` class (WSJ0Mix, WHAMandWHAMR, LibriMix, ...), with
+drift and bugs between the copies. This module is the single shared version:
+
+* 2 or 3 speakers (any ``num_spks``), optional noise and reverberation;
+* the modules are always called through ``self.modules`` so that DDP wraps
+  and synchronises them (the upstream recipes call ``self.hparams.*``, so
+  their DDP ranks train different models);
+* speed perturbation, random shift, wave drop and random cropping as
+  independent options (upstream ties the shift to speed perturbation);
+* the SI-SNR loss with PIT, the ``threshold`` on easy examples, a skipped
+  (and counted) step for non-finite or too large losses, decided jointly by
+  all DDP ranks so that their collectives stay in step;
+* gradient clipping, gradient accumulation and ``--precision``
+  (fp32/bf16/fp16) through SpeechBrain's own ``optimizers_step`` and
+  autocast contexts; the loss itself is always computed in fp32;
+* ``ReduceLROnPlateau`` on the validation loss, best-checkpoint keeping;
+* a ``test_results.csv`` with per-utterance SI-SNR, SI-SNRi, SDR and SDRi
+  plus a mean row, written once (main process) under DDP, computed during
+  the test pass itself (no second pass over the test set);
+* optional example audio.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import csv
+import logging
+import os
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio import audio_io
+from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_mossformer.lobes.models.mossformer import (
+    separate_with_modules,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULT_FIELDS = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
+
+
+class Separation(sb.Brain):
+    """Trains and evaluates an encoder / mask net / decoder separator.
+
+    Expected ``modules``: ``encoder``, ``masknet``, ``decoder``. Expected
+    hparams (all have defaults except the first three): ``num_spks``,
+    ``loss`` (e.g. ``get_si_snr_with_pitwrapper``), ``sample_rate``,
+    ``threshold_byloss`` (True), ``threshold`` (-30), ``loss_upper_lim``
+    (999999), ``use_speedperturb``, ``speed_perturb``, ``use_rand_shift``,
+    ``min_shift``, ``max_shift``, ``use_wavedrop``, ``drop_chunk``,
+    ``drop_freq``, ``use_noise``, ``use_reverb``, ``reverb``,
+    ``limit_training_signal_len``, ``training_signal_len``,
+    ``lr_scheduler``, ``train_logger``, ``save_audio``,
+    ``n_audio_to_save``, ``output_folder``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.lobes.models.mossformer import (
+    ...     MossFormerWrapper)
+    >>> from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+    >>> model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+    ...                           group_size=4, query_key_dim=8)
+    >>> brain = Separation(
+    ...     modules={"encoder": model.encoder, "masknet": model.masknet,
+    ...              "decoder": model.decoder},
+    ...     opt_class=lambda p: torch.optim.Adam(p, 1e-3),
+    ...     hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper},
+    ...     run_opts={"device": "cpu"})
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> batch = PaddedBatch([{"id": "a", "mix_sig": torch.randn(160),
+    ...     "s1_sig": torch.randn(160), "s2_sig": torch.randn(160)}])
+    >>> est, targets = brain.compute_forward(batch, sb.Stage.VALID)
+    >>> est.shape, targets.shape
+    (torch.Size([1, 160, 2]), torch.Size([1, 160, 2]))
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped_batches = 0
+        self.test_rows = []
+        self.audio_saved = 0
+        self.dynamic_mixing_dataset = None
+
+    # ------------------------------------------------------------------
+    # Options with defaults, so a minimal yaml works.
+    def _hp(self, name, default=None):
+        """Returns ``hparams.<name>`` or ``default``."""
+        return getattr(self.hparams, name, default)
+
+    @property
+    def num_spks(self):
+        """Number of sources to separate."""
+        return int(self.hparams.num_spks)
+
+    # ------------------------------------------------------------------
+    # Forward
+    def compute_forward(self, batch, stage):
+        """Separates ``batch.mix_sig``; augments the batch in training.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``mix_sig``, ``s1_sig`` ... ``s<num_spks>_sig`` and
+            optionally ``noise_sig``.
+        stage : sb.Stage
+            TRAIN applies the configured augmentations.
+
+        Returns
+        -------
+        tuple
+            Estimates [B, T, S] and the targets [B, T, S] they are scored
+            against (augmented like the mixture in training).
+        """
+        batch = batch.to(self.device)
+        # [B, T], relative lengths [B]
+        mix, mix_lens = batch.mix_sig
+        # [B, T, S]
+        targets = self.stack_targets(batch)
+        if stage == sb.Stage.TRAIN:
+            noise = self.batch_noise(batch)
+            with torch.no_grad():
+                mix, targets = self.augment(mix, mix_lens, targets, noise)
+        # [B, T, S]
+        est = separate_with_modules(
+            self.modules.encoder,
+            self.modules.masknet,
+            self.modules.decoder,
+            mix,
+            self.num_spks,
+        )
+        return est, targets
+
+    def stack_targets(self, batch):
+        """Returns the reference sources of a batch as [B, T, S]."""
+        sources = []
+        for k in range(1, self.num_spks + 1):
+            signal = getattr(batch, f"s{k}_sig", None)
+            if signal is None:
+                raise KeyError(
+                    f"the batch has no 's{k}_sig' but num_spks is "
+                    f"{self.num_spks}: check the data CSV has an s{k}_wav "
+                    "column"
+                )
+            sources.append(signal.data)
+        return torch.stack(sources, dim=-1)
+
+    def batch_noise(self, batch):
+        """Returns the noise [B, T] of a batch when noise is used."""
+        if not self._hp("use_noise", False):
+            return None
+        noise = getattr(batch, "noise_sig", None)
+        if noise is None:
+            raise KeyError(
+                "use_noise is True but the batch has no 'noise_sig': check "
+                "the data CSV has a noise_wav column"
+            )
+        return noise.data
+
+    def augment(self, mix, mix_lens, targets, noise=None):
+        """Training-time augmentation of a batch (no gradients).
+
+        When any source-level augmentation is on (speed perturbation,
+        random shift, reverberation), the mixture is rebuilt from the
+        augmented sources (plus noise); the targets stay anechoic.
+
+        Arguments
+        ---------
+        mix : torch.Tensor
+            Mixtures [B, T].
+        mix_lens : torch.Tensor
+            Relative lengths [B].
+        targets : torch.Tensor
+            Sources [B, T, S].
+        noise : torch.Tensor, optional
+            Noise [B, T'] added to rebuilt mixtures.
+
+        Returns
+        -------
+        tuple
+            Mixture [B, T''] and targets [B, T'', S].
+        """
+        rebuild = False
+        if self._hp("use_speedperturb", False):
+            targets = self.speed_perturb_sources(targets)
+            rebuild = True
+        if self._hp("use_rand_shift", False):
+            targets = self.random_shift_sources(targets)
+            rebuild = True
+        if self._hp("use_reverb", False):
+            # [B, T, S]: what the microphones hear; targets stay anechoic
+            heard = torch.stack(
+                [
+                    self.hparams.reverb(targets[..., k])
+                    for k in range(self.num_spks)
+                ],
+                dim=-1,
+            )
+            rebuild = True
+        else:
+            heard = targets
+        if rebuild:
+            # [B, T]
+            mix = heard.sum(-1)
+            if noise is not None:
+                length = min(mix.shape[1], noise.shape[1])
+                mix = mix[:, :length] + noise[:, :length]
+                targets = targets[:, :length]
+        if self._hp("use_wavedrop", False):
+            mix = self.hparams.drop_chunk(mix, mix_lens)
+            mix = self.hparams.drop_freq(mix)
+        if self._hp("limit_training_signal_len", False):
+            mix, targets = self.cut_signals(mix, targets)
+        return mix, targets
+
+    def speed_perturb_sources(self, targets):
+        """Speed-perturbs each source on its own (random speed each).
+
+        Sources come back truncated to the shortest one.
+
+        Arguments
+        ---------
+        targets : torch.Tensor
+            Sources [B, T, S].
+
+        Returns
+        -------
+        torch.Tensor
+            Perturbed sources [B, T', S].
+        """
+        perturbed = [
+            self.hparams.speed_perturb(targets[..., k])
+            for k in range(self.num_spks)
+        ]
+        length = min(p.shape[1] for p in perturbed)
+        return torch.stack([p[:, :length] for p in perturbed], dim=-1)
+
+    def random_shift_sources(self, targets):
+        """Rolls each source by a random shift in [min_shift, max_shift]."""
+        low = int(self._hp("min_shift", -8000))
+        high = int(self._hp("max_shift", 8000))
+        shifted = []
+        for k in range(self.num_spks):
+            shift = int(torch.randint(low, high + 1, (1,)))
+            shifted.append(torch.roll(targets[..., k], shift, dims=1))
+        return torch.stack(shifted, dim=-1)
+
+    def cut_signals(self, mix, targets):
+        """One random window of ``training_signal_len`` samples."""
+        length = int(self.hparams.training_signal_len)
+        if mix.shape[1] <= length:
+            return mix, targets
+        start = int(torch.randint(0, mix.shape[1] - length + 1, (1,)))
+        return (
+            mix[:, start : start + length],
+            targets[:, start : start + length],
+        )
+
+    # ------------------------------------------------------------------
+    # Objectives and the training step
+    def compute_objectives(self, predictions, targets):
+        """Per-utterance loss [B]: negative SI-SNR with PIT, in fp32."""
+        return self.hparams.loss(targets.float(), predictions.float())
+
+    def fit_batch(self, batch):
+        """One training step with thresholding and non-finite skipping.
+
+        Items whose loss is already below ``threshold`` (e.g. -30, i.e.
+        SI-SNR above 30 dB) are left out of the mean. A batch whose loss is
+        non-finite, empty after thresholding or above ``loss_upper_lim`` is
+        skipped and counted; under DDP all ranks skip together.
+        """
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                predictions, targets = self.compute_forward(
+                    batch, sb.Stage.TRAIN
+                )
+            # [B]
+            loss = self.compute_objectives(predictions, targets)
+            loss = self.select_loss(loss)
+            if self._skip_everywhere(loss):
+                self.skipped_batches += 1
+                logger.info(
+                    "non-finite, empty or too large loss: skipping this "
+                    f"batch ({self.skipped_batches} skipped this epoch)"
+                )
+                self.zero_grad(set_to_none=True)
+                return torch.tensor(0.0)
+            scaled = self.scaler.scale(loss / self.grad_accumulation_factor)
+            scaled.backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, (predictions, targets), loss, should_step)
+        return loss.detach().cpu()
+
+    def select_loss(self, loss):
+        """Mean of the per-utterance losses above ``threshold``.
+
+        Returns ``None`` when every item is below the threshold.
+        """
+        if self._hp("threshold_byloss", True):
+            loss = loss[loss > float(self._hp("threshold", -30))]
+            if loss.numel() == 0:
+                return None
+        return loss.mean()
+
+    def _skip_everywhere(self, loss):
+        """Whether this step is skipped; agreed by all DDP ranks."""
+        upper = float(self._hp("loss_upper_lim", 999999))
+        skip = loss is None or not bool(
+            torch.isfinite(loss) and loss < upper
+        )
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            flag = torch.tensor(float(skip), device=self.device)
+            torch.distributed.all_reduce(
+                flag, op=torch.distributed.ReduceOp.MAX
+            )
+            skip = bool(flag.item() > 0)
+        return skip
+
+    # ------------------------------------------------------------------
+    # Evaluation
+    @torch.no_grad()
+    def evaluate_batch(self, batch, stage):
+        """Loss of one batch; on TEST also per-utterance metrics."""
+        with self.evaluation_ctx:
+            predictions, targets = self.compute_forward(batch, stage)
+        loss = self.compute_objectives(predictions, targets)
+        if stage == sb.Stage.TEST:
+            self.record_test_metrics(batch, predictions.float(), targets)
+        return loss.mean().detach()
+
+    def record_test_metrics(self, batch, predictions, targets):
+        """Adds one ``test_results.csv`` row per utterance of the batch."""
+        from speechbrain_mossformer.metrics import separation_metrics
+
+        mix, mix_lens = batch.mix_sig
+        total = mix.shape[1]
+        for i, snt_id in enumerate(batch.id):
+            length = int(round(float(mix_lens[i]) * total))
+            try:
+                metrics = separation_metrics(
+                    mix[i, :length].cpu(),
+                    targets[i, :length].t().cpu(),
+                    predictions[i, :length].t().cpu(),
+                )
+            except ValueError as err:
+                # e.g. a silent reference: SI-SNR is undefined
+                logger.warning(f"{snt_id}: not scored ({err})")
+                continue
+            self.test_rows.append(dict(snt_id=snt_id, **metrics))
+            if self._hp("save_audio", False) and self.audio_saved < int(
+                self._hp("n_audio_to_save", 10)
+            ):
+                self.save_audio(
+                    snt_id,
+                    mix[i, :length],
+                    targets[i, :length],
+                    predictions[i, :length],
+                )
+                self.audio_saved += 1
+
+    def save_audio(self, snt_id, mixture, targets, predictions):
+        """Writes the mixture, references and estimates of one utterance.
+
+        Files go to ``<output_folder>/audio_results/`` (main process only),
+        each peak-normalised to 0.9.
+        """
+        if not if_main_process():
+            return
+        folder = os.path.join(self.hparams.output_folder, "audio_results")
+        os.makedirs(folder, exist_ok=True)
+        rate = int(self.hparams.sample_rate)
+
+        def write(name, signal):
+            signal = signal.detach().cpu().float()
+            signal = 0.9 * signal / signal.abs().max().clamp(min=1e-8)
+            audio_io.save(os.path.join(folder, name), signal[None], rate)
+
+        write(f"{snt_id}_mix.wav", mixture)
+        for k in range(self.num_spks):
+            write(f"{snt_id}_source{k + 1}.wav", targets[:, k])
+            write(f"{snt_id}_source{k + 1}hat.wav", predictions[:, k])
+
+    def write_test_results(self):
+        """Writes ``test_results.csv`` (main process) and returns the means."""
+        rows = self.test_rows
+        if not rows:
+            return {}
+        means = {
+            key: sum(float(r[key]) for r in rows) / len(rows)
+            for key in RESULT_FIELDS[1:]
+        }
+        if if_main_process():
+            path = os.path.join(self.hparams.output_folder, "test_results.csv")
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: row[k] for k in RESULT_FIELDS})
+                writer.writerow(dict(snt_id="avg", **means))
+            logger.info(f"wrote {path}")
+        return means
+
+    # ------------------------------------------------------------------
+    # Stage hooks
+    def on_stage_start(self, stage, epoch=None):
+        """Starts a stage: new dynamic mixes per epoch, fresh counters."""
+        if stage == sb.Stage.TRAIN:
+            self.skipped_batches = 0
+            if self.dynamic_mixing_dataset is not None and epoch is not None:
+                self.dynamic_mixing_dataset.set_epoch(epoch)
+        if stage == sb.Stage.TEST:
+            self.test_rows = []
+            self.audio_saved = 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs, schedules the learning rate, checkpoints, writes results."""
+        stage_stats = {"si-snr": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            stage_stats["skipped_batches"] = self.skipped_batches
+            self.train_stats = stage_stats
+        elif stage == sb.Stage.VALID:
+            current_lr = self.optimizer.param_groups[0]["lr"]
+            scheduler = self._hp("lr_scheduler")
+            if isinstance(scheduler, ReduceLROnPlateau):
+                current_lr, next_lr = scheduler(
+                    [self.optimizer], epoch, stage_loss
+                )
+                update_learning_rate(self.optimizer, next_lr)
+            if self._hp("train_logger") is not None:
+                self.hparams.train_logger.log_stats(
+                    stats_meta={"epoch": epoch, "lr": current_lr},
+                    train_stats=getattr(self, "train_stats", None),
+                    valid_stats=stage_stats,
+                )
+            if self.checkpointer is not None:
+                self.checkpointer.save_and_keep_only(
+                    meta={"si-snr": stage_stats["si-snr"]},
+                    min_keys=["si-snr"],
+                )
+        elif stage == sb.Stage.TEST:
+            means = self.write_test_results()
+            stage_stats.update(means)
+            if self._hp("train_logger") is not None:
+                counter = self._hp("epoch_counter")
+                self.hparams.train_logger.log_stats(
+                    stats_meta={
+                        "Epoch loaded": counter.current if counter else None
+                    },
+                    test_stats=stage_stats,
+                )
+

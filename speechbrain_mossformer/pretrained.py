@@ -1,0 +1,281 @@
+"""SpeechBrain pretrained folders for MossFormer.
+
+A pretrained folder is what ``SepformerSeparation.from_hparams(source=DIR)``
+loads::
+
+    DIR/hyperparams.yaml   modules (encoder, masknet, decoder), pretrainer,
+                           num_spks, sample_rate
+    DIR/encoder.ckpt       torch.save(state_dict) of each module
+    DIR/masknet.ckpt
+    DIR/decoder.ckpt
+
+This module writes such folders from a model configuration and state dicts;
+the ModelScope converter, the recipe-checkpoint exporter and structured
+pruning all go through ``write_pretrained_folder``.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import json
+import os
+
+import torch
+
+#: Configuration keys of a MossFormer separator, with MossFormer (L) values.
+DEFAULT_CONFIG = {
+    "sample_rate": 8000,
+    "num_spks": 2,
+    "kernel_size": 16,
+    "N_encoder_out": 512,
+    "out_channels": 512,
+    "num_blocks": 24,
+    "group_size": 256,
+    "query_key_dim": 128,
+    "expansion_factor": 4.0,
+    "attn_dropout": 0.1,
+    "hidden_dims": None,
+    "query_key_dims": None,
+}
+
+MODULE_NAMES = ("encoder", "masknet", "decoder")
+
+_TEMPLATE = """\
+# ############################################################################
+# Model: MossFormer (Zhao & Ma, ICASSP 2023) for speech separation
+# Pretrained folder written by speechbrain_mossformer ({origin}).
+# Load with:
+#   from speechbrain.inference.separation import SepformerSeparation
+#   model = SepformerSeparation.from_hparams(source="<this folder>")
+# or speechbrain_mossformer.inference.MossFormerSeparation (chunking, checks).
+# ############################################################################
+
+sample_rate: {sample_rate}
+num_spks: {num_spks}
+
+kernel_size: {kernel_size}
+kernel_stride: {kernel_stride}
+N_encoder_out: {N_encoder_out}
+out_channels: {out_channels}
+num_blocks: {num_blocks}
+group_size: {group_size}
+query_key_dim: {query_key_dim}
+expansion_factor: {expansion_factor}
+attn_dropout: {attn_dropout}
+hidden_dims: {hidden_dims}
+query_key_dims: {query_key_dims}
+
+Encoder: !new:speechbrain.lobes.models.dual_path.Encoder
+    kernel_size: !ref <kernel_size>
+    out_channels: !ref <N_encoder_out>
+
+MaskNet: !new:speechbrain_mossformer.lobes.models.mossformer.MossFormerMaskNet
+    in_channels: !ref <N_encoder_out>
+    out_channels: !ref <out_channels>
+    num_blocks: !ref <num_blocks>
+    num_spks: !ref <num_spks>
+    group_size: !ref <group_size>
+    query_key_dim: !ref <query_key_dim>
+    expansion_factor: !ref <expansion_factor>
+    attn_dropout: !ref <attn_dropout>
+    hidden_dims: !ref <hidden_dims>
+    query_key_dims: !ref <query_key_dims>
+
+Decoder: !new:speechbrain.lobes.models.dual_path.Decoder
+    in_channels: !ref <N_encoder_out>
+    out_channels: 1
+    kernel_size: !ref <kernel_size>
+    stride: !ref <kernel_stride>
+    bias: False
+
+modules:
+    encoder: !ref <Encoder>
+    masknet: !ref <MaskNet>
+    decoder: !ref <Decoder>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        encoder: !ref <Encoder>
+        masknet: !ref <MaskNet>
+        decoder: !ref <Decoder>
+"""
+
+
+def _yaml_value(value):
+    """Formats a config value for the yaml template."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(int(v)) for v in value) + "]"
+    return str(value)
+
+
+def render_hyperparams(config, origin="speechbrain_mossformer"):
+    """Returns the text of a pretrained folder's ``hyperparams.yaml``.
+
+    Arguments
+    ---------
+    config : dict
+        Keys of ``DEFAULT_CONFIG``; missing keys take MossFormer (L) values.
+    origin : str
+        Where the folder came from, written as a comment.
+
+    Returns
+    -------
+    str
+        HyperPyYAML text.
+
+    Example
+    -------
+    >>> text = render_hyperparams({"num_blocks": 2, "num_spks": 3})
+    >>> "num_spks: 3" in text and "num_blocks: 2" in text
+    True
+    """
+    unknown = set(config) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(
+            f"unknown MossFormer configuration keys: {sorted(unknown)}; "
+            f"known keys are {sorted(DEFAULT_CONFIG)}"
+        )
+    values = dict(DEFAULT_CONFIG, **config)
+    values["kernel_stride"] = int(values["kernel_size"]) // 2
+    values = {k: _yaml_value(v) for k, v in values.items()}
+    return _TEMPLATE.format(origin=origin, **values)
+
+
+def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
+    """Writes a SpeechBrain pretrained folder for a MossFormer separator.
+
+    The state dicts are checked against the modules the yaml builds (strict:
+    every key, every shape) before anything is written.
+
+    Arguments
+    ---------
+    out_dir : str
+        Folder to create (may exist; its model files are replaced).
+    config : dict
+        Model configuration (see ``DEFAULT_CONFIG``).
+    state_dicts : dict
+        ``{"encoder": sd, "masknet": sd, "decoder": sd}``.
+    origin : str, optional
+        Provenance comment for the yaml.
+
+    Returns
+    -------
+    str
+        Path of the written ``hyperparams.yaml``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import load_modules
+    >>> tmp = getfixture("tmpdir")
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> modules = load_modules(render_hyperparams(cfg))
+    >>> sds = {k: m.state_dict() for k, m in modules.items()}
+    >>> path = write_pretrained_folder(str(tmp), cfg, sds)
+    >>> sorted(os.listdir(str(tmp)))[:4]
+    ['config.json', 'decoder.ckpt', 'encoder.ckpt', 'hyperparams.yaml']
+    """
+    text = render_hyperparams(config, origin or "speechbrain_mossformer")
+    modules = load_modules(text)
+    for name in MODULE_NAMES:
+        if name not in state_dicts:
+            raise KeyError(f"no state dict given for module '{name}'")
+        check_state_dict(modules[name], state_dicts[name], name)
+    os.makedirs(out_dir, exist_ok=True)
+    yaml_path = os.path.join(out_dir, "hyperparams.yaml")
+    with open(yaml_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    for name in MODULE_NAMES:
+        state = {k: v.detach().cpu() for k, v in state_dicts[name].items()}
+        torch.save(state, os.path.join(out_dir, f"{name}.ckpt"))
+    # Lets the Hugging Face hub widget (and users) see the interface.
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump({"speechbrain_interface": "SepformerSeparation"}, f)
+    return yaml_path
+
+
+def load_modules(hyperparams_text, overrides=None):
+    """Builds the ``modules`` dict of a hyperparams text.
+
+    Arguments
+    ---------
+    hyperparams_text : str
+        HyperPyYAML text defining ``modules``.
+    overrides : dict, optional
+        HyperPyYAML overrides.
+
+    Returns
+    -------
+    dict
+        ``{"encoder": ..., "masknet": ..., "decoder": ...}``.
+
+    Example
+    -------
+    >>> mods = load_modules(render_hyperparams({"num_blocks": 1,
+    ...     "N_encoder_out": 16, "out_channels": 16, "query_key_dim": 8}))
+    >>> sorted(mods)
+    ['decoder', 'encoder', 'masknet']
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    hparams = load_hyperpyyaml(hyperparams_text, overrides or {})
+    return {name: hparams["modules"][name] for name in MODULE_NAMES}
+
+
+def check_state_dict(module, state_dict, name):
+    """Strictly checks a state dict against a module (keys and shapes).
+
+    SpeechBrain's own parameter transfer only warns about missing or
+    unexpected keys; a separator loaded that way silently keeps random
+    weights. This check raises instead.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The module the state dict is meant for.
+    state_dict : dict
+        Parameter name -> tensor.
+    name : str
+        Module name used in messages (e.g. ``"masknet"``).
+
+    Example
+    -------
+    >>> check_state_dict(torch.nn.Linear(2, 3),
+    ...                  {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)},
+    ...                  "linear")
+    >>> check_state_dict(torch.nn.Linear(2, 3),
+    ...                  {"weight": torch.zeros(3, 4), "bias": torch.zeros(3)},
+    ...                  "linear")
+    Traceback (most recent call last):
+      ...
+    ValueError: linear: parameter 'weight' has shape (3, 4) in the checkpoint but (3, 2) in the model
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short_list(unexpected)}")
+        raise ValueError(
+            f"{name}: checkpoint does not match the model: "
+            + "; ".join(parts)
+        )
+    for key, tensor in expected.items():
+        got = tuple(state_dict[key].shape)
+        if got != tuple(tensor.shape):
+            raise ValueError(
+                f"{name}: parameter '{key}' has shape {got} in the "
+                f"checkpoint but {tuple(tensor.shape)} in the model"
+            )
+
+
+def _short_list(keys, limit=5):
+    """Formats at most ``limit`` keys for an error message."""
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return f"[{shown}]{more}"

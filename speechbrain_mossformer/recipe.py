@@ -1,0 +1,343 @@
+"""The training script shared by every recipe (``recipes/*/separation``).
+
+Each recipe's ``train.py`` is one call::
+
+    run_recipe(sys.argv[1:], dataset="wsj0mix")   # or "wham", "librimix"
+
+and is run the SpeechBrain way::
+
+    python train.py hparams/mossformer.yaml --data_folder /data/...
+    torchrun --nproc_per_node=8 train.py hparams/mossformer.yaml ...
+
+The flow: parse arguments, load the yaml, start DDP, create the experiment
+folder, prepare the data (main process only), build the datasets (static
+CSVs, or dynamic mixing for training), fit the shared ``Separation`` Brain,
+then evaluate the best checkpoint and write ``test_results.csv``.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import logging
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_mossformer.brain import Separation
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("wsj0mix", "wham", "librimix")
+
+
+class RecipeError(ValueError):
+    """A recipe option is missing or inconsistent; the message says which."""
+
+
+def prepare_data(hparams, dataset):
+    """Writes the CSV manifests of ``dataset``; returns their paths.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hyperparameters.
+    dataset : str
+        ``"wsj0mix"``, ``"wham"`` or ``"librimix"``.
+
+    Returns
+    -------
+    dict
+        ``{"train": csv, "valid": csv, "test": csv}``.
+    """
+    common = dict(
+        datapath=hparams["data_folder"],
+        savepath=hparams["save_folder"],
+        sample_rate=hparams["sample_rate"],
+        version=hparams.get("version", "min"),
+        skip_prep=hparams.get("skip_prep", False),
+    )
+    if dataset == "wsj0mix":
+        from speechbrain_mossformer.dataprep.wsj0mix import prepare_wsj0mix
+
+        return prepare_wsj0mix(num_spks=hparams["num_spks"], **common)
+    if dataset == "wham":
+        from speechbrain_mossformer.dataprep.wham import prepare_wham
+
+        if hparams["num_spks"] != 2:
+            raise RecipeError("WHAM! and WHAMR! have 2 speakers (num_spks)")
+        return prepare_wham(
+            reverb=hparams.get("whamr", False),
+            targets=hparams.get("whamr_targets", "anechoic"),
+            **common,
+        )
+    if dataset == "librimix":
+        from speechbrain_mossformer.dataprep.librimix import prepare_librimix
+
+        return prepare_librimix(
+            num_spks=hparams["num_spks"],
+            use_noise=hparams.get("use_noise", False),
+            train_set=hparams.get("train_set", "train-360"),
+            **common,
+        )
+    raise RecipeError(f"unknown dataset {dataset!r}; one of {DATASETS}")
+
+
+def audio_datasets(hparams, csvs):
+    """DynamicItemDatasets reading the audio named in the CSV manifests.
+
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters (``data_folder``, ``num_spks``, ``use_noise``).
+    csvs : dict
+        ``{"train": csv, "valid": csv, "test": csv}``.
+
+    Returns
+    -------
+    dict
+        ``{"train": ds, "valid": ds, "test": ds}``.
+    """
+    signals = ["mix"] + [f"s{k}" for k in range(1, hparams["num_spks"] + 1)]
+    if hparams.get("use_noise", False):
+        signals.append("noise")
+    datasets = {}
+    for split, path in csvs.items():
+        ds = DynamicItemDataset.from_csv(
+            csv_path=path, replacements={"data_root": hparams["data_folder"]}
+        )
+        for name in signals:
+            ds.add_dynamic_item(
+                _audio_reader(name), takes=f"{name}_wav", provides=f"{name}_sig"
+            )
+        ds.set_output_keys(["id"] + [f"{name}_sig" for name in signals])
+        datasets[split] = ds
+    return datasets
+
+
+def _audio_reader(name):
+    """Returns a pipeline function reading one signal, with a clear error."""
+
+    def read(path):
+        try:
+            return sb.dataio.dataio.read_audio(path)
+        except Exception as err:
+            raise RuntimeError(
+                f"cannot read the {name} audio file {path}: {err}"
+            ) from None
+
+    return read
+
+
+def dynamic_mixing_dataset(hparams, dataset, train_csv):
+    """The on-the-fly training set (see ``dataprep.dynamic_mixing``).
+
+    Arguments
+    ---------
+    hparams : dict
+        ``base_folder_dm`` (WSJ0 ``si_tr_s`` or a LibriSpeech split),
+        ``training_signal_len``, ``dm_epoch_size``, ``use_noise``,
+        ``noise_folder_dm``, ``use_reverb``, ``rir_csv``, ``seed``.
+    dataset : str
+        Recipe dataset name.
+    train_csv : str
+        The static training CSV (its row count is the default epoch size).
+
+    Returns
+    -------
+    DynamicMixingDataset
+    """
+    from speechbrain_mossformer.dataprep.dynamic_mixing import (
+        DynamicMixingDataset,
+    )
+
+    base = hparams.get("base_folder_dm")
+    if not base or not os.path.isdir(base):
+        raise RecipeError(
+            "dynamic_mixing is True but base_folder_dm "
+            f"({base!r}) is not a folder: give the WSJ0 si_tr_s folder "
+            "(WSJ0-mix, WHAM!) or a LibriSpeech split such as "
+            "train-clean-360 (LibriMix)"
+        )
+    noise_folder = None
+    if hparams.get("use_noise", False):
+        noise_folder = hparams.get("noise_folder_dm") or default_noise_folder(
+            hparams, dataset
+        )
+    rirs = None
+    if hparams.get("use_reverb", False):
+        rirs = hparams.get("rir_csv")
+    return DynamicMixingDataset(
+        base,
+        sample_rate=hparams["sample_rate"],
+        num_spks=hparams["num_spks"],
+        training_signal_len=hparams["training_signal_len"],
+        epoch_size=hparams.get("dm_epoch_size"),
+        train_csv=train_csv,
+        corpus="librispeech" if dataset == "librimix" else "wsj0",
+        noise_folder=noise_folder,
+        rirs=rirs,
+        seed=hparams.get("seed", 1234),
+    )
+
+
+def default_noise_folder(hparams, dataset):
+    """The training-split noise folder of the corpus itself.
+
+    Example
+    -------
+    >>> default_noise_folder({"data_folder": "/d", "sample_rate": 8000},
+    ...                      "wham")
+    '/d/wav8k/min/tr/noise'
+    """
+    rate = "wav8k" if int(hparams["sample_rate"]) == 8000 else "wav16k"
+    split = (
+        hparams.get("train_set", "train-360") if dataset == "librimix" else "tr"
+    )
+    return os.path.join(
+        hparams["data_folder"], rate, hparams.get("version", "min"), split,
+        "noise",
+    )
+
+
+def resolve_precision(hparams, run_opts):
+    """fp16 needs CUDA: on CPU fall back to fp32 with a warning.
+
+    SpeechBrain raises a ValueError for fp16 on CPU, and its recipes only
+    switch to bf16 when ``--device=cpu`` is given explicitly.
+
+    Example
+    -------
+    >>> opts = {"device": "cpu", "precision": "fp16"}
+    >>> resolve_precision({}, opts)
+    >>> opts["precision"]
+    'fp32'
+    """
+    device = run_opts.get("device") or (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    if not str(device).startswith("cpu"):
+        return
+    for key in ("precision", "eval_precision"):
+        value = run_opts.get(key) or hparams.get(key)
+        if value == "fp16":
+            logger.warning(f"{key}=fp16 needs a GPU; using fp32 on CPU")
+            run_opts[key] = "fp32"
+
+
+def ensure_rirs(hparams):
+    """Makes synthetic RIRs for WHAMR!-style reverb when none are given.
+
+    The WHAMR! room impulse responses come from pyroomacoustics simulations
+    that are not part of the corpus; when ``use_reverb`` is on and
+    ``rir_csv`` is empty, exponentially decaying noise RIRs (T60 0.2-0.6 s)
+    are written to ``<save_folder>/rirs`` once and used instead.
+    """
+    if not hparams.get("use_reverb", False) or hparams.get("rir_csv"):
+        return
+    from speechbrain_mossformer.dataprep.minidata import make_rirs
+
+    folder = os.path.join(hparams["save_folder"], "rirs")
+    info = make_rirs(
+        folder,
+        n=int(hparams.get("n_synthetic_rirs", 200)),
+        sample_rate=hparams["sample_rate"],
+    )
+    hparams["rir_csv"] = info if isinstance(info, str) else info["csv"]
+
+
+def run_recipe(argv, dataset):
+    """Runs a whole recipe: prepare, train, evaluate.
+
+    Arguments
+    ---------
+    argv : list of str
+        Command line: the yaml, then SpeechBrain run options and overrides.
+    dataset : str
+        ``"wsj0mix"``, ``"wham"`` or ``"librimix"``.
+
+    Returns
+    -------
+    Separation
+        The Brain (after evaluation).
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    if not os.path.isfile(hparams_file):
+        raise RecipeError(f"hyperparameter file not found: {hparams_file}")
+    with open(hparams_file, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    resolve_precision(hparams, run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+    csvs = {}
+    run_on_main(
+        lambda: csvs.update(prepare_data(hparams, dataset)),
+    )
+    if not csvs:  # other DDP ranks: the main process wrote the CSVs
+        hparams["skip_prep"] = True
+        csvs.update(prepare_data(hparams, dataset))
+    run_on_main(ensure_rirs, args=[hparams])
+    if hparams.get("use_reverb", False) and not hparams.get("rir_csv"):
+        ensure_rirs(hparams)  # other ranks: only reads the existing files
+    datasets = audio_datasets(hparams, csvs)
+
+    separator = Separation(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    train_set = datasets["train"]
+    train_opts = dict(hparams["dataloader_opts"])
+    if hparams.get("dynamic_mixing", False):
+        train_set = dynamic_mixing_dataset(hparams, dataset, csvs["train"])
+        separator.dynamic_mixing_dataset = train_set
+        train_opts["collate_fn"] = PaddedBatch
+    if hparams.get("use_reverb", False) and "reverb" in hparams:
+        hparams["reverb"].csv_file = hparams["rir_csv"]
+
+    try:
+        separator.fit(
+            hparams["epoch_counter"],
+            train_set,
+            datasets["valid"],
+            train_loader_kwargs=train_opts,
+            valid_loader_kwargs=hparams["eval_dataloader_opts"],
+        )
+    except KeyboardInterrupt:
+        # Nothing the user trained is lost: keep where we are.
+        if separator.checkpointer is not None:
+            separator._save_intra_epoch_ckpt()
+            logger.warning("interrupted: saved an intra-epoch checkpoint")
+        raise
+
+    separator.evaluate(
+        datasets["test"],
+        min_key="si-snr",
+        test_loader_kwargs=hparams["eval_dataloader_opts"],
+    )
+    return separator
+
+
+def main(dataset):
+    """Entry point of a recipe's ``train.py``; returns the exit code."""
+    try:
+        run_recipe(sys.argv[1:], dataset)
+    except (RecipeError, ValueError, FileNotFoundError) as err:
+        if type(err).__module__.startswith("speechbrain_mossformer"):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+    return 0
