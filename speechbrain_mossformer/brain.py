@@ -424,8 +424,14 @@ class Separation(sb.Brain):
             self.audio_saved = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, schedules the learning rate, checkpoints, writes results."""
-        stage_stats = {"si-snr": stage_loss}
+        """Logs, schedules the learning rate, checkpoints, writes results.
+
+        ``loss`` is the negative SI-SNR in dB (what is minimised); the
+        checkpoints keep it under the key ``si-snr`` as SpeechBrain's
+        separation recipes do, so ``min_key="si-snr"`` picks the best.
+        Test statistics add the positive SI-SNR, SI-SNRi, SDR and SDRi.
+        """
+        stage_stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
             stage_stats["skipped_batches"] = self.skipped_batches
             self.train_stats = stage_stats
@@ -445,12 +451,10 @@ class Separation(sb.Brain):
                 )
             if self.checkpointer is not None:
                 self.checkpointer.save_and_keep_only(
-                    meta={"si-snr": stage_stats["si-snr"]},
-                    min_keys=["si-snr"],
+                    meta={"si-snr": stage_loss}, min_keys=["si-snr"]
                 )
         elif stage == sb.Stage.TEST:
-            means = self.write_test_results()
-            stage_stats.update(means)
+            stage_stats.update(self.write_test_results())
             if self._hp("train_logger") is not None:
                 counter = self._hp("epoch_counter")
                 self.hparams.train_logger.log_stats(
@@ -459,4 +463,3 @@ class Separation(sb.Brain):
                     },
                     test_stats=stage_stats,
                 )
-

@@ -178,7 +178,7 @@ def si_snr(estimates, references, eps=SI_SNR_EPS):
     which is ``-speechbrain.nnet.losses.cal_si_snr`` (same formula, same
     ``eps`` places). The ``eps`` terms keep the result finite: a perfect
     estimate gives about ``10 log10(||s_target||^2 / eps)`` instead of
-    ``+inf`` (about +110 dB for unit-power speech of 1 s at 8 kHz) and a
+    ``+inf`` (about +119 dB for a unit-power signal of 1 s at 8 kHz) and a
     silent estimate, or a silent reference, gives
     ``10 log10(eps) = -80`` dB. The mean over time is removed first, so a
     DC offset does not count. Computed in the dtype of the inputs
@@ -211,9 +211,9 @@ def si_snr(estimates, references, eps=SI_SNR_EPS):
     tensor([[ 29.5400, -20.0000]], dtype=torch.float64)
     """
     if not isinstance(estimates, torch.Tensor):
-        estimates = torch.as_tensor(np.asarray(estimates))
+        estimates = torch.as_tensor(np.ascontiguousarray(estimates))
     if not isinstance(references, torch.Tensor):
-        references = torch.as_tensor(np.asarray(references))
+        references = torch.as_tensor(np.ascontiguousarray(references))
     if estimates.ndim != 3 or references.ndim != 3:
         raise ValueError(
             "si_snr expects [B, T, S] tensors, got estimates "
@@ -402,10 +402,10 @@ def bss_eval_sdr(
     """BSS-Eval v3 SDR of one utterance, in dB.
 
     Gives the ``sdr`` of ``mir_eval.separation.bss_eval_sources(
-    references, estimates, compute_permutation=False)`` (to about 1e-6 dB
-    on ordinary signals). The estimate of each source may differ from its
-    reference by a time-invariant FIR filter of ``filter_length`` taps
-    without penalty::
+    references, estimates, compute_permutation=False)`` (to within 1e-11
+    dB in the tests, i.e. float64 round-off). The estimate of each source
+    may differ from its reference by a time-invariant FIR filter of
+    ``filter_length`` taps without penalty::
 
         s_target = argmin_{h} || s_hat - h * s ||  (least squares over
                    causal filters h of length filter_length)

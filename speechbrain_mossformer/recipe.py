@@ -18,6 +18,7 @@ Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -211,23 +212,41 @@ def resolve_precision(hparams, run_opts):
     SpeechBrain raises a ValueError for fp16 on CPU, and its recipes only
     switch to bf16 when ``--device=cpu`` is given explicitly.
 
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters (may hold ``precision``); changed in place.
+    run_opts : RunOptions or dict
+        Command-line run options.
+
+    Returns
+    -------
+    RunOptions or dict
+        The run options to use.
+
     Example
     -------
-    >>> opts = {"device": "cpu", "precision": "fp16"}
-    >>> resolve_precision({}, opts)
-    >>> opts["precision"]
+    >>> hparams = {"precision": "fp16"}
+    >>> opts = resolve_precision(hparams, {"device": "cpu"})
+    >>> hparams["precision"]
     'fp32'
     """
     device = run_opts.get("device") or (
         "cuda" if torch.cuda.is_available() else "cpu"
     )
     if not str(device).startswith("cpu"):
-        return
+        return run_opts
     for key in ("precision", "eval_precision"):
-        value = run_opts.get(key) or hparams.get(key)
-        if value == "fp16":
+        if hparams.get(key) == "fp16":
             logger.warning(f"{key}=fp16 needs a GPU; using fp32 on CPU")
-            run_opts[key] = "fp32"
+            hparams[key] = "fp32"
+        if run_opts.get(key) == "fp16":
+            logger.warning(f"--{key}=fp16 needs a GPU; using fp32 on CPU")
+            if isinstance(run_opts, dict):
+                run_opts = dict(run_opts, **{key: "fp32"})
+            else:
+                run_opts = dataclasses.replace(run_opts, **{key: "fp32"})
+    return run_opts
 
 
 def ensure_rirs(hparams):
@@ -236,19 +255,21 @@ def ensure_rirs(hparams):
     The WHAMR! room impulse responses come from pyroomacoustics simulations
     that are not part of the corpus; when ``use_reverb`` is on and
     ``rir_csv`` is empty, exponentially decaying noise RIRs (T60 0.2-0.6 s)
-    are written to ``<save_folder>/rirs`` once and used instead.
+    are written to ``<save_folder>/rirs`` once and used instead (they are
+    deterministic, so every DDP rank finds the same files).
     """
     if not hparams.get("use_reverb", False) or hparams.get("rir_csv"):
         return
     from speechbrain_mossformer.dataprep.minidata import make_rirs
 
-    folder = os.path.join(hparams["save_folder"], "rirs")
-    info = make_rirs(
-        folder,
-        n=int(hparams.get("n_synthetic_rirs", 200)),
-        sample_rate=hparams["sample_rate"],
-    )
-    hparams["rir_csv"] = info if isinstance(info, str) else info["csv"]
+    csv_path = os.path.join(hparams["save_folder"], "rirs.csv")
+    if not os.path.isfile(csv_path):
+        _, csv_path = make_rirs(
+            hparams["save_folder"],
+            n=int(hparams.get("n_synthetic_rirs", 200)),
+            sample_rate=hparams["sample_rate"],
+        )
+    hparams["rir_csv"] = csv_path
 
 
 def run_recipe(argv, dataset):
@@ -273,7 +294,7 @@ def run_recipe(argv, dataset):
         hparams = load_hyperpyyaml(f, overrides)
 
     sb.utils.distributed.ddp_init_group(run_opts)
-    resolve_precision(hparams, run_opts)
+    run_opts = resolve_precision(hparams, run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -306,7 +327,11 @@ def run_recipe(argv, dataset):
         separator.dynamic_mixing_dataset = train_set
         train_opts["collate_fn"] = PaddedBatch
     if hparams.get("use_reverb", False) and "reverb" in hparams:
+        # AddReverb reads its CSV lazily; paths may use $rir_root.
         hparams["reverb"].csv_file = hparams["rir_csv"]
+        hparams["reverb"].replacements = {
+            "rir_root": os.path.dirname(os.path.abspath(hparams["rir_csv"]))
+        }
 
     try:
         separator.fit(

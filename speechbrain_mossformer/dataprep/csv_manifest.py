@@ -388,7 +388,9 @@ def audio_info(path, sample_rate=None):
     True True
     """
     if not os.path.isfile(path):
-        raise DataFolderNotFoundError("The audio file %s does not exist." % path)
+        raise DataFolderNotFoundError(
+            "The audio file %s does not exist." % path
+        )
     try:
         info = sf.info(path)
     except Exception as err:  # soundfile raises several types
@@ -491,7 +493,7 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
         mix_info = audio_info(mix_path, sample_rate)
         row = {
             "ID": os.path.splitext(name)[0],
-            "duration": repr(round(mix_info.duration, 5)),
+            "duration": repr(mix_info.frames / mix_info.samplerate),
         }
         for key in keys:
             path = os.path.join(paths[key], name)
@@ -543,7 +545,9 @@ def write_manifest(rows, csv_path, columns):
     os.replace(tmp_path, csv_path)
 
 
-def validate_manifest(csv_path, columns, expected_fragment=None, data_root=None):
+def validate_manifest(
+    csv_path, columns, expected_fragment=None, data_root=None
+):
     """Checks an existing manifest against the requested configuration.
 
     Arguments

@@ -125,7 +125,11 @@ def k_weighting_coefficients(sample_rate):
     vb = vh**0.4996667741545416
     a0 = 1.0 + k / q + k * k
     b_shelf = np.array(
-        [(vh + vb * k / q + k * k), 2.0 * (k * k - vh), (vh - vb * k / q + k * k)]
+        [
+            vh + vb * k / q + k * k,
+            2.0 * (k * k - vh),
+            vh - vb * k / q + k * k,
+        ]
     ) / a0
     a_shelf = np.array([a0, 2.0 * (k * k - 1.0), 1.0 - k / q + k * k]) / a0
     # Second-order high-pass (revised low-frequency B-weighting).
@@ -701,6 +705,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         self._rir_cache = {}
 
     def __len__(self):
+        """The nominal epoch size."""
         return self.epoch_size
 
     @property
@@ -821,6 +826,19 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         return np.tile(whole, reps)[:length]
 
     def __getitem__(self, index):
+        """Generates item ``index`` of the current epoch.
+
+        Arguments
+        ---------
+        index : int
+            Item index.
+
+        Returns
+        -------
+        dict
+            ``id`` (str), ``mix_sig``, ``s1_sig`` ... ``s<N>_sig`` and, with
+            noise, ``noise_sig``: float32 tensors ``[L]``.
+        """
         plan = self.plan(index)
         length, sr = plan["length"], self.sample_rate
         sources = []

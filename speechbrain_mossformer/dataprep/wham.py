@@ -26,6 +26,7 @@ import os
 
 from speechbrain_mossformer.dataprep.csv_manifest import (
     DataPreparationError,
+    LayoutError,
     _check_version,
     _subfolders,
     check_data_folder,
@@ -184,12 +185,12 @@ def _check_reverb_option(split_root, reverb):
             continue
         subs = _subfolders(split_dir)
         if not reverb and "mix_both" not in subs and "mix_both_reverb" in subs:
-            raise DataPreparationError(
+            raise LayoutError(
                 "reverb=False (WHAM!) but %s has the WHAMR! folders %s; "
                 "pass reverb=True to prepare WHAMR!." % (split_dir, subs)
             )
         if reverb and "mix_both_reverb" not in subs and "mix_both" in subs:
-            raise DataPreparationError(
+            raise LayoutError(
                 "reverb=True (WHAMR!) but %s has the WHAM! folders %s; "
                 "pass reverb=False to prepare WHAM!." % (split_dir, subs)
             )

@@ -30,8 +30,10 @@ from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
 __all__ = [
     "ScaleNorm",
+    "residual_depthwise_conv",
     "ConvModule",
     "FFConvM",
+    "shared_input_ffconvm",
     "OffsetScale",
     "RotaryEmbedding",
     "ScaledSinuEmbedding",
@@ -78,10 +80,74 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x):
         """Normalises ``x`` [..., dim] over its last dimension."""
-        # [..., D] -> [..., 1]
-        norm = torch.norm(x, dim=-1, keepdim=True) * self.scale
+        # [..., 1]: one factor per frame, so ``x`` is read and written once
+        factor = self.g / self.rms(x)
         # [..., D]
-        return x / norm.clamp(min=self.eps) * self.g
+        return x * factor
+
+    def rms(self, x):
+        """The clamped root-mean-square norm [..., 1] of ``x`` [..., dim]."""
+        # [..., D] -> [..., 1]
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return (norm * self.scale).clamp(min=self.eps)
+
+
+def residual_depthwise_conv(x, weight, channels_last=None):
+    """Computes ``x + DWConv(x)`` along time for a channels-last ``x``.
+
+    Two ways, same numbers up to float rounding:
+
+    * channels-last (default on CPU): ``x`` [B, T, C] is read in place as
+      a ``[B, C, 1, T]`` image in channels-last memory, which oneDNN's
+      depthwise kernel consumes without any transpose or copy, and the
+      residual is folded into the kernel (``1`` added to the centre tap), so
+      one pass over the activations does both. About 7x faster than a
+      ``conv1d`` on the transposed tensor on a 2-core CPU.
+    * ``conv1d`` on the transposed ``[B, C, T]`` view plus the residual, as
+      the official code does (default on other devices).
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input [B, T, C] (contiguous for the fast path to avoid a copy).
+    weight : torch.Tensor
+        Depthwise kernels [C, 1, K], K odd, "same" zero padding.
+    channels_last : bool, optional
+        Force one of the two ways; ``None`` picks channels-last on CPU.
+
+    Returns
+    -------
+    torch.Tensor
+        ``x + DWConv(x)`` [B, T, C].
+
+    Example
+    -------
+    >>> x, w = torch.randn(2, 30, 6), torch.randn(6, 1, 5)
+    >>> fast = residual_depthwise_conv(x, w, channels_last=True)
+    >>> ref = residual_depthwise_conv(x, w, channels_last=False)
+    >>> torch.allclose(fast, ref, atol=1e-5)
+    True
+    """
+    channels, _, kernel_size = weight.shape
+    if channels_last is None:
+        channels_last = x.device.type == "cpu"
+    if not channels_last:
+        # [B, T, C] -> [B, C, T] -> depthwise conv -> [B, T, C]
+        y = F.conv1d(
+            x.transpose(1, 2), weight, padding=kernel_size // 2, groups=channels
+        ).transpose(1, 2)
+        # [B, T, C]
+        return x + y
+    # [C, 1, 1, K]: the identity (residual) folded into the centre tap
+    kernel = weight.clone()
+    kernel[:, :, kernel_size // 2] += 1.0
+    kernel = kernel.unsqueeze(2)
+    # [B, T, C] viewed as [B, C, 1, T] (channels-last memory, no copy)
+    image = x.transpose(1, 2).unsqueeze(2)
+    # [B, C, 1, T], channels-last memory
+    y = F.conv2d(image, kernel, padding=(0, kernel_size // 2), groups=channels)
+    # [B, T, C], contiguous
+    return y.squeeze(2).transpose(1, 2)
 
 
 class ConvModule(nn.Module):
@@ -89,7 +155,8 @@ class ConvModule(nn.Module):
 
     The convolution augmentation of MossFormer: a depthwise (one filter per
     channel) convolution of odd ``kernel_size`` with "same" padding and no
-    bias, added back to its input. It works on channels-last tensors.
+    bias, added back to its input. It works on channels-last tensors (see
+    ``residual_depthwise_conv`` for how).
 
     Arguments
     ---------
@@ -123,10 +190,8 @@ class ConvModule(nn.Module):
 
     def forward(self, x):
         """Applies the residual depthwise convolution to ``x`` [B, T, C]."""
-        # [B, T, C] -> [B, C, T] -> depthwise conv -> [B, T, C]
-        y = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
         # [B, T, C]
-        return x + y
+        return residual_depthwise_conv(x, self.depthwise.weight)
 
 
 class FFConvM(nn.Module):
@@ -163,12 +228,63 @@ class FFConvM(nn.Module):
         """Maps ``x`` [B, T, dim_in] to [B, T, dim_out]."""
         # [B, T, dim_in]
         x = self.norm(x)
-        # [B, T, dim_out]
-        x = F.silu(self.linear(x))
+        # [B, T, dim_out]: SiLU in place when no autograd graph is recorded
+        x = F.silu(self.linear(x), inplace=not torch.is_grad_enabled())
         # [B, T, dim_out]
         x = self.conv(x)
         # [B, T, dim_out]
         return self.dropout(x)
+
+
+def shared_input_ffconvm(modules, x):
+    """Runs FFConvM modules that read the same input as one wide FFConvM.
+
+    Returns ``torch.cat([m(x) for m in modules], dim=-1)`` with one
+    normalisation, one matmul, one SiLU and one depthwise convolution in
+    all: the ScaleNorms differ only in their scalar gains ``g`` (folded into
+    each module's linear weights), and SiLU, the depthwise convolution and
+    dropout act on each channel alone, so they run on the concatenated
+    channels at once. MossFormer's ``to_hidden`` and ``to_qk`` are such a
+    pair.
+
+    Arguments
+    ---------
+    modules : sequence of FFConvM
+        Modules with the same ``dim_in`` and dropout probability.
+    x : torch.Tensor
+        Their common input [B, T, dim_in].
+
+    Returns
+    -------
+    torch.Tensor
+        The outputs side by side [B, T, sum of dim_out].
+
+    Example
+    -------
+    >>> a, b = FFConvM(8, 16).eval(), FFConvM(8, 4).eval()
+    >>> x = torch.randn(2, 30, 8)
+    >>> both = shared_input_ffconvm((a, b), x)
+    >>> both.shape
+    torch.Size([2, 30, 20])
+    >>> torch.allclose(both, torch.cat((a(x), b(x)), dim=-1), atol=1e-5)
+    True
+    """
+    first = modules[0]
+    if any(m.dropout.p != first.dropout.p for m in modules):
+        return torch.cat([m(x) for m in modules], dim=-1)
+    # [B, T, dim_in]: x / rms(x), shared by all the ScaleNorms
+    x = x / first.norm.rms(x)
+    # [sum dim_out, dim_in], [sum dim_out]: each gain g folded into its rows
+    weight = torch.cat([m.linear.weight * m.norm.g for m in modules])
+    bias = torch.cat([m.linear.bias for m in modules])
+    # [sum dim_out, 1, K]
+    kernels = torch.cat([m.conv.depthwise.weight for m in modules])
+    # [B, T, sum dim_out]
+    x = F.silu(F.linear(x, weight, bias), inplace=not torch.is_grad_enabled())
+    # [B, T, sum dim_out]
+    x = residual_depthwise_conv(x, kernels)
+    # [B, T, sum dim_out]
+    return first.dropout(x)
 
 
 class OffsetScale(nn.Module):
@@ -201,10 +317,13 @@ class OffsetScale(nn.Module):
 
     def forward(self, x):
         """Returns ``heads`` tensors shaped like ``x`` [B, T, D]."""
-        # [B, T, 1, D] * [H, D] + [H, D] -> [B, T, H, D]
-        out = x.unsqueeze(-2) * self.gamma + self.beta
         # H x [B, T, D]
-        return out.unbind(dim=-2)
+        return self.stacked(x).unbind(dim=-2)
+
+    def stacked(self, x):
+        """Returns the heads stacked in one tensor [B, T, H, D]."""
+        # [B, T, 1, D] * [H, D] + [H, D] -> [B, T, H, D]
+        return torch.addcmul(self.beta, x.unsqueeze(-2), self.gamma)
 
 
 class RotaryEmbedding(nn.Module):
@@ -327,8 +446,8 @@ def token_shift(x):
     >>> x = torch.arange(6.0).view(1, 3, 2)
     >>> token_shift(x)
     tensor([[[0., 1.],
-             [2., 3.],
-             [4., 5.]]])
+             [0., 3.],
+             [2., 5.]]])
     """
     # [B, T, D/2] each
     x_shift, x_pass = x.chunk(2, dim=-1)
@@ -406,23 +525,29 @@ class MossFormerBlock(nn.Module):
         """Processes ``x`` [B, T, dim]; ``cos_sin`` caches rotary tables."""
         # [B, T, D]
         shifted = token_shift(x)
-        # [B, T, 2E]: V and U side by side (E = hidden_dim / 2)
-        hidden = self.to_hidden(shifted)
-        # [B, T, Dqk]
-        qk = self.to_qk(shifted)
-        # 4 x [B, T, Dqk]
-        quad_q, lin_q, quad_k, lin_k = self.qk_offset_scale(qk)
-        # [B, T, 2E]: attention outputs for V and U, side by side
-        attended = self.joint_attention(
-            quad_q, lin_q, quad_k, lin_k, hidden, cos_sin
+        # [B, T, 2E + Dqk]: to_hidden and to_qk read the same input, so they
+        # run as one wide FFConvM (E = hidden_dim / 2)
+        hidden_qk = shared_input_ffconvm((self.to_hidden, self.to_qk), shifted)
+        # [B, T, 2E]: V and U side by side; [B, T, Dqk]: the shared Q/K
+        hidden, qk = hidden_qk.split(
+            (self.hidden_dim, hidden_qk.shape[-1] - self.hidden_dim), dim=-1
         )
+        # [B, T, 4, Dqk]: quadratic q, linear q, quadratic k, linear k
+        heads = self.qk_offset_scale.stacked(qk)
+        # [B, T, 2E]: attention outputs for V and U, side by side
+        attended = self.attend(heads, hidden, cos_sin)
         # [B, T, E] each
         v, u = hidden.chunk(2, dim=-1)
         att_v, att_u = attended.chunk(2, dim=-1)
         # [B, T, E]: the three gates
-        gated = (att_u * v) * torch.sigmoid(att_v * u)
+        if torch.is_grad_enabled():
+            gated = (att_u * v) * torch.sigmoid(att_v * u)
+        else:
+            # the same operations, in place (no autograd graph to keep)
+            gated = torch.mul(att_u, v).mul_(att_v.mul_(u).sigmoid_())
         # [B, T, D]
-        return x + self.to_out(gated)
+        out = self.to_out(gated)
+        return x + out if torch.is_grad_enabled() else out.add_(x)
 
     def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
         """Joint local (quadratic) and global (linear) single-head attention.
@@ -441,46 +566,114 @@ class MossFormerBlock(nn.Module):
         torch.Tensor
             ``quad + lin`` attention output [B, T, 2E].
         """
+        # [B, T, 4, Dqk]
+        heads = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=-2)
+        # [B, T, 2E]
+        return self.attend(heads, values, cos_sin)
+
+    def attend(self, heads, values, cos_sin=None):
+        """``joint_attention`` on the four heads stacked [B, T, 4, Dqk]."""
         B, T, _ = values.shape
-        g = self.group_size
-        # [B, T, 4, Dqk] -> rotary on all four, positions 0..T-1
-        qk = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=-2)
+        # [B, T, 4, Dqk]: rotary positions 0..T-1 on all four heads
         if cos_sin is None:
-            cos_sin = self.rotary.angles(T, qk.device)
+            cos_sin = self.rotary.angles(T, heads.device)
         cos, sin = cos_sin
-        qk = self.rotary(qk, (cos.unsqueeze(-2), sin.unsqueeze(-2)))
-        # 4 x [B, T, Dqk]
-        quad_q, lin_q, quad_k, lin_k = qk.unbind(dim=-2)
+        heads = self.rotary(heads, (cos.unsqueeze(-2), sin.unsqueeze(-2)))
+        # 4 x [B, T, Dqk] (views)
+        quad_q, lin_q, quad_k, lin_k = heads.unbind(dim=-2)
 
         # Global linear attention over the true T frames.
         # [B, Dqk, 2E]
         lin_kv = torch.matmul(lin_k.transpose(1, 2), values) / T
         # [B, T, 2E]
-        lin_out = torch.matmul(lin_q, lin_kv)
+        out = torch.matmul(lin_q, lin_kv)
 
-        # Local quadratic attention inside groups of g frames. Zero padding
-        # to a multiple of g: padded keys are exactly zero, so their scores
-        # relu(0)^2 are zero and they attend to nothing.
-        padding = (-T) % g
-        if padding > 0:
-            # [B, T + padding, *]
-            quad_q = F.pad(quad_q, (0, 0, 0, padding))
-            quad_k = F.pad(quad_k, (0, 0, 0, padding))
-            values = F.pad(values, (0, 0, 0, padding))
-        n_groups = (T + padding) // g
-        # [B, G, g, Dqk]
-        quad_q = quad_q.reshape(B, n_groups, g, -1)
-        quad_k = quad_k.reshape(B, n_groups, g, -1)
-        # [B, G, g, 2E]
-        values = values.reshape(B, n_groups, g, -1)
+        # Local quadratic attention inside groups of g frames, added to out.
+        if torch.jit.is_tracing():
+            # one graph for every T (ONNX export): zero padding to whole
+            # groups, see local_attention_padded
+            return out + self.local_attention_padded(quad_q, quad_k, values)
+        # Eager: the whole groups as views (no copy), then the last, shorter
+        # group by itself; the same numbers as zero padding, whose keys
+        # score relu(0)^2 = 0 and whose query rows are cropped.
+        g = self.group_size
+        n_full = T // g
+        for b in range(B):
+            if n_full > 0:
+                # [G, g, *] views of the whole groups of item b
+                self._add_local_attention(
+                    quad_q[b, : n_full * g].view(n_full, g, -1),
+                    quad_k[b, : n_full * g].view(n_full, g, -1),
+                    values[b, : n_full * g].view(n_full, g, -1),
+                    out[b, : n_full * g].view(n_full, g, -1),
+                )
+            if n_full * g < T:
+                # [1, T mod g, *]: the last group
+                self._add_local_attention(
+                    quad_q[b : b + 1, n_full * g :],
+                    quad_k[b : b + 1, n_full * g :],
+                    values[b : b + 1, n_full * g :],
+                    out[b : b + 1, n_full * g :],
+                )
+        return out
+
+    def _add_local_attention(self, q, k, values, out):
+        """``out += relu(q k^T / group_size)^2 values``, group by group.
+
+        ``q``, ``k`` [G, L, Dqk]; ``values``, ``out`` [G, L, 2E] (L <= g).
+        """
+        # [G, L, L]: squared-ReLU scores scaled by 1/group_size
+        scores = torch.bmm(q, k.transpose(1, 2)) / self.group_size
+        attn = self.attn_dropout(F.relu(scores) ** 2)
+        # [G, L, 2E]
+        out.baddbmm_(attn, values)
+
+    def local_attention_padded(self, quad_q, quad_k, values):
+        """Local attention with the sequence zero-padded to whole groups.
+
+        The formulation of the official code: one batched product for all
+        groups, whatever T. Used when tracing (ONNX export), where the group
+        count must follow the input length.
+
+        Arguments
+        ---------
+        quad_q, quad_k : torch.Tensor
+            Rotated quadratic queries and keys [B, T, Dqk].
+        values : torch.Tensor
+            V and U side by side [B, T, 2E].
+
+        Returns
+        -------
+        torch.Tensor
+            The local attention output [B, T, 2E].
+
+        Example
+        -------
+        >>> block = MossFormerBlock(dim=16, group_size=4, query_key_dim=8)
+        >>> q, k, v = torch.randn(2, 7, 8), torch.randn(2, 7, 8), torch.randn(
+        ...     2, 7, 64)
+        >>> block.local_attention_padded(q, k, v).shape
+        torch.Size([2, 7, 64])
+        """
+        B, T, _ = values.shape
+        g = self.group_size
+        # Zero padding to a multiple of g: padded keys are exactly zero, so
+        # their scores relu(0)^2 are zero and they attend to nothing.
+        padding = (g - T % g) % g
+        # [B, T + padding, *]
+        quad_q = F.pad(quad_q, (0, 0, 0, padding))
+        quad_k = F.pad(quad_k, (0, 0, 0, padding))
+        values = F.pad(values, (0, 0, 0, padding))
+        # [B, G, g, Dqk], [B, G, g, 2E]
+        quad_q = quad_q.reshape(B, -1, g, quad_q.shape[-1])
+        quad_k = quad_k.reshape(B, -1, g, quad_k.shape[-1])
+        values = values.reshape(B, -1, g, values.shape[-1])
         # [B, G, g, g]: squared-ReLU scores scaled by 1/group_size
         scores = torch.matmul(quad_q, quad_k.transpose(-1, -2)) / g
         attn = self.attn_dropout(F.relu(scores) ** 2)
-        # [B, G, g, 2E] -> [B, T, 2E]
-        quad_out = torch.matmul(attn, values).reshape(B, n_groups * g, -1)
-        quad_out = quad_out[:, :T]
-        # [B, T, 2E]
-        return quad_out + lin_out
+        # [B, G, g, 2E] -> [B, T + padding, 2E] -> [B, T, 2E]
+        out = torch.matmul(attn, values)
+        return out.reshape(B, -1, out.shape[-1])[:, :T]
 
 
 class MossFormerStack(nn.Module):

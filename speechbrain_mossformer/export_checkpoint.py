@@ -1,0 +1,351 @@
+"""Export a recipe's best checkpoint as a pretrained folder.
+
+Usage::
+
+    python -m speechbrain_mossformer.export_checkpoint \\
+        RECIPE_OUTPUT_FOLDER OUT_DIR [--ckpt CKPT_FOLDER] [--key si-snr]
+
+``RECIPE_OUTPUT_FOLDER`` is what a separation recipe wrote
+(``results/<model>/<seed>``): ``hyperparams.yaml`` (copied there by
+SpeechBrain's ``create_experiment_directory``) and
+``save/CKPT+<time>/`` folders with ``CKPT.yaml`` (the meta data, e.g.
+``si-snr``) and ``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``.
+
+The model configuration is read from the top-level keys of
+``hyperparams.yaml`` without building anything (the recipe yaml creates
+data loaders, optimisers, etc.). The chosen checkpoint is the one with the
+smallest ``--key`` value: the recipes store the *negative* SI-SNR loss
+under ``si-snr``, so smallest is best (``--mode max`` for other keys).
+``OUT_DIR`` gets ``hyperparams.yaml``, the three ``.ckpt`` files (checked
+strictly against the model) and ``custom.py`` (for ``foreign_class``).
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import glob
+import os
+import sys
+
+import torch
+
+from speechbrain_mossformer.inference import add_custom_interface
+from speechbrain_mossformer.pretrained import (
+    MODULE_NAMES,
+    write_pretrained_folder,
+)
+
+#: Top-level keys of the recipe yaml that define the model.
+REQUIRED_KEYS = (
+    "sample_rate",
+    "num_spks",
+    "kernel_size",
+    "N_encoder_out",
+    "out_channels",
+    "num_blocks",
+    "group_size",
+    "query_key_dim",
+    "expansion_factor",
+    "attn_dropout",
+)
+#: Optional keys (per-block widths of pruned models).
+OPTIONAL_KEYS = ("hidden_dims", "query_key_dims")
+
+
+class ExportError(ValueError):
+    """The recipe output cannot be exported; the message says why."""
+
+
+def _plain(value):
+    """ruamel round-trip values -> plain Python values."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def read_model_config(hparams_path):
+    """Reads the model configuration from a recipe's ``hyperparams.yaml``.
+
+    Only top-level keys are read; ``!ref`` references are resolved with
+    HyperPyYAML's ``resolve_references`` and every other tag (``!new:``,
+    ``!name:``, ``!apply:``) is parsed but never executed.
+
+    Arguments
+    ---------
+    hparams_path : str
+        The yaml file.
+
+    Returns
+    -------
+    dict
+        Keys of ``REQUIRED_KEYS`` and ``OPTIONAL_KEYS`` (missing optional
+        keys are ``None``).
+
+    Example
+    -------
+    >>> path = getfixture("tmpdir") / "hyperparams.yaml"
+    >>> _ = path.write_text(
+    ...     "sample_rate: 8000\\nnum_spks: 2\\nkernel_size: 16\\n"
+    ...     "N_encoder_out: 64\\nout_channels: !ref <N_encoder_out>\\n"
+    ...     "num_blocks: 2\\ngroup_size: 16\\nquery_key_dim: 32\\n"
+    ...     "expansion_factor: 4.0\\nattn_dropout: 0.1\\n"
+    ...     "seed: 3\\nrun: !apply:not.a.module.run [!ref <seed>]\\n",
+    ...     encoding="utf-8")
+    >>> cfg = read_model_config(str(path))
+    >>> cfg["out_channels"], cfg["hidden_dims"]
+    (64, None)
+    """
+    from hyperpyyaml import resolve_references
+    from ruamel.yaml import YAML
+
+    if not os.path.isfile(hparams_path):
+        raise ExportError(f"{hparams_path}: no such file")
+    with open(hparams_path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        text = resolve_references(text).getvalue()
+    except Exception as err:
+        raise ExportError(
+            f"{hparams_path}: cannot resolve the !ref references: {err}"
+        ) from None
+    try:
+        data = YAML(typ="rt").load(text)
+    except Exception as err:
+        raise ExportError(f"{hparams_path}: not valid yaml: {err}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{hparams_path}: expected a mapping at top level")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ExportError(
+            f"{hparams_path}: missing model keys {missing} (needed: "
+            f"{list(REQUIRED_KEYS)})"
+        )
+    config = {}
+    for key in REQUIRED_KEYS + OPTIONAL_KEYS:
+        value = _plain(data.get(key))
+        if key in REQUIRED_KEYS and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            raise ExportError(
+                f"{hparams_path}: '{key}' must be a number, got {value!r}"
+            )
+        if key in OPTIONAL_KEYS and value is not None and not (
+            isinstance(value, list)
+            and all(isinstance(v, int) and not isinstance(v, bool)
+                    for v in value)
+        ):
+            raise ExportError(
+                f"{hparams_path}: '{key}' must be a list of integers or "
+                f"null, got {value!r}"
+            )
+        config[key] = value
+    return config
+
+
+def read_checkpoint_meta(ckpt_dir):
+    """Reads ``CKPT.yaml`` of a checkpoint folder (plain yaml) as a dict."""
+    import yaml
+
+    path = os.path.join(ckpt_dir, "CKPT.yaml")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = yaml.safe_load(f)
+    except Exception as err:
+        raise ExportError(f"{path}: not valid yaml: {err}") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def find_best_checkpoint(recipe_dir, key="si-snr", mode="min"):
+    """Finds the best ``save/CKPT+*`` folder of a recipe output.
+
+    Arguments
+    ---------
+    recipe_dir : str
+        Recipe output folder.
+    key : str
+        Meta key of ``CKPT.yaml`` to rank by.
+    mode : str
+        ``"min"`` (loss-like keys, e.g. the negative SI-SNR ``si-snr``)
+        or ``"max"``.
+
+    Returns
+    -------
+    (str, float)
+        The checkpoint folder and its key value.
+
+    Example
+    -------
+    >>> root = str(getfixture("tmpdir"))
+    >>> for name, value in [("a", -10.0), ("b", -12.5), ("c", -11.0)]:
+    ...     d = os.path.join(root, "save", "CKPT+" + name)
+    ...     os.makedirs(d)
+    ...     with open(os.path.join(d, "CKPT.yaml"), "w") as f:
+    ...         _ = f.write(f"si-snr: {value}\\n")
+    >>> path, value = find_best_checkpoint(root)
+    >>> os.path.basename(path), value
+    ('CKPT+b', -12.5)
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if not os.path.isdir(recipe_dir):
+        raise ExportError(f"{recipe_dir}: no such folder")
+    save_dir = os.path.join(recipe_dir, "save")
+    ckpts = sorted(
+        d for d in glob.glob(os.path.join(glob.escape(save_dir), "CKPT+*"))
+        if os.path.isdir(d)
+    )
+    if not ckpts:
+        raise ExportError(
+            f"{recipe_dir}: no checkpoint (no save/CKPT+* folder)"
+        )
+    scored = []
+    for ckpt in ckpts:
+        value = read_checkpoint_meta(ckpt).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            scored.append((float(value), ckpt))
+    if not scored:
+        raise ExportError(
+            f"{save_dir}: none of the {len(ckpts)} checkpoints has "
+            f"'{key}' in its CKPT.yaml (use --ckpt to pick one)"
+        )
+    pick = min if mode == "min" else max
+    value, ckpt = pick(scored, key=lambda item: item[0])
+    return ckpt, value
+
+
+def _strip_prefixes(state):
+    """Removes DDP (``module.``) and torch.compile (``_orig_mod.``)
+    prefixes that every key shares."""
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint_states(ckpt_dir):
+    """Reads ``encoder/masknet/decoder.ckpt`` of a checkpoint folder.
+
+    Arguments
+    ---------
+    ckpt_dir : str
+        A ``CKPT+*`` folder.
+
+    Returns
+    -------
+    dict
+        ``{"encoder": state_dict, "masknet": ..., "decoder": ...}``.
+    """
+    if not os.path.isdir(ckpt_dir):
+        raise ExportError(f"{ckpt_dir}: no such checkpoint folder")
+    states = {}
+    for name in MODULE_NAMES:
+        path = os.path.join(ckpt_dir, f"{name}.ckpt")
+        if not os.path.isfile(path):
+            raise ExportError(f"{ckpt_dir}: missing {name}.ckpt")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ExportError(f"{path}: cannot read: {err}") from None
+        if not isinstance(state, dict):
+            raise ExportError(f"{path}: expected a state dict")
+        states[name] = _strip_prefixes(state)
+    return states
+
+
+def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
+                      mode="min"):
+    """Writes a pretrained folder from a recipe output folder.
+
+    Arguments
+    ---------
+    recipe_dir : str
+        Recipe output folder (``hyperparams.yaml``, ``save/CKPT+*``).
+    out_dir : str
+        Pretrained folder to write.
+    ckpt : str, optional
+        Checkpoint folder to export instead of the best one.
+    key : str
+        ``CKPT.yaml`` key that ranks checkpoints.
+    mode : str
+        ``"min"`` or ``"max"``.
+
+    Returns
+    -------
+    dict
+        ``{"checkpoint": folder, "value": key value or None,
+        "config": model config}``.
+    """
+    config = read_model_config(os.path.join(recipe_dir, "hyperparams.yaml"))
+    value = None
+    if ckpt is None:
+        ckpt, value = find_best_checkpoint(recipe_dir, key, mode)
+    else:
+        value = read_checkpoint_meta(ckpt).get(key)
+    states = load_checkpoint_states(ckpt)
+    origin = f"exported from {os.path.basename(os.path.normpath(ckpt))}"
+    if value is not None:
+        origin += f" ({key}: {value})"
+    try:
+        write_pretrained_folder(out_dir, config, states, origin=origin)
+    except (KeyError, ValueError) as err:
+        raise ExportError(
+            f"{ckpt}: the checkpoint does not match the model in "
+            f"hyperparams.yaml: {err}"
+        ) from None
+    add_custom_interface(out_dir)
+    return {"checkpoint": ckpt, "value": value, "config": config}
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit code (0 ok, 2 error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_mossformer.export_checkpoint",
+        description="Write a SpeechBrain pretrained folder from the best "
+        "checkpoint of a MossFormer recipe output folder.",
+    )
+    parser.add_argument("recipe_output_folder",
+                        help="folder with hyperparams.yaml and save/CKPT+*")
+    parser.add_argument("out_dir", help="pretrained folder to write")
+    parser.add_argument("--ckpt", default=None, metavar="PATH",
+                        help="export this CKPT+* folder instead of the best")
+    parser.add_argument("--key", default="si-snr",
+                        help="CKPT.yaml key to rank checkpoints "
+                        "(default si-snr, the negative SI-SNR loss)")
+    parser.add_argument("--mode", choices=("min", "max"), default="min",
+                        help="best = smallest (default) or largest key")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    try:
+        result = export_checkpoint(
+            args.recipe_output_folder, args.out_dir, args.ckpt, args.key,
+            args.mode,
+        )
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cfg = result["config"]
+    value = result["value"]
+    print(
+        f"wrote {args.out_dir} from {result['checkpoint']}"
+        + (f" ({args.key}: {value})" if value is not None else "")
+        + f": {cfg['num_blocks']} blocks, {cfg['N_encoder_out']} channels, "
+        f"{cfg['num_spks']} speakers, {cfg['sample_rate']} Hz"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
