@@ -236,6 +236,7 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
     finals = [f"{prefix}_spk{k + 1}.wav" for k in range(S)]
     temps = [f"{f}.part.caf" for f in finals]
     writers = []
+    written = []
     peaks = np.zeros(S)
     try:
         os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
@@ -266,10 +267,12 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
                         file=sys.stderr,
                     )
             _float_to_pcm16(temps[k], finals[k], gain)
+            written.append(finals[k])
     except BaseException:
         for writer in writers:
             writer.close()
-        for f in temps + [f + ".part.wav" for f in finals]:
+        # no half set of tracks: remove what this call wrote
+        for f in temps + [f + ".part.wav" for f in finals] + written:
             if os.path.exists(f):
                 os.remove(f)
         raise

@@ -72,6 +72,23 @@ def _plain(value):
     return value
 
 
+def _follow_refs(data, key, where, depth=0):
+    """Value of top-level ``key``, following ``!ref <other_key>`` links."""
+    value = data.get(key)
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if tag is None:
+        return value
+    text = str(getattr(value, "value", "")).strip()
+    if tag == "!ref" and text.startswith("<") and text.endswith(">"):
+        if depth > 20:
+            raise ExportError(f"{where}: '{key}': circular !ref")
+        return _follow_refs(data, text[1:-1], where, depth + 1)
+    raise ExportError(
+        f"{where}: cannot evaluate '{key}: {tag} {text}' without "
+        f"building objects; give it a plain value"
+    )
+
+
 def read_model_config(hparams_path):
     """Reads the model configuration from a recipe's ``hyperparams.yaml``.
 
@@ -112,13 +129,14 @@ def read_model_config(hparams_path):
     with open(hparams_path, encoding="utf-8") as f:
         text = f.read()
     try:
-        text = resolve_references(text).getvalue()
-    except Exception as err:
-        raise ExportError(
-            f"{hparams_path}: cannot resolve the !ref references: {err}"
-        ) from None
+        resolved = resolve_references(text).getvalue()
+    except Exception:
+        # e.g. an unfilled !PLACEHOLDER elsewhere in the file: read the raw
+        # file and follow plain "!ref <key>" links of the model keys only
+        resolved = None
     try:
-        data = YAML(typ="rt").load(text)
+        data = YAML(typ="rt").load(resolved if resolved is not None
+                                   else text)
     except Exception as err:
         raise ExportError(f"{hparams_path}: not valid yaml: {err}") from None
     if not isinstance(data, dict):
@@ -131,7 +149,7 @@ def read_model_config(hparams_path):
         )
     config = {}
     for key in REQUIRED_KEYS + OPTIONAL_KEYS:
-        value = _plain(data.get(key))
+        value = _plain(_follow_refs(data, key, hparams_path))
         if key in REQUIRED_KEYS and (
             isinstance(value, bool) or not isinstance(value, (int, float))
         ):
@@ -286,6 +304,8 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
         ``{"checkpoint": folder, "value": key value or None,
         "config": model config}``.
     """
+    if not os.path.isdir(recipe_dir):
+        raise ExportError(f"{recipe_dir}: no such folder")
     config = read_model_config(os.path.join(recipe_dir, "hyperparams.yaml"))
     value = None
     if ckpt is None:

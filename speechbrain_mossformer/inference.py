@@ -380,12 +380,14 @@ class StreamResampler:
         # context on each side, a multiple of the input stride
         self.margin = (width // self._orig + 2) * self._orig
         self._transform = None
+        self._like = torch.zeros(1, 0)
         self._buf = None
         self._buf_start = 0
         self._done = 0
         self._total = 0
 
     def _resample(self, x):
+        """Resamples one segment (the kernel is built once)."""
         if self._transform is None:
             import torchaudio
 
@@ -400,6 +402,7 @@ class StreamResampler:
 
     def push(self, x):
         """Adds input ``x`` [C, n]; returns the output that is final now."""
+        self._like = x[:, :0]
         if self.identity:
             return x
         self._buf = x if self._buf is None else torch.cat([self._buf, x], 1)
@@ -412,11 +415,11 @@ class StreamResampler:
     def flush(self):
         """Returns the rest of the output once the input has ended."""
         if self.identity or self._buf is None:
-            channels = 1 if self._buf is None else self._buf.shape[0]
-            return torch.zeros(channels, 0)
+            return self._like
         return self._emit(self._total, final=True)
 
     def _emit(self, end, final):
+        """Output for inputs [done, end) (to the end if ``final``)."""
         seg_start = max(0, self._done - self.margin)
         seg_end = self._total if final else end + self.margin
         seg = self._buf[
@@ -612,6 +615,8 @@ class ChunkedSeparator:
         return [o for o in out if o.shape[1] > 0]
 
     def _process(self, start, end):
+        """Separates input [start, end), aligns and cross-fades it with the
+        previous chunk; returns the output that became final."""
         mix = self._buf[:, start - self._buf_start : end - self._buf_start]
         est = self.separate_fn(mix)
         if (

@@ -175,7 +175,7 @@ def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
     >>> sds = {k: m.state_dict() for k, m in modules.items()}
     >>> path = write_pretrained_folder(str(tmp), cfg, sds)
     >>> sorted(os.listdir(str(tmp)))[:4]
-    ['config.json', 'decoder.ckpt', 'encoder.ckpt', 'hyperparams.yaml']
+    ['config.json', 'custom.py', 'decoder.ckpt', 'encoder.ckpt']
     """
     text = render_hyperparams(config, origin or "speechbrain_mossformer")
     modules = load_modules(text)
@@ -193,6 +193,11 @@ def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
     # Lets the Hugging Face hub widget (and users) see the interface.
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"speechbrain_interface": "SepformerSeparation"}, f)
+    # custom.py, for foreign_class(..., classname="MossFormerSeparation").
+    # Imported here: the inference module imports this one.
+    from speechbrain_mossformer.inference import add_custom_interface
+
+    add_custom_interface(out_dir)
     return yaml_path
 
 

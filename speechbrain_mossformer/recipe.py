@@ -272,6 +272,45 @@ def ensure_rirs(hparams):
     hparams["rir_csv"] = csv_path
 
 
+def load_initial_weights(hparams):
+    """Starts training from a pretrained folder (fine-tuning).
+
+    ``init_from`` names a SpeechBrain pretrained folder (a converted
+    ModelScope model, an exported recipe checkpoint or a pruned model). Its
+    ``encoder``/``masknet``/``decoder`` checkpoints are loaded strictly into
+    the recipe's modules: a size mismatch is an error naming the parameter.
+    A checkpoint of the run itself, when there is one, is recovered
+    afterwards and wins, so an interrupted fine-tuning resumes normally.
+    """
+    folder = hparams.get("init_from")
+    if not folder:
+        return
+    from speechbrain_mossformer.pretrained import (
+        MODULE_NAMES,
+        check_state_dict,
+    )
+
+    if not os.path.isdir(folder):
+        raise RecipeError(f"init_from: {folder} is not a folder")
+    for name in MODULE_NAMES:
+        path = os.path.join(folder, f"{name}.ckpt")
+        if not os.path.isfile(path):
+            raise RecipeError(f"init_from: {path} not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module = hparams["modules"][name]
+        try:
+            check_state_dict(module, state, name)
+        except ValueError as err:
+            raise RecipeError(
+                f"init_from {folder}: {err}; give the recipe the model "
+                "size of that folder (its hyperparams.yaml: N_encoder_out, "
+                "out_channels, num_blocks, query_key_dim, hidden_dims, "
+                "query_key_dims)"
+            ) from None
+        module.load_state_dict(state)
+    logger.info(f"initialised encoder, masknet and decoder from {folder}")
+
+
 def run_recipe(argv, dataset):
     """Runs a whole recipe: prepare, train, evaluate.
 
@@ -312,6 +351,7 @@ def run_recipe(argv, dataset):
     if hparams.get("use_reverb", False) and not hparams.get("rir_csv"):
         ensure_rirs(hparams)  # other ranks: only reads the existing files
     datasets = audio_datasets(hparams, csvs)
+    load_initial_weights(hparams)
 
     separator = Separation(
         modules=hparams["modules"],

@@ -596,12 +596,13 @@ def _peak_growth_kb(model_dir, wav, out_dir, warm, extra=()):
 def test_memory_does_not_grow_with_file_length(tmp_path):
     """Peak RSS growth while separating, over the RSS after a warm-up run.
 
-    Threshold 10 MB: holding just the 10-minute input as float32 would add
+    Threshold 12 MB: holding just the 10-minute input as float32 would add
     (4.8M - 0.48M) x 4 B = 17 MB over the 1-minute file, the two float32
-    tracks 35 MB more. Measured: about 6-8 MB for both lengths (chunk
-    buffers, model activations of one 8-s chunk). The unchunked 1-minute
-    run is the check that the measurement sees length-dependent memory
-    (about 70 MB with this micro model; about 750 MB for 10 minutes)."""
+    tracks 35 MB more. Measured: 5-11 MB for 1, 10 and 30 minutes alike
+    (chunk buffers, the activations of one 8-s chunk, allocator noise of
+    a few MB). The unchunked 1-minute run checks that the measurement sees
+    length-dependent memory (about 70 MB with this micro model; 700 MB for
+    10 minutes)."""
     model_dir = random_folder(tmp_path / "micro")
     rng = np.random.default_rng(0)
     warm = write(tmp_path / "warm.wav", 0.1 * rng.standard_normal(10 * SR),
@@ -620,7 +621,7 @@ def test_memory_does_not_grow_with_file_length(tmp_path):
                              ["--chunk-seconds", "0"])
     print(f"peak growth: 1 min {grow1} kB, 10 min {grow10} kB, "
           f"1 min unchunked {whole1} kB")
-    assert grow10 - grow1 < 10_000
+    assert grow10 - grow1 < 12_000
     assert whole1 > 3 * grow10
     info = sf.info(str(out / "noise10_spk2.wav"))
     assert (info.frames, info.samplerate) == (10 * 60 * SR, SR)

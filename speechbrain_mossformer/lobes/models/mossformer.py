@@ -48,6 +48,17 @@ __all__ = [
 ]
 
 
+def _in_place_ok():
+    """True when in-place operations cannot break anything.
+
+    That is when autograd records no graph (``torch.no_grad`` or
+    ``torch.inference_mode``) and no graph is being traced (ONNX export).
+    The fast in-place variants below give the same numbers as the plain
+    expressions they replace.
+    """
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing())
+
+
 class ScaleNorm(nn.Module):
     """Scale normalisation: ``x / max(||x|| / sqrt(dim), eps) * g``.
 
@@ -104,7 +115,8 @@ def residual_depthwise_conv(x, weight, channels_last=None):
       one pass over the activations does both. About 7x faster than a
       ``conv1d`` on the transposed tensor on a 2-core CPU.
     * ``conv1d`` on the transposed ``[B, C, T]`` view plus the residual, as
-      the official code does (default on other devices).
+      the official code does (default on other devices, and when tracing
+      for ONNX export: a plain ``Conv`` node).
 
     Arguments
     ---------
@@ -130,7 +142,7 @@ def residual_depthwise_conv(x, weight, channels_last=None):
     """
     channels, _, kernel_size = weight.shape
     if channels_last is None:
-        channels_last = x.device.type == "cpu"
+        channels_last = x.device.type == "cpu" and not torch.jit.is_tracing()
     if not channels_last:
         # [B, T, C] -> [B, C, T] -> depthwise conv -> [B, T, C]
         y = F.conv1d(
@@ -228,8 +240,8 @@ class FFConvM(nn.Module):
         """Maps ``x`` [B, T, dim_in] to [B, T, dim_out]."""
         # [B, T, dim_in]
         x = self.norm(x)
-        # [B, T, dim_out]: SiLU in place when no autograd graph is recorded
-        x = F.silu(self.linear(x), inplace=not torch.is_grad_enabled())
+        # [B, T, dim_out]
+        x = F.silu(self.linear(x), inplace=_in_place_ok())
         # [B, T, dim_out]
         x = self.conv(x)
         # [B, T, dim_out]
@@ -280,7 +292,7 @@ def shared_input_ffconvm(modules, x):
     # [sum dim_out, 1, K]
     kernels = torch.cat([m.conv.depthwise.weight for m in modules])
     # [B, T, sum dim_out]
-    x = F.silu(F.linear(x, weight, bias), inplace=not torch.is_grad_enabled())
+    x = F.silu(F.linear(x, weight, bias), inplace=_in_place_ok())
     # [B, T, sum dim_out]
     x = residual_depthwise_conv(x, kernels)
     # [B, T, sum dim_out]
@@ -360,6 +372,13 @@ class RotaryEmbedding(nn.Module):
         self.dim = dim
         inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2).float() / dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # [dim, dim]: x @ half_turn = (-x1, x0, -x3, x2, ...), exactly (one
+        # +-1 per column), as one small matmul instead of a gather
+        half_turn = torch.zeros(dim, dim)
+        even = torch.arange(0, dim, 2)
+        half_turn[even + 1, even] = -1.0
+        half_turn[even, even + 1] = 1.0
+        self.register_buffer("half_turn", half_turn, persistent=False)
 
     def angles(self, seq_len, device):
         """Returns the cosine and sine tables, each [seq_len, dim]."""
@@ -377,14 +396,12 @@ class RotaryEmbedding(nn.Module):
         cos, sin = cos_sin
         # [..., T, dim], [..., T, D - dim]
         rot, rest = x[..., : self.dim], x[..., self.dim :]
-        # [..., T, dim/2, 2]: pairs (x0, x1), (x2, x3), ...
-        pairs = rot.unflatten(-1, (-1, 2))
         # [..., T, dim]: (-x1, x0, -x3, x2, ...)
-        rotated_half = torch.stack(
-            (-pairs[..., 1], pairs[..., 0]), dim=-1
-        ).flatten(-2)
+        rotated_half = torch.matmul(rot, self.half_turn)
         # [..., T, dim]
         rot = rot * cos + rotated_half * sin
+        if rest.shape[-1] == 0:
+            return rot
         # [..., T, D]
         return torch.cat((rot, rest), dim=-1)
 
@@ -451,8 +468,8 @@ def token_shift(x):
     """
     # [B, T, D/2] each
     x_shift, x_pass = x.chunk(2, dim=-1)
-    # [B, T, D/2]: one frame later, first frame zero
-    x_shift = F.pad(x_shift, (0, 0, 1, -1))
+    # [B, T + 1, D/2] -> [B, T, D/2]: one frame later, first frame zero
+    x_shift = F.pad(x_shift, (0, 0, 1, 0))[:, :-1]
     # [B, T, D]
     return torch.cat((x_shift, x_pass), dim=-1)
 
@@ -529,25 +546,25 @@ class MossFormerBlock(nn.Module):
         # run as one wide FFConvM (E = hidden_dim / 2)
         hidden_qk = shared_input_ffconvm((self.to_hidden, self.to_qk), shifted)
         # [B, T, 2E]: V and U side by side; [B, T, Dqk]: the shared Q/K
-        hidden, qk = hidden_qk.split(
-            (self.hidden_dim, hidden_qk.shape[-1] - self.hidden_dim), dim=-1
-        )
+        hidden = hidden_qk[..., : self.hidden_dim]
+        qk = hidden_qk[..., self.hidden_dim :]
         # [B, T, 4, Dqk]: quadratic q, linear q, quadratic k, linear k
         heads = self.qk_offset_scale.stacked(qk)
         # [B, T, 2E]: attention outputs for V and U, side by side
         attended = self.attend(heads, hidden, cos_sin)
         # [B, T, E] each
-        v, u = hidden.chunk(2, dim=-1)
-        att_v, att_u = attended.chunk(2, dim=-1)
+        half = self.hidden_dim // 2
+        v, u = hidden[..., :half], hidden[..., half:]
+        att_v, att_u = attended[..., :half], attended[..., half:]
         # [B, T, E]: the three gates
-        if torch.is_grad_enabled():
-            gated = (att_u * v) * torch.sigmoid(att_v * u)
-        else:
-            # the same operations, in place (no autograd graph to keep)
+        if _in_place_ok():
+            # the same operations without temporaries
             gated = torch.mul(att_u, v).mul_(att_v.mul_(u).sigmoid_())
+        else:
+            gated = (att_u * v) * torch.sigmoid(att_v * u)
         # [B, T, D]
         out = self.to_out(gated)
-        return x + out if torch.is_grad_enabled() else out.add_(x)
+        return out.add_(x) if _in_place_ok() else x + out
 
     def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
         """Joint local (quadratic) and global (linear) single-head attention.
@@ -664,16 +681,17 @@ class MossFormerBlock(nn.Module):
         quad_q = F.pad(quad_q, (0, 0, 0, padding))
         quad_k = F.pad(quad_k, (0, 0, 0, padding))
         values = F.pad(values, (0, 0, 0, padding))
+        qk_dim, width = self.to_qk.linear.out_features, self.hidden_dim
         # [B, G, g, Dqk], [B, G, g, 2E]
-        quad_q = quad_q.reshape(B, -1, g, quad_q.shape[-1])
-        quad_k = quad_k.reshape(B, -1, g, quad_k.shape[-1])
-        values = values.reshape(B, -1, g, values.shape[-1])
+        quad_q = quad_q.reshape(B, -1, g, qk_dim)
+        quad_k = quad_k.reshape(B, -1, g, qk_dim)
+        values = values.reshape(B, -1, g, width)
         # [B, G, g, g]: squared-ReLU scores scaled by 1/group_size
         scores = torch.matmul(quad_q, quad_k.transpose(-1, -2)) / g
         attn = self.attn_dropout(F.relu(scores) ** 2)
         # [B, G, g, 2E] -> [B, T + padding, 2E] -> [B, T, 2E]
         out = torch.matmul(attn, values)
-        return out.reshape(B, -1, out.shape[-1])[:, :T]
+        return out.reshape(B, -1, width)[:, :T]
 
 
 class MossFormerStack(nn.Module):

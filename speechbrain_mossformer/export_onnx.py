@@ -1,0 +1,348 @@
+"""Export a pretrained MossFormer separator to ONNX.
+
+Usage::
+
+    python -m speechbrain_mossformer.export_onnx PRETRAINED_DIR OUT.onnx
+
+``PRETRAINED_DIR`` is a SpeechBrain pretrained folder (``hyperparams.yaml``
+plus ``encoder.ckpt``, ``masknet.ckpt`` and ``decoder.ckpt``, as written by
+``speechbrain_mossformer.convert`` or ``speechbrain_mossformer.pretrained``).
+The ONNX graph is the whole separator::
+
+    mixture   float32 [batch, time]            (input)
+    estimates float32 [batch, time, num_spks]  (output)
+
+with dynamic ``batch`` and ``time`` axes: the group count of the local
+attention, the zero padding of the last group, the ``1/T`` of the global
+attention and the final padding to the input length all follow the input
+length inside the graph. The mixture needs at least one encoder frame
+(``kernel_size`` samples, 16).
+
+The graph is made with PyTorch's TorchScript-based exporter
+(``dynamo=False``: the dynamo exporter needs ``onnxscript``) at opset 17
+(the first with a native ``LayerNormalization``). After writing the file,
+the outputs of ONNX Runtime are compared with PyTorch's on a few lengths
+when ``onnxruntime`` is installed (``--no-verify`` skips this).
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from speechbrain_mossformer.pretrained import (
+    MODULE_NAMES,
+    check_state_dict,
+    load_modules,
+)
+
+#: ONNX opset used for the export.
+OPSET = 17
+
+
+class ExportError(ValueError):
+    """The folder cannot be exported; the message says why."""
+
+
+class SeparatorForExport(nn.Module):
+    """Encoder, mask net and decoder as one traceable module.
+
+    The same computation as ``separate_with_modules``, written without any
+    Python branch on the input shape, so that a traced graph is right for
+    every batch size and length:
+
+    * the decoder's transposed convolution is called directly and its
+      channel axis dropped by index (SpeechBrain's ``Decoder`` squeezes all
+      size-1 axes, which a graph would apply to the batch axis too);
+    * the estimates are always zero-padded by ``T - T'`` at the end (the
+      decoder output ``T'`` is never longer than the input ``T``: the
+      encoder drops the incomplete last frame).
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        ``[B, T] -> [B, N, L]``.
+    masknet : torch.nn.Module
+        ``[B, N, L] -> [S, B, N, L]``.
+    decoder : torch.nn.ConvTranspose1d
+        SpeechBrain's ``dual_path.Decoder`` (``[B, N, L] -> [B, 1, T']``).
+    num_spks : int
+        Number of speakers S.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.lobes.models.mossformer import (
+    ...     MossFormerWrapper)
+    >>> model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+    ...                           group_size=4, query_key_dim=8).eval()
+    >>> sep = SeparatorForExport(model.encoder, model.masknet,
+    ...                          model.decoder, 2)
+    >>> mix = torch.randn(2, 101)
+    >>> torch.allclose(sep(mix), model(mix), atol=1e-6)
+    True
+    """
+
+    def __init__(self, encoder, masknet, decoder, num_spks):
+        super().__init__()
+        self.encoder = encoder
+        self.masknet = masknet
+        self.decoder = decoder
+        self.num_spks = num_spks
+
+    def forward(self, mix):
+        """Separates ``mix`` [B, T] into estimates [B, T, S]."""
+        # [B, N, L]
+        mix_w = self.encoder(mix)
+        # [S, B, N, L]
+        masks = self.masknet(mix_w)
+        # [S, B, N, L]
+        separated = mix_w.unsqueeze(0) * masks
+        # S x [B, T'] -> [B, T', S]
+        est = torch.stack(
+            [
+                nn.ConvTranspose1d.forward(self.decoder, separated[k])[:, 0]
+                for k in range(self.num_spks)
+            ],
+            dim=-1,
+        )
+        # [B, T, S]: zero padding at the end, T' <= T
+        return F.pad(est, (0, 0, 0, mix.shape[1] - est.shape[1]))
+
+
+def load_separator(folder):
+    """Builds the separator of a pretrained folder, with its weights.
+
+    Arguments
+    ---------
+    folder : str
+        Pretrained folder (``hyperparams.yaml`` and the three checkpoints).
+
+    Returns
+    -------
+    separator : SeparatorForExport
+        The model in eval mode.
+    hparams : dict
+        ``num_spks``, ``sample_rate`` and ``kernel_size`` of the folder.
+
+    Example
+    -------
+    >>> load_separator("/no/such/folder")
+    Traceback (most recent call last):
+      ...
+    speechbrain_mossformer.export_onnx.ExportError: /no/such/folder: not a folder; give a pretrained folder (hyperparams.yaml, encoder.ckpt, masknet.ckpt, decoder.ckpt)
+    """
+    expected = "hyperparams.yaml, " + ", ".join(
+        f"{name}.ckpt" for name in MODULE_NAMES
+    )
+    if not os.path.isdir(folder):
+        raise ExportError(
+            f"{folder}: not a folder; give a pretrained folder ({expected})"
+        )
+    missing = [
+        name
+        for name in ["hyperparams.yaml"]
+        + [f"{m}.ckpt" for m in MODULE_NAMES]
+        if not os.path.isfile(os.path.join(folder, name))
+    ]
+    if missing:
+        raise ExportError(
+            f"{folder}: missing {', '.join(missing)}; a pretrained folder "
+            f"holds {expected} (make one with "
+            "python -m speechbrain_mossformer.convert)"
+        )
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(os.path.join(folder, "hyperparams.yaml"), encoding="utf-8") as f:
+        text = f.read()
+    try:
+        hparams = load_hyperpyyaml(text)
+        modules = load_modules(text)
+    except Exception as err:
+        raise ExportError(
+            f"{folder}/hyperparams.yaml cannot be loaded: {err}"
+        ) from err
+    if "num_spks" not in hparams:
+        raise ExportError(f"{folder}/hyperparams.yaml does not set num_spks")
+    for name in MODULE_NAMES:
+        path = os.path.join(folder, f"{name}.ckpt")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ExportError(f"{path} cannot be read: {err}") from err
+        try:
+            check_state_dict(modules[name], state, name)
+        except ValueError as err:
+            raise ExportError(f"{folder}: {err}") from err
+        modules[name].load_state_dict(state, strict=True)
+    separator = SeparatorForExport(
+        modules["encoder"],
+        modules["masknet"],
+        modules["decoder"],
+        int(hparams["num_spks"]),
+    ).eval()
+    info = {
+        "num_spks": int(hparams["num_spks"]),
+        "sample_rate": int(hparams.get("sample_rate", 8000)),
+        "kernel_size": int(modules["encoder"].conv1d.kernel_size[0]),
+    }
+    return separator, info
+
+
+def export_separator(separator, out_path, example_length=4003):
+    """Traces ``separator`` and writes the ONNX graph to ``out_path``.
+
+    Arguments
+    ---------
+    separator : torch.nn.Module
+        ``[B, T] -> [B, T, S]`` (e.g. ``SeparatorForExport``), traceable.
+    out_path : str
+        Path of the ``.onnx`` file to write.
+    example_length : int
+        Length of the tracing input. Any length works; the graph does not
+        depend on it.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.lobes.models.mossformer import (
+    ...     MossFormerWrapper)
+    >>> model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+    ...                           group_size=4, query_key_dim=8).eval()
+    >>> sep = SeparatorForExport(model.encoder, model.masknet,
+    ...                          model.decoder, 2)
+    >>> path = os.path.join(getfixture("tmpdir"), "tiny.onnx")
+    >>> export_separator(sep, path, example_length=203)
+    >>> os.path.getsize(path) > 0
+    True
+    """
+    separator = separator.eval()
+    example = torch.randn(2, example_length)
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape checks in the modules evaluate once at tracing time; they
+        # hold for every valid input, so the warnings about them are noise.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            separator,
+            (example,),
+            out_path,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["mixture"],
+            output_names=["estimates"],
+            dynamic_axes={
+                "mixture": {0: "batch", 1: "time"},
+                "estimates": {0: "batch", 1: "time"},
+            },
+            do_constant_folding=True,
+        )
+
+
+def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
+    """Max absolute difference of ONNX Runtime and PyTorch outputs.
+
+    Arguments
+    ---------
+    separator : torch.nn.Module
+        The exported PyTorch module.
+    onnx_path : str
+        The exported graph.
+    lengths : sequence of int
+        Input lengths to compare at.
+    batch : int
+        Batch size of the comparison inputs.
+
+    Returns
+    -------
+    float
+        Largest max-abs difference over the lengths.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        onnx_path, providers=["CPUExecutionProvider"]
+    )
+    worst = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for length in lengths:
+        mix = torch.randn(batch, length, generator=generator)
+        with torch.no_grad():
+            expected = separator(mix).numpy()
+        (got,) = session.run(None, {"mixture": mix.numpy()})
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"ONNX Runtime gave shape {got.shape} for a {length}-sample "
+                f"input, PyTorch {expected.shape}"
+            )
+        worst = max(worst, float(abs(got - expected).max()))
+    return worst
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_mossformer.export_onnx",
+        description=(
+            "Export a MossFormer pretrained folder to ONNX: mixture "
+            "[batch, time] -> estimates [batch, time, num_spks], dynamic "
+            f"batch and time axes, opset {OPSET}."
+        ),
+    )
+    parser.add_argument("pretrained_dir", help="SpeechBrain pretrained folder")
+    parser.add_argument("out", help="ONNX file to write")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not compare ONNX Runtime outputs with PyTorch",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest max-abs difference accepted by the check (1e-4)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        separator, info = load_separator(args.pretrained_dir)
+        out_dir = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(out_dir):
+            raise ExportError(f"output folder {out_dir} does not exist")
+        export_separator(separator, args.out)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    size_mb = os.path.getsize(args.out) / 2**20
+    print(
+        f"wrote {args.out} ({size_mb:.1f} MiB, opset {OPSET}, "
+        f"{info['num_spks']} speakers, {info['sample_rate']} Hz): "
+        "mixture [batch, time] -> estimates [batch, time, num_spks]"
+    )
+    if args.no_verify:
+        return 0
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("onnxruntime is not installed: outputs not checked")
+        return 0
+    lengths = (info["kernel_size"], 1003, 4003)
+    diff = verify(separator, args.out, lengths=lengths)
+    print(f"ONNX Runtime vs PyTorch, lengths {lengths}: max |diff| {diff:.2e}")
+    if diff > args.tolerance:
+        print(
+            f"error: difference {diff:.2e} above tolerance "
+            f"{args.tolerance:.0e}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

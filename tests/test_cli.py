@@ -1,0 +1,228 @@
+"""mossformer-separate: files and folders in, tracks out, clear failures."""
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from inference_helpers import random_folder, write
+
+from speechbrain_mossformer.cli import main
+from speechbrain_mossformer.inference import MossFormerSeparation
+
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A micro random MossFormer (8 kHz, 2 speakers): the CLI tests check
+    files, rates, lengths and messages, not separation quality."""
+    return random_folder(tmp_path_factory.mktemp("model"))
+
+
+def noise(seconds, rate, channels=1, seed=0, scale=0.2):
+    shape = (int(seconds * rate), channels) if channels > 1 else (
+        int(seconds * rate),)
+    return scale * np.random.default_rng(seed).uniform(-1, 1, shape)
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_folder_in_tracks_out_at_the_input_rate_and_length(
+    model_dir, tmp_path, capsys
+):
+    inp = tmp_path / "in"
+    (inp / "sub").mkdir(parents=True)
+    write(inp / "a.wav", noise(1.0, SR), SR)
+    write(inp / "b.flac", noise(0.5, 48000, channels=2), 48000, "PCM_24")
+    write(inp / "c.wav", noise(0.3, 16000), 16000, "PCM_U8")
+    write(inp / "sub" / "d.wav", noise(0.2, SR, seed=1), SR, "FLOAT")
+    (inp / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                            inp)
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == [
+        "a_spk1.wav", "a_spk2.wav", "b_spk1.wav", "b_spk2.wav",
+        "c_spk1.wav", "c_spk2.wav",
+    ]
+    expect = {"a": (SR, 8000), "b": (48000, 24000), "c": (16000, 4800)}
+    for name, (rate, frames) in expect.items():
+        for k in (1, 2):
+            info = sf.info(str(out / f"{name}_spk{k}.wav"))
+            assert (info.samplerate, info.frames) == (rate, frames)
+            assert info.subtype == "PCM_16" and info.channels == 1
+    assert "a_spk1.wav" in stdout
+    # --recursive also takes sub-folders, mirrored below --out-dir
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       "--recursive", "--quiet", inp)
+    assert code == 0, err
+    assert sorted(os.listdir(out / "sub")) == ["d_spk1.wav", "d_spk2.wav"]
+
+
+def test_written_tracks_are_the_separated_estimates(model_dir, tmp_path,
+                                                    capsys):
+    path = write(tmp_path / "x.wav", noise(0.5, SR), SR, "FLOAT")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       "--quiet", path)
+    assert code == 0, err
+    est = MossFormerSeparation.from_hparams(source=model_dir).separate_file(
+        path
+    )[0]
+    assert est.abs().max() <= 1  # no gain change expected
+    for k in (0, 1):
+        got, _ = sf.read(str(out / f"x_spk{k + 1}.wav"))
+        assert np.abs(got - est[:, k].numpy()).max() <= 1 / 32767
+
+
+def test_output_sample_rate_and_peak_normalisation(model_dir, tmp_path,
+                                                   capsys):
+    path = write(tmp_path / "x.wav", noise(0.75, 22050), 22050)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       "--output-sample-rate", 16000, "--normalize", "peak",
+                       "--quiet", path)
+    assert code == 0, err
+    for k in (1, 2):
+        data, rate = sf.read(str(out / f"x_spk{k}.wav"))
+        assert rate == 16000
+        assert len(data) == math.ceil(0.75 * 22050 * 16000 / 22050)
+        assert np.abs(data).max() > 0.999
+
+
+def test_loud_estimates_are_scaled_not_clipped(model_dir, tmp_path, capsys,
+                                               monkeypatch):
+    def loud(self, mix):
+        return torch.stack([8 * mix, 0.5 * mix], dim=-1)
+
+    monkeypatch.setattr(MossFormerSeparation, "separate_batch", loud)
+    x = noise(0.5, SR)
+    path = write(tmp_path / "x.wav", x, SR, "FLOAT")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out, path)
+    assert code == 0
+    assert "x_spk1.wav: peak" in err and "to avoid clipping" in err
+    spk1, _ = sf.read(str(out / "x_spk1.wav"))
+    spk2, _ = sf.read(str(out / "x_spk2.wav"))
+    # scaled copy of 8 * x, not a clipped one; track 2 untouched
+    scale = 1 / np.abs(8 * x).max()
+    assert np.abs(spk1 - 8 * x * scale).max() < 2e-4
+    assert np.abs(spk2 - 0.5 * x).max() < 2e-4
+
+
+BAD = {
+    "zero.wav": (None, "the file is empty"),
+    "nosamples.wav": (np.zeros(0), "contains no samples"),
+    "short.wav": (np.zeros(10), "too short: 10 samples"),
+    "nan.wav": (np.r_[np.zeros(50), np.nan], "NaN or infinite"),
+    "corrupt.wav": (b"RIFF\x24\x00\x00\x00WAVEfmt junkjunk",
+                    "not a readable audio file"),
+    "text.mp3": (b"hello, not an mp3\n" * 10, "not a readable audio file"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD) + ["missing.wav"])
+def test_each_bad_input_fails_with_one_clear_line(model_dir, tmp_path,
+                                                  capsys, name):
+    good = write(tmp_path / "good.wav", noise(0.2, SR), SR)
+    bad = str(tmp_path / name)
+    if name == "missing.wav":
+        problem = "no such file"
+    else:
+        content, problem = BAD[name]
+        if content is None:
+            open(bad, "wb").close()
+        elif isinstance(content, bytes):
+            with open(bad, "wb") as f:
+                f.write(content)
+        else:
+            write(bad, content, SR, "FLOAT")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out, bad,
+                       good)
+    assert code == 1
+    lines = error_lines(err)
+    assert lines == [f"error: {bad}: {lines[0].split(': ', 2)[2]}"]
+    assert problem in lines[0]
+    assert "Traceback" not in err
+    # the good file is still written, the bad one leaves nothing behind
+    assert sorted(os.listdir(out)) == ["good_spk1.wav", "good_spk2.wav"]
+
+
+def test_usage_and_model_errors_exit_2(model_dir, tmp_path, capsys):
+    good = write(tmp_path / "good.wav", noise(0.2, SR), SR)
+    code, _, err = run(capsys, good)  # no --model
+    assert code == 2 and "--model" in err
+    code, _, err = run(capsys, "--model", tmp_path / "nope", good)
+    assert code == 2 and "not a folder" in err
+    code, _, err = run(capsys, "--model", model_dir, "--chunk-seconds", 2,
+                       "--overlap-seconds", 1.5, good)
+    assert code == 2 and "half of --chunk-seconds" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "--model", model_dir, empty)
+    assert code == 2 and "no audio files found" in err
+    # a folder whose masknet.ckpt does not match its yaml
+    bad = tmp_path / "bad_model"
+    shutil.copytree(model_dir, bad)
+    state = torch.load(bad / "masknet.ckpt", weights_only=True)
+    state.pop("pos_enc.scale")
+    torch.save(state, bad / "masknet.ckpt")
+    code, _, err = run(capsys, "--model", bad, good)
+    assert code == 2
+    assert "masknet" in err and "pos_enc.scale" in err
+    assert len(error_lines(err)) == 1
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, "--model", model_dir, "--device", "cuda",
+                           good)
+        assert code == 2 and "CUDA is not available" in err
+
+
+def test_progress_bar_for_long_files_unless_quiet(model_dir, tmp_path,
+                                                  capsys):
+    path = write(tmp_path / "long.wav", noise(3.0, SR), SR)
+    args = ["--model", model_dir, "--out-dir", tmp_path / "out",
+            "--chunk-seconds", 1, "--overlap-seconds", 0.25, path]
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "%|" in err and "long_spk2.wav" in out
+    code, out, err = run(capsys, "--quiet", *args)
+    assert code == 0 and out == "" and err == ""
+    data, _ = sf.read(str(tmp_path / "out" / "long_spk1.wav"))
+    assert len(data) == 3 * SR
+
+
+def test_console_script_exit_codes(model_dir, tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable),
+                          "mossformer-separate")
+    if not os.path.exists(script):
+        pytest.skip("console script not installed")
+    good = write(tmp_path / "good.wav", noise(0.2, SR), SR)
+    bad = write(tmp_path / "short.wav", np.zeros(3), SR)
+    done = subprocess.run(
+        [script, "--quiet", "--model", model_dir, "--out-dir",
+         str(tmp_path / "out"), good, bad],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: {bad}: too short: 3 samples (0.38 ms at 8000 Hz); the "
+        f"model needs at least one encoder frame, 16 samples (2.00 ms) at "
+        f"this rate"
+    )
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "good_spk1.wav", "good_spk2.wav"
+    ]
