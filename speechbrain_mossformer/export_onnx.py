@@ -35,8 +35,8 @@ import warnings
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from speechbrain_mossformer.lobes.models.mossformer import pad_time
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
     check_state_dict,
@@ -110,10 +110,10 @@ class SeparatorForExport(nn.Module):
                 nn.ConvTranspose1d.forward(self.decoder, separated[k])[:, 0]
                 for k in range(self.num_spks)
             ],
-            dim=-1,
+            dim=2,
         )
         # [B, T, S]: zero padding at the end, T' <= T
-        return F.pad(est, (0, 0, 0, mix.shape[1] - est.shape[1]))
+        return pad_time(est, mix.shape[1] - est.shape[1])
 
 
 def load_separator(folder):

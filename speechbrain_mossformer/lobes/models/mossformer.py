@@ -37,6 +37,7 @@ __all__ = [
     "OffsetScale",
     "RotaryEmbedding",
     "ScaledSinuEmbedding",
+    "pad_time",
     "token_shift",
     "MossFormerBlock",
     "MossFormerStack",
@@ -403,7 +404,7 @@ class RotaryEmbedding(nn.Module):
         if rest.shape[-1] == 0:
             return rot
         # [..., T, D]
-        return torch.cat((rot, rest), dim=-1)
+        return torch.cat((rot, rest), dim=x.dim() - 1)
 
 
 class ScaledSinuEmbedding(nn.Module):
@@ -442,6 +443,36 @@ class ScaledSinuEmbedding(nn.Module):
         return emb * self.scale
 
 
+def pad_time(x, frames):
+    """Appends ``frames`` zero frames to ``x`` [B, T, C] (dim 1).
+
+    Written as a concatenation with zeros rather than ``F.pad``, so that a
+    traced graph keeps a known rank when ``frames`` depends on the input
+    length (ONNX export).
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input [B, T, C].
+    frames : int or torch.Tensor
+        Number of zero frames (may be 0).
+
+    Returns
+    -------
+    torch.Tensor
+        Padded tensor [B, T + frames, C].
+
+    Example
+    -------
+    >>> pad_time(torch.ones(1, 2, 3), 2).sum(-1)
+    tensor([[3., 3., 0., 0.]])
+    """
+    # [B, frames, C]
+    zeros = x.new_zeros(x.shape[0], frames, x.shape[2])
+    # [B, T + frames, C]
+    return torch.cat((x, zeros), dim=1)
+
+
 def token_shift(x):
     """Shifts the first half of the features one frame later in time.
 
@@ -466,12 +497,15 @@ def token_shift(x):
              [0., 3.],
              [2., 5.]]])
     """
-    # [B, T, D/2] each
-    x_shift, x_pass = x.chunk(2, dim=-1)
-    # [B, T + 1, D/2] -> [B, T, D/2]: one frame later, first frame zero
-    x_shift = F.pad(x_shift, (0, 0, 1, 0))[:, :-1]
+    # [B, T, D/2] each (positive dims: a traced graph keeps its ranks)
+    x_shift, x_pass = x.chunk(2, dim=2)
+    # [B, T, D/2]: one frame later, first frame zero
+    x_shift = torch.cat(
+        (torch.zeros_like(x_shift[:, :1]), x_shift[:, : x.shape[1] - 1]),
+        dim=1,
+    )
     # [B, T, D]
-    return torch.cat((x_shift, x_pass), dim=-1)
+    return torch.cat((x_shift, x_pass), dim=2)
 
 
 class MossFormerBlock(nn.Module):
@@ -584,7 +618,7 @@ class MossFormerBlock(nn.Module):
             ``quad + lin`` attention output [B, T, 2E].
         """
         # [B, T, 4, Dqk]
-        heads = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=-2)
+        heads = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=2)
         # [B, T, 2E]
         return self.attend(heads, values, cos_sin)
 
@@ -597,7 +631,7 @@ class MossFormerBlock(nn.Module):
         cos, sin = cos_sin
         heads = self.rotary(heads, (cos.unsqueeze(-2), sin.unsqueeze(-2)))
         # 4 x [B, T, Dqk] (views)
-        quad_q, lin_q, quad_k, lin_k = heads.unbind(dim=-2)
+        quad_q, lin_q, quad_k, lin_k = heads.unbind(dim=2)
 
         # Global linear attention over the true T frames.
         # [B, Dqk, 2E]
@@ -678,20 +712,23 @@ class MossFormerBlock(nn.Module):
         # their scores relu(0)^2 are zero and they attend to nothing.
         padding = (g - T % g) % g
         # [B, T + padding, *]
-        quad_q = F.pad(quad_q, (0, 0, 0, padding))
-        quad_k = F.pad(quad_k, (0, 0, 0, padding))
-        values = F.pad(values, (0, 0, 0, padding))
+        quad_q = pad_time(quad_q, padding)
+        quad_k = pad_time(quad_k, padding)
+        values = pad_time(values, padding)
+        # explicit sizes, no -1 (the TorchScript ONNX exporter can turn a
+        # -1 beside traced sizes into a 1)
+        n_groups = (T + padding) // g
         qk_dim, width = self.to_qk.linear.out_features, self.hidden_dim
         # [B, G, g, Dqk], [B, G, g, 2E]
-        quad_q = quad_q.reshape(B, -1, g, qk_dim)
-        quad_k = quad_k.reshape(B, -1, g, qk_dim)
-        values = values.reshape(B, -1, g, width)
+        quad_q = quad_q.reshape(B, n_groups, g, qk_dim)
+        quad_k = quad_k.reshape(B, n_groups, g, qk_dim)
+        values = values.reshape(B, n_groups, g, width)
         # [B, G, g, g]: squared-ReLU scores scaled by 1/group_size
-        scores = torch.matmul(quad_q, quad_k.transpose(-1, -2)) / g
+        scores = torch.matmul(quad_q, quad_k.transpose(2, 3)) / g
         attn = self.attn_dropout(F.relu(scores) ** 2)
         # [B, G, g, 2E] -> [B, T + padding, 2E] -> [B, T, 2E]
         out = torch.matmul(attn, values)
-        return out.reshape(B, -1, width)[:, :T]
+        return out.reshape(B, n_groups * g, width)[:, :T]
 
 
 class MossFormerStack(nn.Module):
