@@ -13,8 +13,9 @@ it zeros weights but keeps every shape, so it does not run faster.
 What is pruned, and what is coupled (see ``structured_prune``):
 
 * **Blocks**: whole MossFormer blocks, by the L1 norm of their output layer
-  ``to_out`` (or, with calibration audio, their measured contribution
-  ``||block(x) - x|| / ||x||``).
+  ``to_out``, or, with calibration audio, by their measured contribution
+  ``||block(x) - x|| / ||x||`` or by greedy ablation (drop the block whose
+  removal changes the separator's output least, repeat).
 * **Hidden width** of each block: U/V channel *pairs*. Channel ``j`` of V
   and channel ``j`` of U are multiplied together in the gates and feed
   input ``j`` of ``to_out``, so a pair is one unit: rows ``j`` and
@@ -58,7 +59,6 @@ Authors
 """
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -73,6 +73,7 @@ __all__ = [
     "resolve_sizes",
     "unit_scores",
     "calibrate",
+    "block_ablation",
     "structured_prune",
     "prune_pretrained",
     "unstructured_prune",
@@ -96,6 +97,9 @@ SPEC_KEYS = (
     "query_key_dims",
     "qk_fraction",
 )
+
+#: How blocks may be chosen (see ``structured_prune``).
+BLOCK_SCORES = ("l1", "contribution", "ablation")
 
 _BLOCK = "mossformer.blocks.{}."
 
@@ -222,10 +226,11 @@ def resolve_sizes(config, spec):
     >>> t = resolve_sizes(cfg, {"width_fraction": 0.75, "num_blocks": 2})
     >>> t["out_channels"], t["num_blocks"]
     (48, 2)
-    >>> resolve_sizes(cfg, {"num_blocks": 5})
-    Traceback (most recent call last):
-      ...
-    speechbrain_mossformer.pruning.PruningError: num_blocks=5 is more than the 4 blocks of the model
+    >>> try:
+    ...     resolve_sizes(cfg, {"num_blocks": 5})
+    ... except PruningError as err:
+    ...     print(err)
+    num_blocks=5 is more than the 4 blocks of the model
     """
     if not isinstance(spec, dict):
         raise PruningError(f"the pruning spec must be a mapping, got {spec!r}")
@@ -495,10 +500,7 @@ def calibrate(config, state_dicts, mixtures):
     >>> stats["contribution"].shape, stats["hidden_energy"][0].shape
     (torch.Size([2]), torch.Size([32]))
     """
-    from speechbrain_mossformer.lobes.models.mossformer import (
-        separate_with_modules,
-        token_shift,
-    )
+    from speechbrain_mossformer.lobes.models.mossformer import token_shift
 
     modules = _build_modules(config, state_dicts)
     masknet = modules["masknet"]
@@ -514,7 +516,8 @@ def calibrate(config, state_dicts, mixtures):
 
     def block_hook(b):
         def hook(module, args, output):
-            x = args[0]
+            x = args[0].detach()
+            output = output.detach()
             shifted = token_shift(x).double()
             stream[b] += shifted.pow(2).sum((0, 1))
             ratio = (output.double() - x.double()).norm(dim=-1) / (
@@ -528,25 +531,16 @@ def calibrate(config, state_dicts, mixtures):
 
     def out_hook(b):
         def hook(module, args):
-            hidden[b] += args[0].double().pow(2).sum((0, 1))
+            hidden[b] += args[0].detach().double().pow(2).sum((0, 1))
 
         return hook
 
     for b, block in enumerate(blocks):
         handles.append(block.register_forward_hook(block_hook(b)))
         handles.append(block.to_out.register_forward_pre_hook(out_hook(b)))
-    if torch.is_tensor(mixtures) and mixtures.dim() == 2:
-        mixtures = list(mixtures)
-    if torch.is_tensor(mixtures):
-        mixtures = [mixtures]
     try:
-        with torch.no_grad():
-            for mix in mixtures:
-                mix = torch.as_tensor(mix, dtype=torch.float32).reshape(1, -1)
-                separate_with_modules(
-                    modules["encoder"], masknet, modules["decoder"], mix,
-                    masknet.num_spks,
-                )
+        for mix in _as_batches(mixtures):
+            _plain_forward(modules, mix)
     finally:
         for handle in handles:
             handle.remove()
@@ -557,6 +551,119 @@ def calibrate(config, state_dicts, mixtures):
         "hidden_energy": hidden,
         "contribution": (contrib / frames[0]).float(),
     }
+
+
+def _as_batches(mixtures):
+    """Calibration mixtures -> a list of [1, T] float tensors."""
+    if torch.is_tensor(mixtures):
+        mixtures = list(mixtures) if mixtures.dim() == 2 else [mixtures]
+    out = [
+        torch.as_tensor(m, dtype=torch.float32).reshape(1, -1)
+        for m in mixtures
+    ]
+    if not out:
+        raise PruningError("calibration needs at least one mixture")
+    return out
+
+
+def _plain_forward(modules, mix):
+    """Separates ``mix`` [1, T] with autograd on, so the model takes its
+    plain (training) path: no in-place work or shared buffers that hooks
+    could observe half-way."""
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+
+    masknet = modules["masknet"]
+    with torch.enable_grad():
+        est = separate_with_modules(
+            modules["encoder"], masknet, modules["decoder"], mix,
+            masknet.num_spks,
+        )
+    return est.detach()
+
+
+def block_ablation(config, state_dicts, mixtures, num_blocks):
+    """Chooses blocks to keep by measured output change (greedy).
+
+    Blocks are removed one at a time; each time the one whose removal
+    (the block replaced by the identity, its residual branch dropped)
+    changes the separator's estimates least, measured as
+    ``mean ||y' - y||^2 / ||y||^2`` over the mixtures against the unpruned
+    model's estimates ``y``.
+
+    Arguments
+    ---------
+    config : dict
+        Model configuration.
+    state_dicts : dict
+        ``{"encoder": sd, "masknet": sd, "decoder": sd}``.
+    mixtures : list of torch.Tensor
+        Calibration mixtures [T].
+    num_blocks : int
+        Number of blocks to keep.
+
+    Returns
+    -------
+    tuple
+        ``(kept, distortion)``: the kept block indices (sorted) and the
+        measured distortion with only those blocks.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams)
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 3,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> mods = load_modules(render_hyperparams(cfg))
+    >>> sds = {k: m.state_dict() for k, m in mods.items()}
+    >>> kept, distortion = block_ablation(cfg, sds, [torch.randn(400)], 2)
+    >>> len(kept), distortion >= 0
+    (2, True)
+    """
+    modules = _build_modules(config, state_dicts)
+    blocks = modules["masknet"].mossformer.blocks
+    mixtures = _as_batches(mixtures)
+    skipped = set()
+    handles = []
+
+    def skip_hook(b):
+        def hook(module, args, output):
+            # identity: the block's input goes on unchanged
+            return args[0] if b in skipped else output
+
+        return hook
+
+    for b, block in enumerate(blocks):
+        handles.append(block.register_forward_hook(skip_hook(b)))
+    try:
+        reference = [_plain_forward(modules, mix) for mix in mixtures]
+
+        def distortion():
+            total = 0.0
+            for mix, ref in zip(mixtures, reference):
+                est = _plain_forward(modules, mix)
+                total += float(
+                    (est - ref).pow(2).sum() / ref.pow(2).sum().clamp(1e-12)
+                )
+            return total / len(mixtures)
+
+        best_value = 0.0
+        while len(blocks) - len(skipped) > num_blocks:
+            trials = []
+            for b in range(len(blocks)):
+                if b in skipped:
+                    continue
+                skipped.add(b)
+                trials.append((distortion(), b))
+                skipped.discard(b)
+            best_value, best = min(trials)
+            skipped.add(best)
+    finally:
+        for handle in handles:
+            handle.remove()
+    kept = [b for b in range(len(blocks)) if b not in skipped]
+    return kept, best_value
 
 
 # ----------------------------------------------------------------------
@@ -594,12 +701,14 @@ def structured_prune(config, state_dicts, spec, calibration=None,
         ``{"num_blocks": 2, "hidden_fraction": 0.5, "out_channels": 48}``.
     calibration : list of torch.Tensor, optional
         A few mixtures: then the ScaleNorm gains account for the measured
-        energy of the removed features, and ``block_score="contribution"``
-        is possible.
+        energy of the removed features, and the ``"contribution"`` and
+        ``"ablation"`` block scores are possible.
     block_score : str
-        ``"l1"`` (``|g| * ||W||_1 + ||b||_1`` of ``to_out``) or
-        ``"contribution"`` (measured ``||block(x) - x|| / ||x||``; needs
-        ``calibration``).
+        How blocks are chosen: ``"l1"`` (``|g| * ||W||_1 + ||b||_1`` of
+        ``to_out``), ``"contribution"`` (measured ``||block(x) - x|| /
+        ||x||``) or ``"ablation"`` (greedy: drop the block whose removal
+        changes the output least, see ``block_ablation``); the last two
+        need ``calibration``.
 
     Returns
     -------
@@ -624,13 +733,13 @@ def structured_prune(config, state_dicts, spec, calibration=None,
     >>> new_sds["masknet"]["mossformer.blocks.0.to_out.linear.weight"].shape
     torch.Size([12, 16])
     """
-    if block_score not in ("l1", "contribution"):
+    if block_score not in BLOCK_SCORES:
         raise PruningError(
-            f"block_score must be 'l1' or 'contribution', got {block_score!r}"
+            f"block_score must be one of {BLOCK_SCORES}, got {block_score!r}"
         )
-    if block_score == "contribution" and calibration is None:
+    if block_score != "l1" and calibration is None:
         raise PruningError(
-            "block_score='contribution' needs calibration mixtures"
+            f"block_score={block_score!r} needs calibration mixtures"
         )
     for name in ("encoder", "masknet", "decoder"):
         if name not in state_dicts:
@@ -651,19 +760,25 @@ def structured_prune(config, state_dicts, spec, calibration=None,
     ) else None
 
     # Blocks
-    block_values = (
-        stats["contribution"] if block_score == "contribution"
-        else scores["blocks"]
-    )
-    kept_blocks = _top(block_values, target["num_blocks"]).tolist()
+    if block_score == "ablation":
+        kept_blocks, _ = block_ablation(
+            config, state_dicts, calibration, target["num_blocks"]
+        )
+    else:
+        block_values = (
+            stats["contribution"] if block_score == "contribution"
+            else scores["blocks"]
+        )
+        kept_blocks = _top(block_values, target["num_blocks"]).tolist()
     old_qk = [sizes["query_key_dims"][b] for b in kept_blocks]
     old_hidden = [sizes["hidden_dims"][b] for b in kept_blocks]
     rotary = sizes["rotary_dim"]
     if min(32, min(old_qk)) != rotary:
+        dropped = sorted(set(range(sizes["num_blocks"])) - set(kept_blocks))
         raise PruningError(
-            f"dropping blocks {sorted(set(range(sizes['num_blocks'])) - set(kept_blocks))} "
-            f"would change the rotary width from {rotary} to "
-            f"{min(32, min(old_qk))} (it is min(32, smallest query_key_dim)); "
+            f"dropping blocks {dropped} would change the rotary width "
+            f"from {rotary} to {min(32, min(old_qk))} (it is min(32, "
+            "smallest query_key_dim)); "
             "keep a block with the smallest query/key width"
         )
 
@@ -856,7 +971,7 @@ def prune_pretrained(source, out_dir, spec, calibration=None,
     calibration : list of torch.Tensor, optional
         Mixtures for the energy-aware gains / block contributions.
     block_score : str
-        ``"l1"`` or ``"contribution"``.
+        ``"l1"``, ``"contribution"`` or ``"ablation"``.
 
     Returns
     -------
@@ -1205,11 +1320,13 @@ def main(argv=None):
     parser.add_argument("--hidden-fraction", type=float)
     parser.add_argument("--query-key-dims", type=_int_list)
     parser.add_argument("--qk-fraction", type=float)
-    parser.add_argument("--block-score", choices=("l1", "contribution"),
-                        default="l1")
+    parser.add_argument("--block-score", choices=BLOCK_SCORES,
+                        default="l1",
+                        help="how blocks are chosen; contribution and "
+                        "ablation need --calibration")
     parser.add_argument("--calibration", nargs="+", metavar="WAV",
                         help="mixtures for energy-aware gains and the "
-                        "'contribution' block score")
+                        "contribution/ablation block scores")
     parser.add_argument("--unstructured", type=float, metavar="AMOUNT",
                         help="instead: zero this fraction of the mask-net "
                         "weights (same shapes, no speedup)")

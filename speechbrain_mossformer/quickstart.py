@@ -138,8 +138,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=os.path.join(
         REPO, "quickstart_output"))
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--epoch-size", type=int, default=100,
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epoch-size", type=int, default=200,
                         help="dynamic-mixing mixtures per epoch")
     args = parser.parse_args(argv)
     start = time.time()

@@ -124,3 +124,22 @@ def test_convert_then_separate_as_the_readme_says(workdir):
         for k in (1, 2):
             written = sf.info(str(out / f"{name}_spk{k}.wav"))
             assert written.samplerate == 16000
+
+
+def test_quickstart_runs_end_to_end_in_miniature(tmp_path):
+    """`make quickstart`'s script with one short epoch: every stage runs and
+    the WAVs, the PNG and the SI-SNRi lines come out."""
+    out = tmp_path / "qs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "speechbrain_mossformer.quickstart",
+         "--output", str(out), "--epochs", "1", "--epoch-size", "8"],
+        cwd=REPO, capture_output=True, text=True,
+        env=dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"]),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"test-set mean SI-SNRi .*: -?\d+\.\d+ dB", proc.stdout)
+    assert re.search(r"example mixture SI-SNRi: -?\d+\.\d+ dB", proc.stdout)
+    assert (out / "separation.png").stat().st_size > 10_000
+    separated = sorted(os.listdir(out / "separated"))
+    assert len(separated) == 2 and all("_spk" in n for n in separated)
+    assert (out / "pretrained" / "hyperparams.yaml").is_file()

@@ -1,0 +1,196 @@
+"""Models and measurements shared by the benchmark scripts.
+
+* MossFormer (S), (M), (L): ``hparams/mossformer_{s,m,l}.yaml``, built with
+  HyperPyYAML (random weights: the speed does not depend on them).
+* SepFormer: SpeechBrain's WSJ0-2mix recipe configuration
+  (``recipes/WSJ0Mix/separation/hparams/sepformer.yaml``), built from
+  ``speechbrain.lobes.models.dual_path``: Encoder kernel 16 / N 256,
+  Dual_Path_Model with two SBTransformerBlocks (8 layers, d_model 256,
+  8 heads, d_ffn 1024, dropout 0, positional encoding, pre-norm),
+  num_layers 2, K 250, norm "ln", skip_around_intra, no linear layer after
+  inter/intra; Decoder. 25.7M parameters.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import os
+import resource
+import statistics
+import time
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_RATE = 8000
+MOSSFORMER_SIZES = ("s", "m", "l")
+ALL_MODELS = ("s", "m", "l", "sepformer")
+LABELS = {
+    "s": "MossFormer (S)",
+    "m": "MossFormer (M)",
+    "l": "MossFormer (L)",
+    "sepformer": "SepFormer (SpeechBrain WSJ0-2mix)",
+}
+
+
+def build_mossformer(size):
+    """Encoder, mask net and decoder of MossFormer ``size`` (s, m or l)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    path = os.path.join(REPO, "hparams", f"mossformer_{size}.yaml")
+    with open(path, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f)
+    return dict(hparams["modules"])
+
+
+def build_sepformer():
+    """SpeechBrain's SepFormer in its WSJ0-2mix recipe configuration."""
+    from speechbrain.lobes.models.dual_path import (
+        Decoder,
+        Dual_Path_Model,
+        Encoder,
+        SBTransformerBlock,
+    )
+
+    def transformer():
+        return SBTransformerBlock(
+            num_layers=8,
+            d_model=256,
+            nhead=8,
+            d_ffn=1024,
+            dropout=0,
+            use_positional_encoding=True,
+            norm_before=True,
+        )
+
+    return {
+        "encoder": Encoder(kernel_size=16, out_channels=256),
+        "masknet": Dual_Path_Model(
+            num_spks=2,
+            in_channels=256,
+            out_channels=256,
+            num_layers=2,
+            K=250,
+            intra_model=transformer(),
+            inter_model=transformer(),
+            norm="ln",
+            linear_layer_after_inter_intra=False,
+            skip_around_intra=True,
+        ),
+        "decoder": Decoder(
+            in_channels=256,
+            out_channels=1,
+            kernel_size=16,
+            stride=8,
+            bias=False,
+        ),
+    }
+
+
+def build(name):
+    """The three modules of benchmark model ``name``, in eval mode."""
+    torch.manual_seed(0)
+    modules = build_sepformer() if name == "sepformer" else build_mossformer(
+        name
+    )
+    for module in modules.values():
+        module.eval()
+    return modules
+
+
+def count(modules):
+    """Trainable parameters of a module dict."""
+    return sum(
+        p.numel()
+        for m in modules.values()
+        for p in m.parameters()
+        if p.requires_grad
+    )
+
+
+def separator(modules, num_spks=2):
+    """A callable ``[B, T] -> [B, T, S]`` running the modules."""
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+
+    def run(mix):
+        return separate_with_modules(
+            modules["encoder"],
+            modules["masknet"],
+            modules["decoder"],
+            mix,
+            num_spks,
+        )
+
+    return run
+
+
+def mixture(seconds, batch=1):
+    """A reproducible random mixture [batch, seconds * 8000]."""
+    generator = torch.Generator().manual_seed(1234)
+    return 0.1 * torch.randn(
+        batch, int(seconds * SAMPLE_RATE), generator=generator
+    )
+
+
+def timed(fn, *args):
+    """Wall-clock seconds of one call."""
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def median(values):
+    """Median of a non-empty list."""
+    return statistics.median(values)
+
+
+def current_rss_mb():
+    """Resident set size of this process now, in MiB (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def max_rss_mb():
+    """High-water mark of the resident set size, in MiB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_description():
+    """CPU model, core count and library versions, for the result table."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        isa = [
+            name
+            for name in ("avx2", "avx512f")
+            if f" {name} " in text.split("flags", 1)[1].split("\n", 1)[0] + " "
+        ]
+        flags = "/".join(isa).upper()
+    except (OSError, IndexError):
+        pass
+    info = {
+        "cpu": cpu,
+        "isa": flags,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    return info

@@ -1,0 +1,1071 @@
+"""Structured pruning of MossFormer at CPU scale (Chee et al. 2021).
+
+One command runs the whole experiment (from the repository root)::
+
+    python benchmarks/pruning_experiment.py            # full, ~20-25 min
+    python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
+
+on a 2-core CPU when nothing else runs (both figures grow with other
+load: the training runs use one thread each, two at a time).
+
+What it does, following "Performance optimizations on deep noise
+suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
+
+1. **Data.** A mini Libri2Mix (8 kHz, ``min``) built from the real speech
+   bundled in ``data/speech`` by ``speechbrain_mossformer.dataprep
+   .minidata``: validation and test mixtures from held-out speakers (the
+   speaker split is disjoint), training by **dynamic mixing** from a mini
+   LibriSpeech of the *training* speakers only (a new random pair and crop
+   every step).
+2. **Dense model.** A small MossFormer (N = 64 channels, 4 blocks, hidden
+   256, query/key 64, groups of 128 frames) trained through the LibriMix
+   recipe (``recipes/LibriMix/separation/train.py``) for ``P`` steps.
+3. **Structured pruning.** The best checkpoint is exported and pruned by
+   ``speechbrain_mossformer.pruning`` (L1 magnitude, re-sizing every
+   layer) to four sizes, each fine-tuned for ``F`` steps through the
+   recipe with ``--init_from``.
+4. **Baselines.** (a) the dense model fine-tuned for the same ``F`` steps
+   in the same way (the fair reference: every model has seen ``P + F``
+   steps); (b) every pruned size trained **from scratch** through the
+   recipe for ``P + F`` steps; (c) **unstructured** L1 magnitude pruning
+   (``torch.nn.utils.prune``, global) of the dense fine-tuned model to the
+   same parameter counts as each pruned size (no fine-tuning: it is the
+   speed control).
+5. **Measured speed.** Every architecture is timed on the same 8 s
+   mixture, batch 1, with PyTorch (2 intra-op threads,
+   ``torch.inference_mode``) and with ONNX Runtime (CPU provider, 2
+   threads; graphs from ``speechbrain_mossformer.export_onnx``): warm-up
+   runs, then the models take turns for several rounds (so load changes
+   hit all alike) and the median is kept. Speedup = dense time / model
+   time.
+6. **Quality.** SI-SNRi (dB) on the held-out test mixtures, computed by
+   this script from the exported best checkpoints with the package's
+   metrics (cross-checked against the recipe's own ``test_results.csv``).
+
+Writes ``benchmarks/results/pruning.md`` (tables, machine, command,
+runtimes, whether the target was met) and ``benchmarks/results/
+pruning.png`` (speedup against SI-SNRi, like Chee et al.'s figure 1).
+The working files (data, recipe outputs, pretrained folders, ONNX graphs,
+``results.json``) go to ``--work`` (default ``/tmp/mossformer-pruning``).
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import csv
+import datetime
+import glob
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RECIPE = os.path.join(REPO, "recipes", "LibriMix", "separation")
+TRAIN = os.path.join(RECIPE, "train.py")
+YAML = os.path.join(RECIPE, "hparams", "mossformer-libri2mix.yaml")
+RESULTS = os.path.join(HERE, "results")
+
+#: The dense model (recipe overrides).
+DENSE = {
+    "N_encoder_out": 64,
+    "out_channels": 64,
+    "num_blocks": 4,
+    "group_size": 128,
+    "query_key_dim": 64,
+    "expansion_factor": 4.0,
+}
+
+#: The pruned sizes (pruning specs, see speechbrain_mossformer.pruning).
+SIZES = [
+    ("P1", {"hidden_fraction": 0.5, "qk_fraction": 0.5}),
+    ("P2", {"num_blocks": 3, "hidden_fraction": 0.5, "qk_fraction": 0.5}),
+    ("P3", {"num_blocks": 2, "hidden_fraction": 0.5,
+            "query_key_dims": 32}),
+    ("P4", {"num_blocks": 2, "hidden_fraction": 0.25,
+            "query_key_dims": 32}),
+    ("P5", {"num_blocks": 2, "hidden_fraction": 0.25,
+            "query_key_dims": 32, "width_fraction": 0.75}),
+]
+
+#: How the blocks to keep are chosen (units inside layers: L1 always).
+BLOCK_SCORE = "ablation"
+#: Calibration mixtures (from the training split) for the block choice.
+N_CALIBRATION = 8
+
+#: Scale of the two modes.
+MODES = {
+    "full": {
+        "pretrain_steps": 2500,
+        "finetune_steps": 1500,
+        "epoch_steps": 500,
+        "n_valid": 16,
+        "n_test": 150,
+        "duration": 2.0,
+        "timing_seconds": 8.0,
+        "warmup": 2,
+        "repeats": 15,
+    },
+    "quick": {
+        "pretrain_steps": 100,
+        "finetune_steps": 50,
+        "epoch_steps": 50,
+        "n_valid": 4,
+        "n_test": 8,
+        "duration": 2.0,
+        "timing_seconds": 4.0,
+        "warmup": 1,
+        "repeats": 3,
+    },
+}
+
+TRAINING = {
+    "training_signal_len": 4000,  # 0.5 s crops at 8 kHz
+    "pretrain_lr": 1e-3,
+    "finetune_lr": 5e-4,
+    "batch_size": 1,
+}
+
+
+def parse_args(argv=None):
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke run (~3 minutes)")
+    parser.add_argument("--work", default="/tmp/mossformer-pruning",
+                        help="working folder (data, runs, models)")
+    parser.add_argument("--out", default=None,
+                        help="folder for pruning.md and pruning.png "
+                        "(default: benchmarks/results; --quick: the "
+                        "working folder)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="training runs at a time (1 thread each)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="intra-op threads for the timing")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep finished recipe runs found in --work")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------
+# Data
+def build_data(work, mode):
+    """Mini Libri2Mix (valid/test) + mini LibriSpeech (training speakers)."""
+    from speechbrain_mossformer.dataprep import minidata
+
+    root = os.path.join(work, "data")
+    libri2mix = os.path.join(root, "Libri2Mix")
+    pool = os.path.join(root, "LibriSpeech", "train-clean-360")
+    if not os.path.isdir(libri2mix):
+        minidata.make_librimix(
+            root, num_spks=2, sample_rate=8000, n_train=16,
+            n_valid=mode["n_valid"], n_test=mode["n_test"],
+            duration=mode["duration"], seed=0,
+        )
+        # same utterance duration, hence the same speaker split
+        minidata.make_librispeech(
+            root, duration=mode["duration"], per_clip=6, seed=0
+        )
+    test_dir = os.path.join(libri2mix, "wav8k", "min", "test")
+    train_speakers = set(os.listdir(pool))
+    test_speakers = set()
+    for name in os.listdir(os.path.join(test_dir, "mix_clean")):
+        for part in name[:-4].split("_"):
+            if "-" in part:  # <spk>-<chapter>-<utt> (not a _1 suffix)
+                test_speakers.add(part.split("-")[0])
+    if train_speakers & test_speakers:
+        raise RuntimeError("training and test speakers overlap")
+    return {
+        "libri2mix": libri2mix,
+        "pool": pool,
+        "test_dir": test_dir,
+        "train_dir": os.path.join(libri2mix, "wav8k", "min", "train-360"),
+        "train_speakers": len(train_speakers),
+        "test_speakers": len(test_speakers),
+        "pool_files": len(glob.glob(os.path.join(pool, "*", "*", "*.flac"))),
+    }
+
+
+# ----------------------------------------------------------------------
+# Recipe runs
+def model_args(config):
+    """Recipe overrides for a model configuration."""
+    from speechbrain_mossformer.pruning import recipe_overrides
+
+    cfg = dict(DENSE, kernel_size=16)
+    cfg.update(config)
+    return recipe_overrides(cfg)
+
+
+def recipe_command(data, output, steps, mode, lr, seed, model, init=None):
+    """The exact recipe command line of one training run."""
+    epochs = max(1, steps // mode["epoch_steps"])
+    cmd = [
+        sys.executable, TRAIN, YAML,
+        f"--data_folder={data['libri2mix']}",
+        f"--output_folder={output}",
+        f"--seed={seed}",
+        f"--N_epochs={epochs}",
+        f"--lr={lr}",
+        f"--batch_size={TRAINING['batch_size']}",
+        "--num_workers=0",
+        "--device=cpu",
+        "--noprogressbar",
+        "--use_speedperturb=False",
+        "--limit_training_signal_len=True",
+        f"--training_signal_len={TRAINING['training_signal_len']}",
+        "--dynamic_mixing=True",
+        f"--base_folder_dm={data['pool']}",
+        f"--dm_epoch_size={mode['epoch_steps']}",
+    ] + model
+    if init:
+        cmd.append(f"--init_from={init}")
+    return cmd
+
+
+class Run:
+    """One recipe run: command, dependencies, timing."""
+
+    def __init__(self, name, output, make_cmd, steps, after=()):
+        self.name = name
+        self.output = output
+        self.make_cmd = make_cmd  # called when the run starts
+        self.steps = steps
+        self.after = set(after)
+        self.cmd = None
+        self.proc = None
+        self.start = None
+        self.seconds = None
+        self.reused = False
+
+    @property
+    def done(self):
+        return os.path.isfile(os.path.join(self.output, "test_results.csv"))
+
+
+def run_all(runs, jobs, work, reuse, log):
+    """Runs recipe runs, ``jobs`` at a time, respecting dependencies."""
+    os.makedirs(os.path.join(work, "logs"), exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    pending = list(runs)
+    running = []
+    finished = set()
+    for run in runs:
+        if reuse and run.done:
+            run.reused = True
+            run.cmd = run.make_cmd()
+            finished.add(run.name)
+            log(f"  reusing {run.name}")
+    pending = [r for r in pending if r.name not in finished]
+    if not reuse:
+        for run in pending:
+            shutil.rmtree(run.output, ignore_errors=True)
+    while pending or running:
+        for run in list(pending):
+            if len(running) >= jobs:
+                break
+            if run.after <= finished:
+                run.cmd = run.make_cmd()
+                logfile = open(
+                    os.path.join(work, "logs", run.name + ".log"), "w"
+                )
+                run.proc = subprocess.Popen(
+                    run.cmd, cwd=REPO, env=env, stdout=logfile,
+                    stderr=subprocess.STDOUT,
+                )
+                run.logfile = logfile
+                run.start = time.time()
+                running.append(run)
+                pending.remove(run)
+                log(f"  start {run.name} ({run.steps} steps)")
+        time.sleep(0.5)
+        for run in list(running):
+            code = run.proc.poll()
+            if code is None:
+                continue
+            run.seconds = time.time() - run.start
+            run.logfile.close()
+            running.remove(run)
+            if code != 0 or not run.done:
+                for other in running:
+                    other.proc.kill()
+                raise RuntimeError(
+                    f"recipe run {run.name} failed (exit {code}); see "
+                    f"{work}/logs/{run.name}.log; command:\n"
+                    + " ".join(run.cmd)
+                )
+            finished.add(run.name)
+            log(f"  done  {run.name} in {run.seconds:.0f} s")
+
+
+def shell_line(cmd):
+    """A command list as a copyable shell line (repository-relative)."""
+    words = ["python"]
+    for arg in cmd[1:]:
+        arg = arg.replace(REPO + os.sep, "")
+        words.append(f"'{arg}'" if "[" in arg else arg)
+    return " ".join(words)
+
+
+def recipe_average(output):
+    """The ``avg`` row of a run's ``test_results.csv``."""
+    with open(os.path.join(output, "test_results.csv")) as f:
+        for row in csv.DictReader(f):
+            if row["snt_id"] == "avg":
+                return {k: float(v) for k, v in row.items() if k != "snt_id"}
+    raise RuntimeError(f"{output}: no avg row")
+
+
+# ----------------------------------------------------------------------
+# Evaluation
+def load_test_set(test_dir):
+    """Mixtures and references of the test split (sorted by name)."""
+    import soundfile as sf
+
+    items = []
+    for name in sorted(os.listdir(os.path.join(test_dir, "mix_clean"))):
+        mix, _ = sf.read(os.path.join(test_dir, "mix_clean", name),
+                         dtype="float32")
+        refs = [
+            torch.from_numpy(
+                sf.read(os.path.join(test_dir, s, name), dtype="float32")[0]
+            )
+            for s in ("s1", "s2")
+        ]
+        items.append((torch.from_numpy(mix), torch.stack(refs)))
+    return items
+
+
+def load_model(folder):
+    """Encoder, mask net and decoder of a pretrained folder (eval mode)."""
+    from speechbrain_mossformer.pruning import _build_modules, read_pretrained
+
+    config, states = read_pretrained(folder)
+    return config, _build_modules(config, states)
+
+
+def si_snri(folder, test_set):
+    """SI-SNRi (dB) of a pretrained folder on every test mixture."""
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+    from speechbrain_mossformer.metrics import best_permutation_si_snr
+
+    _, mods = load_model(folder)
+    values = []
+    with torch.inference_mode():
+        for mix, refs in test_set:
+            est = separate_with_modules(
+                mods["encoder"], mods["masknet"], mods["decoder"],
+                mix[None], 2,
+            )[0].t()
+            # the SI-SNRi of metrics.separation_metrics, without the SDR
+            sep, _ = best_permutation_si_snr(refs, est)
+            base, _ = best_permutation_si_snr(refs, mix.expand(2, -1))
+            values.append(float((sep - base).mean()))
+    return values
+
+
+def paired_se(values, reference):
+    """Standard error of the mean per-mixture difference."""
+    diffs = [a - b for a, b in zip(values, reference)]
+    return statistics.stdev(diffs) / len(diffs) ** 0.5
+
+
+# ----------------------------------------------------------------------
+# Timing
+def export_onnx(folder, path):
+    """ONNX graph of a pretrained folder (speechbrain_mossformer.export_onnx
+    when available, else the same TorchScript-based export here)."""
+    try:
+        from speechbrain_mossformer.export_onnx import (
+            export_separator,
+            load_separator,
+        )
+    except ImportError:
+        export_separator = load_separator = None
+    if load_separator is not None:
+        separator, _ = load_separator(folder)
+        export_separator(separator, path)
+        return path
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+
+    _, mods = load_model(folder)
+
+    class Whole(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = torch.nn.ModuleDict(mods)
+
+        def forward(self, mix):
+            return separate_with_modules(
+                self.m["encoder"], self.m["masknet"], self.m["decoder"],
+                mix, 2,
+            )
+
+    torch.onnx.export(
+        Whole().eval(), (torch.randn(1, 4003),), path, dynamo=False,
+        opset_version=17, input_names=["mixture"],
+        output_names=["estimates"],
+        dynamic_axes={"mixture": {0: "batch", 1: "time"},
+                      "estimates": {0: "batch", 1: "time"}},
+    )
+    return path
+
+
+def time_models(folders, onnx_dir, mix, threads, warmup, repeats, log):
+    """Median wall time (s) of each model, PyTorch and ONNX Runtime.
+
+    PyTorch first, then ONNX Runtime; for each, ``warmup`` runs of every
+    model, then ``repeats`` rounds in which all models take turns.
+    """
+    import onnxruntime as ort
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+
+    torch.set_num_threads(threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    runners = {}
+    for name, folder in folders.items():
+        _, mods = load_model(folder)
+
+        def run_torch(mods=mods):
+            with torch.inference_mode():
+                separate_with_modules(
+                    mods["encoder"], mods["masknet"], mods["decoder"],
+                    mix, 2,
+                )
+
+        path = export_onnx(folder, os.path.join(onnx_dir, name + ".onnx"))
+        session = ort.InferenceSession(
+            path, opts, providers=["CPUExecutionProvider"]
+        )
+        feed = {"mixture": mix.numpy()}
+
+        def run_ort(session=session, feed=feed):
+            session.run(None, feed)
+
+        runners[name] = {"torch": run_torch, "onnx": run_ort}
+    times = {name: {"torch": [], "onnx": []} for name in folders}
+    # One backend at a time (a thread pool of one spinning after its run
+    # would slow the other down), the models taking turns in every round.
+    for backend in ("torch", "onnx"):
+        for _ in range(warmup):
+            for r in runners.values():
+                r[backend]()
+        for k in range(repeats):
+            for name, r in runners.items():
+                start = time.perf_counter()
+                r[backend]()
+                times[name][backend].append(time.perf_counter() - start)
+        log(f"  timed {backend}: {repeats} rounds")
+    return {
+        name: {b: statistics.median(v) for b, v in t.items()}
+        | {b + "_all": v for b, v in t.items()}
+        for name, t in times.items()
+    }
+
+
+# ----------------------------------------------------------------------
+# Report
+def machine():
+    """CPU model, core count, library versions."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import onnxruntime
+    import speechbrain
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "speechbrain": speechbrain.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def busy_fraction(seconds=2.0):
+    """Fraction of all CPU time that was busy over ``seconds`` (Linux)."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return idle, sum(values)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except OSError:
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(log, threshold=0.25, max_wait=240.0):
+    """Waits until other processes use less than ``threshold`` of the
+    CPUs (or ``max_wait`` seconds pass); returns the last busy fraction."""
+    start = time.time()
+    busy = busy_fraction()
+    while busy is not None and busy > threshold:
+        if time.time() - start > max_wait:
+            log(f"  machine still {busy:.0%} busy; timing anyway")
+            break
+        log(f"  machine {busy:.0%} busy; waiting for it to quieten")
+        time.sleep(8.0)
+        busy = busy_fraction()
+    return busy
+
+
+def load_average():
+    """1-minute load average (or None)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def fmt(value, spec=".2f"):
+    """Formats a number, or '-' for None."""
+    return "-" if value is None else format(value, spec)
+
+
+def write_plot(res, path):
+    """Speedup vs SI-SNRi: pruned+fine-tuned, from scratch, unstructured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    ref = res["dense"]["finetuned"]
+    for ax, backend, title in zip(
+        axes, ("torch", "onnx"),
+        ("PyTorch, %d threads" % res["threads"],
+         "ONNX Runtime, %d threads" % res["threads"]),
+    ):
+        rows = res["sizes"]
+        sp = [r["speedup"][backend] for r in rows]
+        ax.plot(sp, [r["pruned_ft"] for r in rows], "o-", color="C0",
+                label="structured pruning + fine-tuning")
+        ax.plot(sp, [r["scratch"] for r in rows], "s--", color="C1",
+                label="same size trained from scratch")
+        ax.plot(sp, [r["pruned_0"] for r in rows], "o", color="C0",
+                mfc="none", alpha=0.6, label="pruned, before fine-tuning")
+        for r, x in zip(rows, sp):
+            ax.annotate(r["name"], (x, r["pruned_ft"]),
+                        textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        un = res["unstructured"]
+        ax.plot([u["speedup"][backend] for u in un],
+                [u["si_snri"] for u in un], "x", color="C3", ms=8,
+                label="unstructured sparsity (same params, no fine-tuning)")
+        ax.plot([1.0], [ref], "*", color="k", ms=12,
+                label="dense, fine-tuned the same steps")
+        ax.axhline(ref - 0.5, color="grey", ls=":", lw=1)
+        ax.axvline(2.5, color="grey", ls=":", lw=1)
+        ax.set_xlabel("measured speedup over dense (x)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("SI-SNRi on held-out speakers (dB)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        "MossFormer at CPU scale: measured speedup vs quality "
+        "(dotted: 2.5x, dense - 0.5 dB)", fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_markdown(res, path):
+    """The results table and everything needed to read it."""
+    m = res["machine"]
+    mode = res["mode"]
+    dense = res["dense"]
+    ref = dense["finetuned"]
+    lines = [
+        "# Structured pruning of MossFormer at CPU scale",
+        "",
+        "Reproduces the method of Chee et al. 2021 (\"Performance "
+        "optimizations on deep noise suppression models\", "
+        "arXiv 2110.04378) on a small MossFormer: L1-magnitude "
+        "structured pruning that **re-sizes** each layer into a smaller "
+        "dense model, then fine-tuning, against training the same sizes "
+        "from scratch and against unstructured sparsity; speed is "
+        "**measured**, not counted.",
+        "",
+        f"Written by `benchmarks/pruning_experiment.py` on "
+        f"{res['date']} ({res['mode_name']} mode).",
+        "",
+        "```",
+        res["command"],
+        "```",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores visible",
+        f"- timing: {res['threads']} intra-op threads (PyTorch and ONNX "
+        f"Runtime), batch 1, one {mode['timing_seconds']:.0f} s mixture at "
+        f"8 kHz; PyTorch first, then ONNX Runtime: {mode['warmup']} "
+        f"warm-up runs, then {mode['repeats']} rounds in which every model "
+        "takes its turn; median",
+        f"- the machine is shared: CPU busy (all processes) just before "
+        f"timing {fmt(res['busy_before'], '.0%')} and just after "
+        f"{fmt(res['busy_after'], '.0%')}; load average (1 min) "
+        f"{fmt(res['load_before'], '.1f')} / "
+        f"{fmt(res['load_after'], '.1f')} (it still counts the training "
+        "runs of the minutes before); see the spread column",
+        f"- torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"speechbrain {m['speechbrain']}, Python {m['python']}",
+        "",
+        "## Setup",
+        "",
+        f"- data: mini Libri2Mix (8 kHz, min) from the real speech in "
+        f"`data/speech`; training by dynamic mixing from "
+        f"{res['data']['pool_files']} utterances of "
+        f"{res['data']['train_speakers']} training speakers "
+        f"({TRAINING['training_signal_len']}-sample crops, batch "
+        f"{TRAINING['batch_size']}); validation {mode['n_valid']} and test "
+        f"{mode['n_test']} mixtures from held-out speakers "
+        f"({res['data']['test_speakers']} test speakers, disjoint from "
+        "training)",
+        f"- dense model: N = {DENSE['N_encoder_out']}, width "
+        f"{DENSE['out_channels']}, {DENSE['num_blocks']} blocks, hidden "
+        f"{int(DENSE['out_channels'] * DENSE['expansion_factor'])}, "
+        f"query/key {DENSE['query_key_dim']}, group size "
+        f"{DENSE['group_size']}; {dense['params']:,} parameters",
+        f"- steps: pre-training P = {mode['pretrain_steps']} (lr "
+        f"{TRAINING['pretrain_lr']}), fine-tuning F = "
+        f"{mode['finetune_steps']} (lr {TRAINING['finetune_lr']}, a new "
+        "data seed); from scratch: P + F steps at the pre-training lr; "
+        f"validation every {mode['epoch_steps']} steps, the best "
+        "checkpoint is tested",
+        "- **fair baseline**: the dense model fine-tuned for the same F "
+        "steps from the same checkpoint with the same settings as the "
+        "pruned models (so every model has P + F steps); its SI-SNRi is "
+        f"**{ref:.2f} dB** (dense before fine-tuning: "
+        f"{dense['pretrained']:.2f} dB)",
+        "- pruning: `speechbrain_mossformer.pruning.prune_pretrained` "
+        "(units inside layers by L1 magnitude: U/V pairs, query/key "
+        "features beyond the rotary ones, width split evenly between the "
+        "token-shifted and unshifted halves; blocks by greedy ablation "
+        f"(`block_score=\"{BLOCK_SCORE}\"`) measured on "
+        f"{N_CALIBRATION} training mixtures; kept blocks: "
+        + ", ".join(f"{r['name']} {r['blocks_kept']}" for r in res["sizes"])
+        + "); "
+        "unstructured: `torch.nn.utils.prune.global_unstructured` (L1) of "
+        "all mask-net Linear/Conv1d weights of the dense fine-tuned model, "
+        "made permanent, to the pruned sizes' parameter counts",
+        "",
+        "## Results",
+        "",
+        "SI-SNRi in dB on the held-out test mixtures; Δ is against the "
+        "dense model fine-tuned for the same steps, ± the standard error "
+        "of the per-mixture paired difference (test-set sampling only; "
+        "run-to-run training noise comes on top). Times are medians "
+        "(ms) for the whole separator on the "
+        f"{mode['timing_seconds']:.0f} s mixture; spread = (max - min) / "
+        "median over the rounds.",
+        "",
+        "| model | spec | blocks | width | hidden | q/k | params | "
+        "torch ms (spread) | torch speedup | ONNX ms | ONNX speedup | "
+        "pruned, no FT | pruned + FT | Δ | from scratch | Δ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    dt = res["timing"]["dense"]
+    lines.append(
+        f"| dense | - | {DENSE['num_blocks']} | {DENSE['out_channels']} | "
+        f"{int(DENSE['out_channels'] * DENSE['expansion_factor'])} | "
+        f"{DENSE['query_key_dim']} | {dense['params']:,} | "
+        f"{dt['torch'] * 1e3:.0f} ({dt['torch_spread']:.0%}) | 1.00 | "
+        f"{dt['onnx'] * 1e3:.0f} | 1.00 | - | {ref:.2f} (FT) | 0 | - | - |"
+    )
+    for r in res["sizes"]:
+        c = r["config"]
+        t = res["timing"][r["name"]]
+        hidden = sorted(set(c["hidden_dims"]))
+        qk = sorted(set(c["query_key_dims"]))
+        lines.append(
+            f"| {r['name']} | `{json.dumps(r['spec'], sort_keys=True)}` | "
+            f"{c['num_blocks']} | {c['out_channels']} | "
+            f"{'/'.join(map(str, hidden))} | {'/'.join(map(str, qk))} | "
+            f"{r['params']:,} | {t['torch'] * 1e3:.0f} "
+            f"({t['torch_spread']:.0%}) | "
+            f"**{r['speedup']['torch']:.2f}** | {t['onnx'] * 1e3:.0f} | "
+            f"{r['speedup']['onnx']:.2f} | {r['pruned_0']:.2f} | "
+            f"**{r['pruned_ft']:.2f}** | {r['pruned_ft'] - ref:+.2f} "
+            f"± {r['pruned_ft_se']:.2f} | "
+            f"{r['scratch']:.2f} | {r['scratch'] - ref:+.2f} "
+            f"± {r['scratch_se']:.2f} |"
+        )
+    lines += [
+        "",
+        "Unstructured sparsity (same shapes, zeros; no fine-tuning):",
+        "",
+        "| matches | zeroed fraction of prunable weights | nonzero params | "
+        "torch ms | torch speedup | ONNX ms | ONNX speedup | SI-SNRi | Δ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for u in res["unstructured"]:
+        t = res["timing"][u["name"]]
+        lines.append(
+            f"| {u['matches']} | {u['amount']:.1%} | {u['nonzero']:,} | "
+            f"{t['torch'] * 1e3:.0f} | {u['speedup']['torch']:.2f} | "
+            f"{t['onnx'] * 1e3:.0f} | {u['speedup']['onnx']:.2f} | "
+            f"{u['si_snri']:.2f} | {u['si_snri'] - ref:+.2f} |"
+        )
+    best = res["target"]
+    lines += [
+        "",
+        "## Target: >= 2.5x measured speedup at <= 0.5 dB SI-SNRi loss",
+        "",
+        best["text"],
+        "",
+        "## Checks",
+        "",
+        f"- this script's SI-SNRi vs the recipe's own `test_results.csv` "
+        f"(same best checkpoints): largest difference "
+        f"{res['check_recipe_max_diff']:.4f} dB",
+        "- the recipe command of every run is in `results.json` in the "
+        "working folder; an example (the P3 fine-tuning):",
+        "",
+        "```",
+        res["example_command"],
+        "```",
+        "",
+        "## Runtimes",
+        "",
+        f"- total: {res['runtime']['total'] / 60:.1f} min (data "
+        f"{res['runtime']['data']:.0f} s, training "
+        f"{res['runtime']['training'] / 60:.1f} min with {res['jobs']} "
+        f"runs at a time, evaluation {res['runtime']['evaluation']:.0f} s, "
+        f"ONNX export + timing {res['runtime']['timing']:.0f} s)",
+        "- recipe runs (wall seconds, including start-up, validation and "
+        "testing): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in res["run_seconds"].items()),
+        "",
+        "## Reading the numbers",
+        "",
+        "- Parameters are not time: unstructured sparsity removes as many "
+        "parameters as the re-sized models but runs at the dense speed "
+        "(speedups near 1.0), because the kernels stay dense.",
+        "- At this scale (a few thousand steps on minutes of speech) the "
+        "models are far from converged, so differences of a few tenths of "
+        "a dB are within run-to-run noise; the comparison between pruning "
+        "and training from scratch is the paper's question, and the "
+        "fine-tuned pruned models have seen exactly as many steps as the "
+        "from-scratch ones.",
+        "- Width pruning is approximate before fine-tuning (the sinusoidal "
+        "position table and LayerNorm/GroupNorm statistics depend on the "
+        "width); hidden, query/key and block pruning keep the model "
+        "unchanged up to the removed units (see `tests/test_pruning.py`).",
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+# ----------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    mode_name = "quick" if args.quick else "full"
+    mode = MODES[mode_name]
+    work = os.path.abspath(args.work + ("-quick" if args.quick else ""))
+    os.makedirs(work, exist_ok=True)
+    if args.out is None:
+        args.out = work if args.quick else RESULTS
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    sys.path.insert(0, REPO)
+    from speechbrain_mossformer import pruning
+    from speechbrain_mossformer.export_checkpoint import export_checkpoint
+
+    # 1. data
+    log("building the mini Libri2Mix and the dynamic-mixing pool")
+    data = build_data(work, mode)
+    t_data = time.time() - t0
+
+    # 2-4. runs
+    runs_dir = os.path.join(work, "runs")
+    models_dir = os.path.join(work, "models")
+    os.makedirs(models_dir, exist_ok=True)
+    P, F = mode["pretrain_steps"], mode["finetune_steps"]
+    dense_args = model_args({})
+    dense_dir = os.path.join(models_dir, "dense")
+    specs = dict(SIZES)
+    pruned_configs = {}
+
+    def out(name):
+        return os.path.join(runs_dir, name)
+
+    def prune_all():
+        """Export the dense best checkpoint and prune it (once)."""
+        if pruned_configs:
+            return
+        export_checkpoint(out("dense"), dense_dir)
+        calibration = [mix for mix, _ in load_test_set(
+            data["train_dir"])[:N_CALIBRATION]]
+        for name, spec in SIZES:
+            result = pruning.prune_pretrained(
+                dense_dir, os.path.join(models_dir, name + "-pruned"), spec,
+                calibration, BLOCK_SCORE,
+            )
+            pruned_configs[name] = result
+
+    def finetune_cmd(name):
+        def make():
+            prune_all()
+            if name == "dense":
+                init, margs = dense_dir, dense_args
+            else:
+                init = os.path.join(models_dir, name + "-pruned")
+                margs = pruned_configs[name]["overrides"]
+            return recipe_command(
+                data, out(name + "-ft"), F, mode,
+                TRAINING["finetune_lr"], 2, margs, init,
+            )
+
+        return make
+
+    def scratch_sizes():
+        """Sizes of the pruned models without training the dense one:
+        prune a randomly initialised dense model (sizes only)."""
+        from speechbrain_mossformer.pretrained import (
+            load_modules,
+            render_hyperparams,
+        )
+
+        cfg = dict(DENSE, kernel_size=16, sample_rate=8000, num_spks=2,
+                   attn_dropout=0.1)
+        mods = load_modules(render_hyperparams(cfg))
+        states = {k: m.state_dict() for k, m in mods.items()}
+        return {
+            name: pruning.structured_prune(cfg, states, spec)[0]
+            for name, spec in SIZES
+        }
+
+    scratch_cfgs = scratch_sizes()
+    runs = [
+        Run("dense", out("dense"),
+            lambda: recipe_command(data, out("dense"), P, mode,
+                                   TRAINING["pretrain_lr"], 1, dense_args),
+            P),
+        Run("dense-ft", out("dense-ft"), finetune_cmd("dense"), F,
+            after=["dense"]),
+    ]
+    for name, _ in SIZES:
+        runs.append(Run(name + "-ft", out(name + "-ft"), finetune_cmd(name),
+                        F, after=["dense"]))
+    for name, _ in SIZES:
+        cfg = scratch_cfgs[name]
+        runs.append(Run(
+            name + "-scratch", out(name + "-scratch"),
+            lambda cfg=cfg, name=name: recipe_command(
+                data, out(name + "-scratch"), P + F, mode,
+                TRAINING["pretrain_lr"], 1,
+                pruning.recipe_overrides(cfg)),
+            P + F))
+    # the long runs first: dense pre-training, then the from-scratch ones
+    log(f"training: {len(runs)} recipe runs, {args.jobs} at a time")
+    t1 = time.time()
+    run_all(runs, args.jobs, work, args.reuse, log)
+    prune_all()
+    t_train = time.time() - t1
+
+    # exports
+    for run in runs:
+        if run.name != "dense":
+            export_checkpoint(run.output, os.path.join(models_dir, run.name))
+
+    # 5. quality
+    log("evaluating on the test set")
+    t2 = time.time()
+    torch.set_num_threads(args.threads)
+    test_set = load_test_set(data["test_dir"])
+    per_mix = {}
+    check = []
+    for run in runs:
+        folder = dense_dir if run.name == "dense" else os.path.join(
+            models_dir, run.name)
+        per_mix[run.name] = si_snri(folder, test_set)
+        check.append(abs(statistics.fmean(per_mix[run.name])
+                         - recipe_average(run.output)["si-snr_i"]))
+    for name, _ in SIZES:
+        per_mix[name + "-pruned"] = si_snri(
+            os.path.join(models_dir, name + "-pruned"), test_set)
+    # unstructured control at the pruned sizes' parameter counts
+    dense_cfg, dense_states = pruning.read_pretrained(
+        os.path.join(models_dir, "dense-ft"))
+    dense_params = pruning.count_parameters(dense_states)
+    unstructured = []
+    for name, _ in SIZES:
+        target = pruning.count_parameters(
+            pruning.read_pretrained(
+                os.path.join(models_dir, name + "-pruned"))[1])
+        mods = pruning._build_modules(dense_cfg, dense_states)
+        amount = pruning.unstructured_amount(mods, target)
+        folder = os.path.join(models_dir, "U-" + name)
+        result = pruning.unstructured_prune_pretrained(
+            os.path.join(models_dir, "dense-ft"), folder, amount)
+        per_mix["U-" + name] = si_snri(folder, test_set)
+        unstructured.append({
+            "name": "U-" + name, "matches": name, "amount": amount,
+            "nonzero": result["nonzero"],
+            "si_snri": statistics.fmean(per_mix["U-" + name]),
+        })
+    quality = {k: statistics.fmean(v) for k, v in per_mix.items()}
+    se = {k: paired_se(v, per_mix["dense-ft"]) for k, v in per_mix.items()
+          if k != "dense-ft"}
+    t_eval = time.time() - t2
+
+    # 6. timing (nothing else of ours runs now)
+    log("exporting to ONNX and timing")
+    t3 = time.time()
+    onnx_dir = os.path.join(work, "onnx")
+    os.makedirs(onnx_dir, exist_ok=True)
+    mix = test_set[0][0]
+    length = int(mode["timing_seconds"] * 8000)
+    reps = -(-length // mix.shape[0])
+    mix = mix.repeat(reps)[:length][None].contiguous()
+    folders = {"dense": os.path.join(models_dir, "dense-ft")}
+    for name, _ in SIZES:
+        folders[name] = os.path.join(models_dir, name + "-ft")
+    for u in unstructured:
+        folders[u["name"]] = os.path.join(models_dir, u["name"])
+    busy_before = wait_for_quiet(log)
+    load_before = load_average()
+    timing = time_models(folders, onnx_dir, mix, args.threads,
+                         mode["warmup"], mode["repeats"], log)
+    load_after = load_average()
+    busy_after = busy_fraction()
+    for t in timing.values():
+        t["torch_spread"] = (max(t["torch_all"]) - min(t["torch_all"])) / (
+            t["torch"])
+    t_time = time.time() - t3
+
+    dense_t = timing["dense"]
+    sizes = []
+    for name, spec in SIZES:
+        sizes.append({
+            "name": name,
+            "spec": spec,
+            "config": pruned_configs[name]["config"],
+            "params": pruned_configs[name]["params"][1],
+            "speedup": {b: dense_t[b] / timing[name][b]
+                        for b in ("torch", "onnx")},
+            "pruned_0": quality[name + "-pruned"],
+            "pruned_ft": quality[name + "-ft"],
+            "pruned_ft_se": se[name + "-ft"],
+            "scratch": quality[name + "-scratch"],
+            "scratch_se": se[name + "-scratch"],
+            "blocks_kept": pruned_configs[name]["report"]["blocks"],
+        })
+    for u in unstructured:
+        u["speedup"] = {b: dense_t[b] / timing[u["name"]][b]
+                        for b in ("torch", "onnx")}
+    ref = quality["dense-ft"]
+    ok = [s for s in sizes
+          if s["speedup"]["torch"] >= 2.5 and s["pruned_ft"] >= ref - 0.5]
+    if ok:
+        best = max(ok, key=lambda s: s["speedup"]["torch"])
+        text = (
+            f"**Met.** {best['name']} runs {best['speedup']['torch']:.2f}x "
+            f"faster than the dense model in PyTorch "
+            f"({best['speedup']['onnx']:.2f}x in ONNX Runtime) at "
+            f"{best['pruned_ft']:.2f} dB SI-SNRi after fine-tuning, "
+            f"{best['pruned_ft'] - ref:+.2f} dB against the dense model "
+            f"fine-tuned for the same steps ({ref:.2f} dB)."
+        )
+    else:
+        fast = [s for s in sizes if s["speedup"]["torch"] >= 2.5]
+        close = [s for s in sizes if s["pruned_ft"] >= ref - 0.5]
+        text = "**Not met.** "
+        if close:
+            b = max(close, key=lambda s: s["speedup"]["torch"])
+            text += (
+                f"Within 0.5 dB of the dense model the largest measured "
+                f"speedup is {b['speedup']['torch']:.2f}x ({b['name']}, "
+                f"{b['pruned_ft'] - ref:+.2f} dB). "
+            )
+        if fast:
+            b = max(fast, key=lambda s: s["pruned_ft"])
+            text += (
+                f"At >= 2.5x the smallest loss is "
+                f"{b['pruned_ft'] - ref:+.2f} dB ({b['name']}, "
+                f"{b['speedup']['torch']:.2f}x)."
+            )
+    total = time.time() - t0
+    command = "python benchmarks/pruning_experiment.py" + (
+        " --quick" if args.quick else "")
+    if args.jobs != 2:
+        command += f" --jobs {args.jobs}"
+    res = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "mode_name": mode_name,
+        "mode": mode,
+        "command": command,
+        "machine": machine(),
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "load_before": load_before,
+        "busy_before": busy_before,
+        "busy_after": busy_after,
+        "load_after": load_after,
+        "data": data,
+        "dense": {"params": dense_params, "pretrained": quality["dense"],
+                  "finetuned": ref},
+        "sizes": sizes,
+        "unstructured": unstructured,
+        "timing": timing,
+        "quality": quality,
+        "paired_se": se,
+        "per_mixture": per_mix,
+        "target": {"met": bool(ok), "text": text},
+        "check_recipe_max_diff": max(check),
+        "example_command": shell_line(
+            next(r for r in runs if r.name == "P3-ft").cmd),
+        "run_seconds": {r.name: (r.seconds or 0.0) for r in runs},
+        "commands": {r.name: r.cmd for r in runs},
+        "reused": [r.name for r in runs if r.reused],
+        "runtime": {"total": total, "data": t_data, "training": t_train,
+                    "evaluation": t_eval, "timing": t_time},
+    }
+    with open(os.path.join(work, "results.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    md = os.path.join(args.out, "pruning.md")
+    png = os.path.join(args.out, "pruning.png")
+    write_markdown(res, md)
+    write_plot(res, png)
+    log(f"wrote {md} and {png}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

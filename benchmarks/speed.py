@@ -1,0 +1,520 @@
+"""Real-time factor and peak memory of MossFormer (S/M/L) and SepFormer.
+
+Usage (from the repository root)::
+
+    python benchmarks/speed.py                 # full run: 4, 16, 60 s
+    python benchmarks/speed.py --quick         # 4 s only, 2 repeats
+    python benchmarks/speed.py --models l,sepformer --seconds 4 --repeats 5
+
+All models run side by side in one process on the same random 8 kHz
+mixture, batch 1, ``--threads`` intra-op threads (default 2), in eval mode
+under ``torch.inference_mode()``. For each length, every model is first run
+``--warmup`` times, then the models take turns for ``--repeats`` rounds (so
+that a change in machine load hits all of them alike); the figure is the
+median. RTF = wall time / audio duration (below 1 is faster than real time).
+
+The MossFormer models are also exported to ONNX (with
+``speechbrain_mossformer.export_onnx``) and timed in ONNX Runtime (CPU
+provider, ``--threads`` intra-op threads) in the same rounds.
+
+Peak memory is measured per configuration in a fresh subprocess: the model
+is built (weights resident), then the peak resident set size is reset
+(``/proc/self/clear_refs``) and one forward pass is run; the figure is the
+peak RSS during the pass minus the RSS just before it, i.e. the activation
+memory of the pass (not counting the weights).
+
+Writes ``benchmarks/results/speed.md`` (table, with the machine's CPU model,
+core count and library versions), ``speed.png`` and ``speed.json``.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench_models as bm  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models",
+        default=",".join(bm.ALL_MODELS),
+        help="comma-separated subset of s,m,l,sepformer (default: all)",
+    )
+    parser.add_argument(
+        "--seconds",
+        default="4,16,60",
+        help="comma-separated audio lengths in seconds (default 4,16,60)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="4 s only, 2 repeats (overrides --seconds and --repeats)",
+    )
+    parser.add_argument(
+        "--no-onnx", action="store_true", help="skip ONNX Runtime timing"
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip peak memory"
+    )
+    parser.add_argument(
+        "--out-dir", default=os.path.join(HERE, "results"), help="output"
+    )
+    # internal: one peak-memory measurement in this (fresh) process
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--onnx-path", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.repeats = "4", 2
+    args.models = [m.strip().lower() for m in args.models.split(",") if m]
+    unknown = [m for m in args.models if m not in bm.ALL_MODELS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {bm.ALL_MODELS}")
+    args.seconds = [float(s) for s in str(args.seconds).split(",") if s]
+    return args
+
+
+# --------------------------------------------------------------------------
+# ONNX Runtime
+# --------------------------------------------------------------------------
+
+
+def ort_session(path, threads):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    # no busy-waiting threads between runs: they would steal the cores from
+    # the PyTorch model timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"]
+    )
+
+
+def export_onnx(modules, path):
+    """Exports a MossFormer module dict to ``path``."""
+    from speechbrain_mossformer.export_onnx import (
+        SeparatorForExport,
+        export_separator,
+    )
+
+    export_separator(
+        SeparatorForExport(
+            modules["encoder"], modules["masknet"], modules["decoder"], 2
+        ),
+        path,
+    )
+
+
+def ort_runner(session):
+    """A callable running ``session`` on a torch mixture."""
+
+    def run(mix):
+        return session.run(None, {"mixture": mix.numpy()})
+
+    return run
+
+
+# --------------------------------------------------------------------------
+# Peak memory (fresh subprocess per configuration)
+# --------------------------------------------------------------------------
+
+
+def _reset_peak_rss():
+    """Resets the kernel's peak-RSS counter; False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb():
+    """VmHWM of this process (peak RSS since the last reset), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return bm.max_rss_mb()
+
+
+def memory_child(name, seconds, threads, onnx_path=None):
+    """Measures one forward pass; prints a JSON line."""
+    torch.set_num_threads(threads)
+    if name.startswith("onnx:"):
+        run = ort_runner(ort_session(onnx_path, threads))
+        # session initialisation allocates transient buffers; a tiny run
+        # settles them before the measurement
+        run(bm.mixture(0.1))
+    else:
+        run = bm.separator(bm.build(name))
+    mix = bm.mixture(seconds)
+    gc.collect()
+    before = bm.current_rss_mb()
+    reset = _reset_peak_rss()
+    with torch.inference_mode():
+        run(mix)
+    peak = _peak_rss_mb() if reset else bm.max_rss_mb()
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "seconds": seconds,
+                "rss_before_mb": before,
+                "peak_mb": peak,
+                "forward_peak_mb": max(peak - before, 0.0),
+                "method": "VmHWM reset" if reset else "ru_maxrss",
+            }
+        )
+    )
+
+
+def measure_memory(name, seconds, threads, onnx_path=None):
+    """Runs ``memory_child`` in a fresh interpreter; returns its dict."""
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        name,
+        str(seconds),
+        "--threads",
+        str(threads),
+    ]
+    if onnx_path:
+        cmd += ["--onnx-path", onnx_path]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, check=False
+    )
+    if out.returncode != 0:
+        print(f"  memory of {name} at {seconds:g} s failed:\n{out.stderr}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def _fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def write_markdown(path, results, machine, args, command):
+    """Writes the result table."""
+    seconds = results["seconds"]
+    lines = [
+        "# Speed and memory: MossFormer (S/M/L) vs SpeechBrain SepFormer",
+        "",
+        f"- machine: {machine['cpu']}"
+        + (f" ({machine['isa']})" if machine["isa"] else "")
+        + f", {machine['cores']} cores",
+        f"- torch {machine['torch']}, onnxruntime "
+        f"{machine['onnxruntime'] or 'not installed'}; "
+        f"{args.threads} threads, batch 1, 8 kHz, eval, "
+        "`torch.inference_mode()`",
+        f"- timing: {args.warmup} warm-up run(s), then the median of "
+        f"{args.repeats} runs, models taking turns",
+        f"- date: {results['date']}",
+        f"- command: `{command}`",
+        "",
+        "## Real-time factor (wall time / audio duration; lower is faster)",
+        "",
+    ]
+    head = ["model", "params"]
+    head += [f"PyTorch {s:g} s" for s in seconds]
+    if len(seconds) > 1:
+        head.append(f"PyTorch {seconds[-1]:g} s / {seconds[0]:g} s")
+    onnx = any(r.get("onnx_rtf") for r in results["models"].values())
+    if onnx:
+        head += [f"ONNX RT {s:g} s" for s in seconds]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for name, r in results["models"].items():
+        row = [bm.LABELS[name], f"{r['params'] / 1e6:.1f}M"]
+        rtf = [r["rtf"].get(str(s)) for s in seconds]
+        row += [_fmt(v) for v in rtf]
+        if len(seconds) > 1:
+            ratio = (
+                rtf[-1] / rtf[0] if rtf[0] and rtf[-1] is not None else None
+            )
+            row.append(_fmt(ratio))
+        if onnx:
+            row += [
+                _fmt(r.get("onnx_rtf", {}).get(str(s))) for s in seconds
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    memory = any(r.get("memory") for r in results["models"].values())
+    if memory:
+        lines += [
+            "",
+            "## Peak memory of one forward pass (MiB)",
+            "",
+            "Each figure comes from a fresh process: peak resident set size "
+            "during one forward pass (kernel VmHWM, reset just before the "
+            "pass) minus the resident set size just before it, i.e. the "
+            "activations and workspace, not the weights.",
+            "",
+        ]
+        head = ["model"] + [f"PyTorch {s:g} s" for s in seconds]
+        if onnx:
+            head += [f"ONNX RT {s:g} s" for s in seconds]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for name, r in results["models"].items():
+            mem = r.get("memory", {})
+            row = [bm.LABELS[name]]
+            row += [_fmt(mem.get(str(s)), 0) for s in seconds]
+            if onnx:
+                row += [
+                    _fmt(r.get("onnx_memory", {}).get(str(s)), 0)
+                    for s in seconds
+                ]
+            lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Targets", ""]
+    models = results["models"]
+    first = str(seconds[0])
+    if "l" in models and "sepformer" in models:
+        l_rtf = models["l"]["rtf"].get(first)
+        s_rtf = models["sepformer"]["rtf"].get(first)
+        if l_rtf and s_rtf:
+            ratio = l_rtf / s_rtf
+            lines.append(
+                f"- MossFormer (L) RTF / SepFormer RTF at {seconds[0]:g} s: "
+                f"{ratio:.2f} (target <= 0.65: "
+                f"{'met' if ratio <= 0.65 else 'NOT met'})"
+            )
+    if "l" in models and len(seconds) > 1:
+        rtf = models["l"]["rtf"]
+        a, b = rtf.get(str(seconds[0])), rtf.get(str(seconds[-1]))
+        if a and b:
+            ratio = b / a
+            lines.append(
+                f"- MossFormer (L) cost per audio second, {seconds[-1]:g} s "
+                f"/ {seconds[0]:g} s: {ratio:.2f} (target <= 1.2: "
+                f"{'met' if ratio <= 1.2 else 'NOT met'})"
+            )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_plot(path, results, machine, args):
+    """RTF and memory against audio length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = results["seconds"]
+    memory = any(r.get("memory") for r in results["models"].values())
+    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(11, 4.2))
+    axes = axes if memory else [axes]
+    for name, r in results["models"].items():
+        xs = [s for s in seconds if r["rtf"].get(str(s)) is not None]
+        line = axes[0].plot(
+            xs, [r["rtf"][str(s)] for s in xs], "o-", label=bm.LABELS[name]
+        )[0]
+        if r.get("onnx_rtf"):
+            xs = [s for s in seconds if str(s) in r["onnx_rtf"]]
+            axes[0].plot(
+                xs,
+                [r["onnx_rtf"][str(s)] for s in xs],
+                "s--",
+                color=line.get_color(),
+                label=bm.LABELS[name] + ", ONNX RT",
+            )
+        if memory and r.get("memory"):
+            xs = [s for s in seconds if str(s) in r["memory"]]
+            axes[1].plot(
+                xs,
+                [r["memory"][str(s)] for s in xs],
+                "o-",
+                color=line.get_color(),
+                label=bm.LABELS[name],
+            )
+        if memory and r.get("onnx_memory"):
+            xs = [s for s in seconds if str(s) in r["onnx_memory"]]
+            axes[1].plot(
+                xs,
+                [r["onnx_memory"][str(s)] for s in xs],
+                "s--",
+                color=line.get_color(),
+                label=bm.LABELS[name] + ", ONNX RT",
+            )
+    for ax in axes:
+        if len(seconds) > 1:
+            ax.set_xscale("log")
+            ax.set_xticks(seconds)
+            ax.set_xticklabels([f"{s:g}" for s in seconds])
+            ax.minorticks_off()
+    axes[0].set_xlabel("audio length (s)")
+    axes[0].set_ylabel("real-time factor (lower is faster)")
+    axes[0].set_title(
+        f"{machine['cpu']}, {args.threads} threads, batch 1", fontsize=10
+    )
+    axes[0].set_ylim(bottom=0)
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if memory:
+        axes[1].set_xlabel("audio length (s)")
+        axes[1].set_ylabel("forward-pass peak memory (MiB)")
+        axes[1].set_title("fresh process per point", fontsize=10)
+        if len(seconds) > 1:
+            axes[1].set_yscale("log")
+        axes[1].grid(alpha=0.3)
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main(argv=None):
+    """Runs the benchmark; returns the exit status."""
+    args = parse_args(argv)
+    if args.memory_child:
+        name, seconds = args.memory_child
+        memory_child(name, float(seconds), args.threads, args.onnx_path)
+        return 0
+    torch.set_num_threads(args.threads)
+    machine = bm.machine_description()
+    print(
+        f"{machine['cpu']} ({machine['cores']} cores), torch "
+        f"{machine['torch']}, {args.threads} threads"
+    )
+    models = {name: bm.build(name) for name in args.models}
+    runners = {name: bm.separator(mods) for name, mods in models.items()}
+    results = {
+        "seconds": args.seconds,
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "machine": machine,
+        "models": {
+            name: {"params": bm.count(mods), "rtf": {}, "times": {}}
+            for name, mods in models.items()
+        },
+    }
+    onnx_dir = tempfile.mkdtemp(prefix="mossformer_onnx_")
+    onnx_paths, onnx_runners = {}, {}
+    if not args.no_onnx and machine["onnxruntime"]:
+        for name in args.models:
+            if name in bm.MOSSFORMER_SIZES:
+                path = os.path.join(onnx_dir, f"mossformer_{name}.onnx")
+                print(f"exporting {bm.LABELS[name]} to ONNX ...", flush=True)
+                export_onnx(models[name], path)
+                onnx_paths[name] = path
+                onnx_runners[name] = ort_runner(
+                    ort_session(path, args.threads)
+                )
+                results["models"][name].update(onnx_rtf={}, onnx_times={})
+    for seconds in args.seconds:
+        mix = bm.mixture(seconds)
+        key = str(seconds)
+        print(f"--- {seconds:g} s of audio", flush=True)
+        with torch.inference_mode():
+            for _ in range(args.warmup):
+                for name in args.models:
+                    runners[name](mix)
+                    if name in onnx_runners:
+                        onnx_runners[name](mix)
+            times = {name: [] for name in args.models}
+            onnx_times = {name: [] for name in onnx_runners}
+            for _ in range(args.repeats):
+                for name in args.models:
+                    times[name].append(bm.timed(runners[name], mix))
+                    if name in onnx_runners:
+                        onnx_times[name].append(
+                            bm.timed(onnx_runners[name], mix)
+                        )
+        for name in args.models:
+            r = results["models"][name]
+            r["times"][key] = times[name]
+            r["rtf"][key] = bm.median(times[name]) / seconds
+            line = f"{bm.LABELS[name]:36s} RTF {r['rtf'][key]:.3f}"
+            if name in onnx_times:
+                r["onnx_times"][key] = onnx_times[name]
+                r["onnx_rtf"][key] = bm.median(onnx_times[name]) / seconds
+                line += f"   ONNX RT RTF {r['onnx_rtf'][key]:.3f}"
+            print(line, flush=True)
+    if not args.no_memory:
+        del models, runners, onnx_runners
+        gc.collect()
+        print("--- peak memory (fresh process per point)", flush=True)
+        for name in args.models:
+            r = results["models"][name]
+            r["memory"], mem_onnx = {}, {}
+            for seconds in args.seconds:
+                m = measure_memory(name, seconds, args.threads)
+                if m:
+                    r["memory"][str(seconds)] = m["forward_peak_mb"]
+                    r["memory_method"] = m["method"]
+                if name in onnx_paths:
+                    m = measure_memory(
+                        "onnx:" + name, seconds, args.threads,
+                        onnx_paths[name],
+                    )
+                    if m:
+                        mem_onnx[str(seconds)] = m["forward_peak_mb"]
+                print(
+                    f"{bm.LABELS[name]:36s} {seconds:g} s: "
+                    f"{_fmt(r['memory'].get(str(seconds)), 0)} MiB"
+                    + (
+                        f", ONNX RT {_fmt(mem_onnx.get(str(seconds)), 0)} MiB"
+                        if name in onnx_paths
+                        else ""
+                    ),
+                    flush=True,
+                )
+            if mem_onnx:
+                r["onnx_memory"] = mem_onnx
+    for path in onnx_paths.values():
+        os.remove(path)
+    os.rmdir(onnx_dir)
+    os.makedirs(args.out_dir, exist_ok=True)
+    command = "python benchmarks/speed.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    write_markdown(
+        os.path.join(args.out_dir, "speed.md"),
+        results,
+        machine,
+        args,
+        command.strip(),
+    )
+    write_plot(os.path.join(args.out_dir, "speed.png"), results, machine, args)
+    with open(os.path.join(args.out_dir, "speed.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {args.out_dir}/speed.md, speed.png, speed.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""ONNX export of a pretrained MossFormer folder: ONNX Runtime vs PyTorch on
+several lengths and batch sizes, the official fixture outputs, and clear
+errors for bad folders."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from speechbrain_mossformer.convert import convert  # noqa: E402
+from speechbrain_mossformer.export_onnx import (  # noqa: E402
+    ExportError,
+    export_separator,
+    load_separator,
+    main,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(
+    os.path.dirname(HERE), "..", "shared", "fixtures", "modelscope_mossformer"
+)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+
+def fixture_dir(name):
+    path = os.path.join(FIXTURES, name)
+    if not os.path.isdir(path):
+        pytest.skip(f"official fixtures not found at {FIXTURES}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """tiny-2spk converted to a pretrained folder and exported once."""
+    root = tmp_path_factory.mktemp("onnx")
+    folder = str(root / "pretrained")
+    convert(fixture_dir("tiny-2spk"), folder)
+    path = str(root / "tiny.onnx")
+    assert main([folder, path, "--no-verify"]) == 0
+    separator, info = load_separator(folder)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return folder, path, separator, session
+
+
+def run_both(separator, session, mix):
+    with torch.no_grad():
+        expected = separator(mix)
+    (got,) = session.run(None, {"mixture": mix.numpy()})
+    return torch.from_numpy(got), expected
+
+
+# tiny-2spk: group size 16, encoder kernel 16 / stride 8, so
+# frames = (samples - 16) // 8 + 1.
+LENGTHS = [
+    16,  # 1 frame
+    16 + 8 * 7,  # 8 frames, shorter than one group
+    16 + 8 * 15,  # 16 frames: exactly one group
+    16 + 8 * 31,  # 32 frames: exactly two groups
+    16 + 8 * 31 + 5,  # samples beyond the last whole frame (end padding)
+    1001,  # ragged
+    4003,  # the tracing length
+]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("length", LENGTHS)
+def test_onnx_runtime_matches_torch(exported, batch, length):
+    _, _, separator, session = exported
+    mix = torch.randn(batch, length, generator=torch.Generator().manual_seed(3))
+    got, expected = run_both(separator, session, mix)
+    assert got.shape == (batch, length, 2)
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_onnx_runtime_reproduces_official_outputs(exported):
+    _, _, _, session = exported
+    io = torch.load(os.path.join(fixture_dir("tiny-2spk"), "io.pt"))
+    (got,) = session.run(None, {"mixture": io["mixture"].numpy()})
+    assert (torch.from_numpy(got) - io["estimates"]).abs().max() <= 1e-4
+
+
+def test_three_speaker_export(tmp_path):
+    folder = str(tmp_path / "pretrained")
+    convert(fixture_dir("tiny-3spk"), folder)
+    path = str(tmp_path / "tiny3.onnx")
+    assert main([folder, path]) == 0  # includes the built-in check
+    io = torch.load(os.path.join(fixture_dir("tiny-3spk"), "io.pt"))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"mixture": io["mixture"].numpy()})
+    assert got.shape == tuple(io["estimates"].shape)
+    assert (torch.from_numpy(got) - io["estimates"]).abs().max() <= 1e-4
+
+
+def test_graph_has_dynamic_batch_and_time(exported):
+    import onnx
+
+    _, path, _, _ = exported
+    model = onnx.load(path)
+    (inp,) = model.graph.input
+    (out,) = model.graph.output
+    in_dims = [d.dim_param for d in inp.type.tensor_type.shape.dim]
+    out_dims = [d.dim_param or d.dim_value
+                for d in out.type.tensor_type.shape.dim]
+    assert in_dims == ["batch", "time"]
+    assert out_dims == ["batch", "time", 2]
+
+
+def test_bad_folders_give_clear_errors(exported, tmp_path, capsys):
+    folder = exported[0]
+    out = str(tmp_path / "x.onnx")
+    with pytest.raises(ExportError, match="not a folder"):
+        load_separator(str(tmp_path / "missing"))
+
+    no_ckpt = tmp_path / "no_ckpt"
+    shutil.copytree(folder, no_ckpt)
+    os.remove(no_ckpt / "masknet.ckpt")
+    with pytest.raises(ExportError, match=r"missing masknet\.ckpt"):
+        load_separator(str(no_ckpt))
+
+    bad_shape = tmp_path / "bad_shape"
+    shutil.copytree(folder, bad_shape)
+    state = torch.load(bad_shape / "decoder.ckpt")
+    state["weight"] = torch.zeros(3, 1, 16)
+    torch.save(state, bad_shape / "decoder.ckpt")
+    with pytest.raises(ExportError, match="decoder: parameter 'weight'"):
+        load_separator(str(bad_shape))
+
+    bad_yaml = tmp_path / "bad_yaml"
+    shutil.copytree(folder, bad_yaml)
+    with open(bad_yaml / "hyperparams.yaml", "w") as f:
+        f.write("modules: !new:no.such.Module\n")
+    with pytest.raises(ExportError, match="cannot be loaded"):
+        load_separator(str(bad_yaml))
+
+    assert main([str(no_ckpt), out]) == 2
+    assert "missing masknet.ckpt" in capsys.readouterr().err
+    assert main([folder, str(tmp_path / "nodir" / "x.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_of_a_module_traced_at_another_length(tmp_path):
+    """The graph does not depend on the tracing length (here 1 frame)."""
+    from speechbrain_mossformer.export_onnx import SeparatorForExport
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        MossFormerWrapper,
+    )
+
+    torch.manual_seed(0)
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8).eval()
+    sep = SeparatorForExport(model.encoder, model.masknet, model.decoder, 2)
+    path = str(tmp_path / "m.onnx")
+    export_separator(sep, path, example_length=16)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for length in (16, 57, 300):
+        mix = torch.randn(2, length)
+        got, expected = run_both(sep, session, mix)
+        assert (got - expected).abs().max().item() <= 1e-4

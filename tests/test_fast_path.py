@@ -1,0 +1,274 @@
+"""The fast MossFormer implementation against a plain reference.
+
+``speechbrain_mossformer.lobes.models.mossformer`` computes MossFormer with
+several shortcuts (channels-last depthwise convolution with the residual in
+the kernel, ``to_hidden`` and ``to_qk`` as one matmul, unpadded local
+attention, in-place operations and shared buffers when no autograd graph is
+recorded, a separate traceable path for ONNX export). These tests check each
+shortcut, and whole blocks and stacks, against a plain re-statement of the
+model (written from the spec, sharing only the parameters): outputs in eval
+mode, and gradients of the input and every parameter in train mode.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechbrain_mossformer.lobes.models.mossformer import (
+    FFConvM,
+    MossFormerBlock,
+    MossFormerMaskNet,
+    MossFormerStack,
+    OffsetScale,
+    residual_depthwise_conv,
+    shared_input_ffconvm,
+)
+
+# ---------------------------------------------------------------------------
+# Plain reference (spec: MOSSFORMER.md section 1.4), on our modules' weights
+# ---------------------------------------------------------------------------
+
+
+def ref_scale_norm(norm, x):
+    rms = torch.norm(x, dim=-1, keepdim=True) * norm.scale
+    return x / rms.clamp(min=norm.eps) * norm.g
+
+
+def ref_ffconvm(ff, x):
+    x = ref_scale_norm(ff.norm, x)
+    x = F.silu(F.linear(x, ff.linear.weight, ff.linear.bias))
+    w = ff.conv.depthwise.weight
+    y = F.conv1d(x.transpose(1, 2), w, padding=w.shape[-1] // 2,
+                 groups=w.shape[0]).transpose(1, 2)
+    return ff.dropout(x + y)
+
+
+def ref_token_shift(x):
+    half = x.shape[-1] // 2
+    shifted = F.pad(x[..., :half], (0, 0, 1, -1))
+    return torch.cat((shifted, x[..., half:]), dim=-1)
+
+
+def ref_rotary(dim, inv_freq, x):
+    T = x.shape[-2]
+    freqs = torch.outer(torch.arange(T).float(), inv_freq)
+    freqs = freqs.repeat_interleave(2, dim=-1)
+    rot, rest = x[..., :dim], x[..., dim:]
+    pairs = rot.unflatten(-1, (-1, 2))
+    half = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    rot = rot * freqs.cos() + half * freqs.sin()
+    return torch.cat((rot, rest), dim=-1)
+
+
+def ref_block(block, x):
+    g = block.group_size
+    shifted = ref_token_shift(x)
+    hidden = ref_ffconvm(block.to_hidden, shifted)
+    qk = ref_ffconvm(block.to_qk, shifted)
+    v, u = hidden.chunk(2, dim=-1)
+    os_ = block.qk_offset_scale
+    heads = [qk * os_.gamma[h] + os_.beta[h] for h in range(4)]
+    heads = [ref_rotary(block.rotary.dim, block.rotary.inv_freq, t)
+             for t in heads]
+    quad_q, lin_q, quad_k, lin_k = heads
+    B, T, _ = x.shape
+    pad = (-T) % g
+    qq, qk_, vv, uu = (F.pad(t, (0, 0, 0, pad))
+                       for t in (quad_q, quad_k, v, u))
+    G = (T + pad) // g
+    qq, qk_, vv, uu = (t.reshape(B, G, g, -1) for t in (qq, qk_, vv, uu))
+    attn = block.attn_dropout(
+        F.relu(qq @ qk_.transpose(-1, -2) / g) ** 2
+    )
+    quad_v = (attn @ vv).reshape(B, G * g, -1)[:, :T]
+    quad_u = (attn @ uu).reshape(B, G * g, -1)[:, :T]
+    lin_v = lin_q @ (lin_k.transpose(1, 2) @ v) / T
+    lin_u = lin_q @ (lin_k.transpose(1, 2) @ u) / T
+    att_v, att_u = quad_v + lin_v, quad_u + lin_u
+    gated = (att_u * v) * torch.sigmoid(att_v * u)
+    return x + ref_ffconvm(block.to_out, gated)
+
+
+def ref_stack(stack, x):
+    for block in stack.blocks:
+        x = ref_block(block, x)
+    return stack.norm(x)
+
+
+def perturbed(module, seed=0, scale=0.05):
+    """Moves every parameter away from its initial value."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return module
+
+
+def grads(module, x, fn):
+    """Output and gradients (input first, then parameters) of fn."""
+    module.zero_grad()
+    x = x.clone().requires_grad_(True)
+    out = fn(x)
+    weight = torch.randn_like(out, generator=torch.Generator().manual_seed(1))
+    (out * weight).sum().backward()
+    return out.detach(), [x.grad] + [
+        p.grad.clone() for p in module.parameters()
+    ]
+
+
+# group size 8: 3 frames (< 1 group), 8 and 16 (whole groups), 13 (ragged)
+LENGTHS = [3, 8, 13, 16]
+
+
+# ---------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("B, T", [(1, 1), (1, 30), (2, 17)])
+def test_channels_last_depthwise_conv_matches_conv1d(B, T):
+    torch.manual_seed(0)
+    w = torch.randn(6, 1, 17, requires_grad=True)
+    results = []
+    for channels_last in (True, False):
+        x = torch.randn(B, T, 6, generator=torch.Generator().manual_seed(2))
+        x.requires_grad_(True)
+        w.grad = None
+        y = residual_depthwise_conv(x, w, channels_last=channels_last)
+        y.pow(2).sum().backward()
+        results.append((y.detach(), x.grad, w.grad.clone()))
+    for fast, ref in zip(*results):
+        assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_input_ffconvm_matches_separate_modules():
+    a = perturbed(FFConvM(8, 16, dropout=0.0))
+    b = perturbed(FFConvM(8, 4, dropout=0.0), seed=1)
+    mods = torch.nn.ModuleList([a, b])
+    x = torch.randn(2, 21, 8)
+    out, g_fast = grads(mods, x, lambda t: shared_input_ffconvm((a, b), t))
+    ref, g_ref = grads(
+        mods, x, lambda t: torch.cat((ref_ffconvm(a, t), ref_ffconvm(b, t)),
+                                     -1)
+    )
+    assert torch.allclose(out, ref, atol=1e-5)
+    for gf, gr in zip(g_fast, g_ref):
+        assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-4)
+
+
+def test_narrowing_ffconvm_matches_reference():
+    ff = perturbed(FFConvM(16, 8, dropout=0.0))
+    x = torch.randn(2, 19, 16)
+    out, g_fast = grads(ff, x, ff)
+    ref, g_ref = grads(ff, x, lambda t: ref_ffconvm(ff, t))
+    assert torch.allclose(out, ref, atol=1e-5)
+    for gf, gr in zip(g_fast, g_ref):
+        assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-4)
+    with torch.inference_mode():
+        assert torch.allclose(ff(x), ref, atol=1e-5)
+
+
+def test_offset_scale_heads():
+    os_ = OffsetScale(8, heads=4)
+    x = torch.randn(2, 5, 8)
+    heads = os_(x)
+    assert len(heads) == 4
+    for h, t in enumerate(heads):
+        assert torch.allclose(t, x * os_.gamma[h] + os_.beta[h])
+
+
+# ---------------------------------------------------------------------------
+# Whole blocks and stacks
+# ---------------------------------------------------------------------------
+
+
+def tiny_block(dropout=0.0):
+    return perturbed(
+        MossFormerBlock(dim=16, group_size=8, query_key_dim=8,
+                        dropout=dropout)
+    )
+
+
+@pytest.mark.parametrize("B", [1, 2])
+@pytest.mark.parametrize("T", LENGTHS)
+def test_block_outputs_match_reference_in_every_mode(B, T):
+    block = tiny_block().eval()
+    x = torch.randn(B, T, 16)
+    with torch.no_grad():
+        ref = ref_block(block, x)
+    with torch.inference_mode():  # in-place fast path
+        fast = block(x)
+    with torch.no_grad():
+        no_grad = block(x)
+    graph = block(x)  # autograd path
+    for out in (fast, no_grad, graph.detach()):
+        assert torch.allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("B, T", [(1, 13), (2, 16), (2, 3)])
+def test_block_gradients_match_reference(B, T):
+    block = tiny_block().train()  # dropout 0: deterministic
+    x = torch.randn(B, T, 16)
+    out, g_fast = grads(block, x, block)
+    ref, g_ref = grads(block, x, lambda t: ref_block(block, t))
+    assert torch.allclose(out, ref, atol=1e-5)
+    names = ["input"] + [n for n, _ in block.named_parameters()]
+    for name, gf, gr in zip(names, g_fast, g_ref):
+        assert gf is not None, name
+        assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-3), name
+
+
+def test_stack_with_shared_buffers_matches_reference():
+    stack = perturbed(
+        MossFormerStack(dim=16, num_blocks=3, group_size=8, query_key_dim=8,
+                        attn_dropout=0.0)
+    ).eval()
+    x = torch.randn(2, 21, 16)
+    with torch.no_grad():
+        ref = ref_stack(stack, x)
+    with torch.inference_mode():
+        first = stack(x)
+        second = stack(x)
+    assert torch.equal(first, second)
+    assert torch.allclose(first, ref, atol=1e-5)
+    out, g_fast = grads(stack, x, stack)
+    ref2, g_ref = grads(stack, x, lambda t: ref_stack(stack, t))
+    assert torch.allclose(out, ref, atol=1e-5)
+    for gf, gr in zip(g_fast, g_ref):
+        assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-3)
+
+
+def test_dropout_in_train_mode_is_random_and_trains():
+    block = tiny_block(dropout=0.5).train()
+    x = torch.randn(1, 13, 16, requires_grad=True)
+    a, b = block(x), block(x)
+    assert not torch.equal(a, b)
+    (a.sum() + b.sum()).backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in block.parameters())
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_traced_block_follows_the_input_length():
+    """The tracing path (padded groups) gives a length-generic graph."""
+    block = tiny_block().eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(block, torch.randn(2, 13, 16),
+                                 check_trace=False)
+        for B, T in [(1, 3), (2, 8), (1, 16), (2, 29)]:
+            x = torch.randn(B, T, 16)
+            assert torch.allclose(traced(x), block(x), atol=1e-5)
+
+
+def test_masknet_fast_path_matches_autograd_path():
+    masknet = perturbed(
+        MossFormerMaskNet(16, 16, num_blocks=2, group_size=8,
+                          query_key_dim=8, attn_dropout=0.0)
+    ).eval()
+    x = torch.randn(2, 16, 21).relu()
+    with torch.inference_mode():
+        fast = masknet(x)
+    slow = masknet(x).detach()
+    assert fast.shape == (2, 2, 16, 21)
+    assert torch.allclose(fast, slow, atol=1e-5)

@@ -1,0 +1,430 @@
+"""Structured and unstructured pruning of MossFormer (pruning.py).
+
+The properties: keeping everything is the identity; the units removed are
+exactly the lowest-L1 ones (planted near-zero units are found and removing
+them barely changes the output); each dimension shrinks the right shapes;
+the pruned folder loads with SpeechBrain's stock interface and with the
+recipe's strict ``--init_from``; unstructured pruning zeros the requested
+fraction and keeps shapes; impossible requests fail clearly.
+"""
+
+import os
+
+import pytest
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_mossformer import pruning
+from speechbrain_mossformer.lobes.models.mossformer import (
+    separate_with_modules,
+)
+from speechbrain_mossformer.pretrained import (
+    load_modules,
+    render_hyperparams,
+    write_pretrained_folder,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRI_YAML = os.path.join(
+    REPO, "recipes", "LibriMix", "separation", "hparams",
+    "mossformer-libri2mix.yaml",
+)
+
+# query_key_dim 40: 32 rotary features (always kept) + 8 prunable ones
+CONFIG = {
+    "N_encoder_out": 16,
+    "out_channels": 16,
+    "num_blocks": 3,
+    "group_size": 8,
+    "query_key_dim": 40,
+    "attn_dropout": 0.0,
+}
+
+
+def randomized_states(config, seed=0):
+    """State dicts with every parameter non-trivial (gamma, g, scale...)."""
+    torch.manual_seed(seed)
+    modules = load_modules(render_hyperparams(config))
+    states = {}
+    for name, module in modules.items():
+        sd = {}
+        for key, value in module.state_dict().items():
+            if key.endswith("gamma"):
+                value = torch.randn_like(value) * 0.5
+            elif key.endswith("beta"):
+                value = torch.randn_like(value) * 0.1
+            elif key.endswith((".g", "scale")):
+                value = 0.5 + torch.rand_like(value)
+            elif value.is_floating_point():
+                value = value + 0.05 * torch.randn_like(value)
+            sd[key] = value
+        states[name] = sd
+    return states
+
+
+def separate(config, states, mix):
+    modules = pruning._build_modules(config, states)
+    with torch.no_grad():
+        return separate_with_modules(
+            modules["encoder"], modules["masknet"], modules["decoder"],
+            mix, int(config.get("num_spks", 2)),
+        )
+
+
+@pytest.fixture(scope="module")
+def states():
+    return randomized_states(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def mix():
+    torch.manual_seed(1)
+    return torch.randn(2, 1203)
+
+
+def relative_change(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+# ----------------------------------------------------------------------
+# Identity
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"blocks_fraction": 1.0, "width_fraction": 1.0,
+         "hidden_fraction": 1.0, "qk_fraction": 1.0},
+        {"num_blocks": 3, "out_channels": 16, "hidden_dims": 64,
+         "query_key_dims": [40, 40, 40]},
+    ],
+)
+def test_keeping_everything_is_the_identity(states, mix, spec):
+    new_cfg, new_states, _ = pruning.structured_prune(CONFIG, states, spec)
+    ref = separate(CONFIG, states, mix)
+    got = separate(new_cfg, new_states, mix)
+    assert (got - ref).abs().max() <= 1e-5
+
+
+def test_identity_with_calibration_and_contribution_score(states, mix):
+    new_cfg, new_states, _ = pruning.structured_prune(
+        CONFIG, states, {"hidden_fraction": 1.0}, calibration=[mix[0]],
+        block_score="contribution",
+    )
+    ref = separate(CONFIG, states, mix)
+    assert (separate(new_cfg, new_states, mix) - ref).abs().max() <= 1e-5
+
+
+# ----------------------------------------------------------------------
+# Planted small units are exactly the ones removed
+def plant(states, fn):
+    new = {k: {n: t.clone() for n, t in v.items()}
+           for k, v in states.items()}
+    with torch.no_grad():
+        fn(new["masknet"])
+    return new
+
+
+TINY = 1e-4
+
+
+def assert_control_changes_more(states, spec, mix):
+    """The same sizes on the unplanted model (real units removed) change
+    the output far more than the 1e-3 allowed for planted ones."""
+    cfg, new, _ = pruning.structured_prune(CONFIG, states, spec)
+    ref = separate(CONFIG, states, mix)
+    assert relative_change(separate(cfg, new, mix), ref) > 1e-2
+
+
+def test_planted_hidden_pairs_are_removed_and_output_barely_changes(
+    states, mix
+):
+    e, planted = 32, [3, 10, 11, 20, 31]
+
+    def fn(sd):
+        p = "mossformer.blocks.1."
+        for j in planted:
+            for row in (j, e + j):  # V channel j and U channel j
+                sd[p + "to_hidden.linear.weight"][row] *= TINY
+                sd[p + "to_hidden.linear.bias"][row] *= TINY
+            sd[p + "to_out.linear.weight"][:, j] *= TINY
+
+    planted_states = plant(states, fn)
+    spec = {"hidden_dims": [64, 2 * (e - len(planted)), 64]}
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, planted_states, spec
+    )
+    assert report["hidden"][1] == [j for j in range(e) if j not in planted]
+    assert report["hidden"][0] == list(range(e))
+    w = new_states["masknet"]["mossformer.blocks.1.to_hidden.linear.weight"]
+    assert w.shape == (2 * (e - len(planted)), 16)
+    ref = separate(CONFIG, planted_states, mix)
+    assert relative_change(separate(new_cfg, new_states, mix), ref) < 1e-3
+    assert_control_changes_more(states, spec, mix)
+
+
+def test_planted_query_key_features_are_removed(states, mix):
+    planted = [33, 36, 38]  # after the 32 rotary features
+
+    def fn(sd):
+        p = "mossformer.blocks.2."
+        for j in planted:
+            sd[p + "to_qk.linear.weight"][j] *= TINY
+            sd[p + "to_qk.linear.bias"][j] *= TINY
+            sd[p + "qk_offset_scale.gamma"][:, j] *= TINY
+            sd[p + "qk_offset_scale.beta"][:, j] *= TINY
+
+    planted_states = plant(states, fn)
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, planted_states, {"query_key_dims": [40, 40, 37]}
+    )
+    assert report["qk"][2] == [j for j in range(40) if j not in planted]
+    assert new_cfg["query_key_dims"] == [40, 40, 37]
+    gamma = new_states["masknet"]["mossformer.blocks.2.qk_offset_scale.gamma"]
+    assert gamma.shape == (4, 37)
+    ref = separate(CONFIG, planted_states, mix)
+    assert relative_change(separate(new_cfg, new_states, mix), ref) < 1e-3
+    assert_control_changes_more(states, {"query_key_dims": [40, 40, 37]}, mix)
+
+
+def test_planted_silent_block_is_dropped(states, mix):
+    def fn(sd):
+        sd["mossformer.blocks.1.to_out.linear.weight"] *= TINY
+        sd["mossformer.blocks.1.to_out.linear.bias"] *= TINY
+
+    planted_states = plant(states, fn)
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, planted_states, {"num_blocks": 2}
+    )
+    assert report["blocks"] == [0, 2]
+    assert new_cfg["num_blocks"] == 2
+    assert not any(
+        k.startswith("mossformer.blocks.2.") for k in new_states["masknet"]
+    )
+    ref = separate(CONFIG, planted_states, mix)
+    assert relative_change(separate(new_cfg, new_states, mix), ref) < 1e-3
+    assert_control_changes_more(states, {"num_blocks": 2}, mix)
+    # the measured contribution finds the same block
+    _, _, by_contribution = pruning.structured_prune(
+        CONFIG, planted_states, {"num_blocks": 2}, calibration=[mix[0]],
+        block_score="contribution",
+    )
+    assert by_contribution["blocks"] == [0, 2]
+
+
+def test_planted_width_channels_are_removed_from_both_halves(states, mix):
+    planted = [1, 6, 9, 14]  # two in the shifted half, two in the other
+
+    def fn(sd):
+        for c in planted:
+            sd["conv1d_encoder.weight"][c] *= TINY
+            sd["conv1d_out.weight"][:, c] *= TINY
+            for b in range(3):
+                p = f"mossformer.blocks.{b}."
+                sd[p + "to_out.linear.weight"][c] *= TINY
+                sd[p + "to_out.linear.bias"][c] *= TINY
+                sd[p + "to_hidden.linear.weight"][:, c] *= TINY
+                sd[p + "to_qk.linear.weight"][:, c] *= TINY
+
+    planted_states = plant(states, fn)
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, planted_states, {"out_channels": 12}
+    )
+    assert report["width"] == [c for c in range(16) if c not in planted]
+    sd = new_states["masknet"]
+    assert sd["conv1d_encoder.weight"].shape == (12, 16, 1)
+    assert sd["conv1d_out.weight"].shape == (24, 12, 1)
+    assert sd["output.0.weight"].shape == (12, 12, 1)
+    assert sd["conv1_decoder.weight"].shape == (16, 12, 1)
+    assert sd["mossformer.norm.weight"].shape == (12,)
+    assert sd["mossformer.blocks.0.to_out.linear.weight"].shape == (12, 32)
+    assert sd["mossformer.blocks.0.to_qk.linear.weight"].shape == (40, 12)
+    assert separate(new_cfg, new_states, mix).shape == mix.shape + (2,)
+
+
+def test_width_must_split_evenly_between_the_halves(states):
+    # 10 channels: 5 shifted + 5 unshifted; planted all in the first half
+    def fn(sd):
+        for c in range(3):
+            sd["conv1d_encoder.weight"][c] *= TINY
+            sd["conv1d_out.weight"][:, c] *= TINY
+
+    _, _, report = pruning.structured_prune(
+        CONFIG, plant(states, fn), {"out_channels": 10}
+    )
+    kept = report["width"]
+    assert sum(c < 8 for c in kept) == 5 and sum(c >= 8 for c in kept) == 5
+
+
+# ----------------------------------------------------------------------
+# Every dimension at once; fractions
+def test_all_dimensions_shrink_and_model_runs(states, mix):
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, states, {"blocks_fraction": 0.67, "width_fraction": 0.5,
+                         "hidden_fraction": 0.5, "qk_fraction": 0.5},
+    )
+    assert new_cfg["num_blocks"] == 2
+    assert new_cfg["out_channels"] == 8
+    assert new_cfg["hidden_dims"] == [32, 32]
+    assert new_cfg["query_key_dims"] == [36, 36]
+    assert pruning.count_parameters(new_states) < 0.5 * (
+        pruning.count_parameters(states)
+    )
+    assert separate(new_cfg, new_states, mix).shape == mix.shape + (2,)
+
+
+# ----------------------------------------------------------------------
+# Pretrained folders: stock SpeechBrain and the recipe's --init_from
+@pytest.fixture(scope="module")
+def pruned_folder(tmp_path_factory, states):
+    root = tmp_path_factory.mktemp("pruning")
+    write_pretrained_folder(str(root / "dense"), CONFIG, states)
+    out = pruning.prune_pretrained(
+        str(root / "dense"), str(root / "small"),
+        {"num_blocks": 2, "out_channels": 12, "hidden_fraction": 0.5,
+         "query_key_dims": 36},
+    )
+    return root, out
+
+
+def test_pruned_folder_loads_with_stock_sepformer_separation(
+    pruned_folder, mix
+):
+    from speechbrain.inference.separation import SepformerSeparation
+
+    root, out = pruned_folder
+    model = SepformerSeparation.from_hparams(
+        source=str(root / "small"), savedir=str(root / "cache"),
+        run_opts={"device": "cpu"},
+    )
+    states = {k: torch.load(root / "small" / f"{k}.ckpt") for k in
+              ("encoder", "masknet", "decoder")}
+    for name, state in states.items():
+        for key, value in model.mods[name].state_dict().items():
+            assert torch.equal(value, state[key]), (name, key)
+    est = model.separate_batch(mix)
+    ref = separate(out["config"], states, mix)
+    assert torch.allclose(est, ref, atol=1e-5)
+
+
+def recipe_modules(tmp, overrides):
+    """The recipe yaml's modules, built from command-line overrides."""
+    _, _, yaml_overrides = sb.parse_arguments(
+        [LIBRI_YAML, f"--data_folder={tmp}", f"--output_folder={tmp}/out"]
+        + overrides
+    )
+    with open(LIBRI_YAML, encoding="utf-8") as f:
+        return load_hyperpyyaml(f, yaml_overrides)
+
+
+def test_printed_overrides_build_the_recipe_model_for_init_from(
+    pruned_folder, tmp_path
+):
+    from speechbrain_mossformer.recipe import RecipeError, load_initial_weights
+
+    root, out = pruned_folder
+    hparams = recipe_modules(
+        tmp_path, out["overrides"] + [f"--init_from={root / 'small'}"]
+    )
+    load_initial_weights(hparams)
+    saved = torch.load(root / "small" / "masknet.ckpt")
+    for key, value in hparams["modules"]["masknet"].state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    # the dense sizes do not fit the pruned folder: a clear error
+    wrong = [a for a in out["overrides"] if not a.startswith("--hidden")]
+    hparams = recipe_modules(
+        tmp_path, wrong + [f"--init_from={root / 'small'}"]
+    )
+    with pytest.raises(RecipeError, match="to_hidden"):
+        load_initial_weights(hparams)
+
+
+def test_cli_prunes_and_prints_recipe_overrides(pruned_folder, capsys):
+    root, _ = pruned_folder
+    code = pruning.main([str(root / "dense"), str(root / "cli"),
+                         "--hidden-fraction", "0.5", "--num-blocks", "2"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "'--hidden_dims=[32,32]'" in text and "--num_blocks=2" in text
+    assert "--init_from=" + str(root / "cli") in text
+    code = pruning.main([str(root / "dense"), str(root / "bad"),
+                         "--num-blocks", "7"])
+    assert code == 2
+    assert "more than the 3 blocks" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------
+# Unstructured control
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_unstructured_zeros_the_requested_fraction_and_keeps_shapes(
+    states, scope
+):
+    modules = pruning._build_modules(CONFIG, states)
+    shapes = {k: v.shape for k, v in modules["masknet"].state_dict().items()}
+    weights = [m.weight for m, _ in pruning._prunable(modules["masknet"])]
+    total = sum(w.numel() for w in weights)
+    zeroed = pruning.unstructured_prune(modules, 0.6, scope)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeroed == zeros
+    assert abs(zeros / total - 0.6) < 0.01
+    after = modules["masknet"].state_dict()
+    assert {k: v.shape for k, v in after.items()} == shapes
+    assert not any(k.endswith(("_orig", "_mask")) for k in after)
+    if scope == "layer":
+        for w in weights:
+            assert int((w == 0).sum()) == round(0.6 * w.numel())
+
+
+def test_unstructured_amount_reaches_a_parameter_count(states):
+    modules = pruning._build_modules(CONFIG, states)
+    target = pruning.count_parameters(modules) // 3
+    pruning.unstructured_prune(
+        modules, pruning.unstructured_amount(modules, target)
+    )
+    assert abs(pruning.count_nonzero(modules) - target) <= 1
+
+
+def test_unstructured_folder_keeps_shapes(pruned_folder):
+    root, _ = pruned_folder
+    out = pruning.unstructured_prune_pretrained(
+        str(root / "dense"), str(root / "sparse"), 0.5
+    )
+    config, states = pruning.read_pretrained(str(root / "sparse"))
+    assert config["num_blocks"] == 3
+    assert out["nonzero"] == pruning.count_nonzero(states)
+
+
+# ----------------------------------------------------------------------
+# Clear errors
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"num_blocks": 4}, "more than the 3 blocks"),
+        ({"num_blocks": 0}, "at least 1"),
+        ({"out_channels": 11}, "must be even"),
+        ({"out_channels": 18}, "more than the model's 16"),
+        ({"hidden_fraction": 1.5}, r"in \(0, 1\]"),
+        ({"width_fraction": 0.0}, r"in \(0, 1\]"),
+        ({"hidden_dims": 33}, "must be even"),
+        ({"hidden_dims": 66}, "more than block"),
+        ({"hidden_dims": [32, 32]}, "one entry per kept block"),
+        ({"query_key_dims": 16}, "rotary width 32"),
+        ({"hidden_dims": 32, "hidden_fraction": 0.5}, "not both"),
+        ({"heads": 2}, "unknown pruning spec keys"),
+    ],
+)
+def test_impossible_requests_fail_clearly(states, spec, message):
+    with pytest.raises(pruning.PruningError, match=message):
+        pruning.structured_prune(CONFIG, states, spec)
+
+
+def test_unstructured_amount_out_of_range_fails_clearly(states):
+    modules = pruning._build_modules(CONFIG, states)
+    with pytest.raises(pruning.PruningError, match=r"in \[0, 1\)"):
+        pruning.unstructured_prune(modules, 1.0)
+
+
+def test_contribution_score_needs_calibration(states):
+    with pytest.raises(pruning.PruningError, match="calibration"):
+        pruning.structured_prune(CONFIG, states, {"num_blocks": 2},
+                                 block_score="contribution")
