@@ -2,11 +2,14 @@
 
 One command runs the whole experiment (from the repository root)::
 
-    python benchmarks/pruning_experiment.py            # full, ~20-25 min
+    python benchmarks/pruning_experiment.py            # full, ~20 min
     python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
+    python benchmarks/pruning_experiment.py --retime   # speed only, ~1 min
 
-on a 2-core CPU when nothing else runs (both figures grow with other
-load: the training runs use one thread each, two at a time).
+on a 2-core CPU when nothing else runs; other load stretches both (the
+training runs use one thread each, two at a time) and the timing waits up
+to 5 minutes for the machine to quieten. ``--retime`` re-measures the
+speed of a finished run and rewrites the report (for a quieter moment).
 
 What it does, following "Performance optimizations on deep noise
 suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
@@ -21,8 +24,9 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
    256, query/key 64, groups of 128 frames) trained through the LibriMix
    recipe (``recipes/LibriMix/separation/train.py``) for ``P`` steps.
 3. **Structured pruning.** The best checkpoint is exported and pruned by
-   ``speechbrain_mossformer.pruning`` (L1 magnitude, re-sizing every
-   layer) to four sizes, each fine-tuned for ``F`` steps through the
+   ``speechbrain_mossformer.pruning`` (L1 magnitude inside the layers,
+   re-sizing every layer; blocks by greedy ablation on a few training
+   mixtures) to five sizes, each fine-tuned for ``F`` steps through the
    recipe with ``--init_from``.
 4. **Baselines.** (a) the dense model fine-tuned for the same ``F`` steps
    in the same way (the fair reference: every model has seen ``P + F``
@@ -40,7 +44,9 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
    time.
 6. **Quality.** SI-SNRi (dB) on the held-out test mixtures, computed by
    this script from the exported best checkpoints with the package's
-   metrics (cross-checked against the recipe's own ``test_results.csv``).
+   metrics (cross-checked against the recipe's own ``test_results.csv``),
+   with the standard error of each model's paired difference to the
+   reference.
 
 Writes ``benchmarks/results/pruning.md`` (tables, machine, command,
 runtimes, whether the target was met) and ``benchmarks/results/
@@ -152,6 +158,9 @@ def parse_args(argv=None):
                         help="intra-op threads for the timing")
     parser.add_argument("--reuse", action="store_true",
                         help="keep finished recipe runs found in --work")
+    parser.add_argument("--retime", action="store_true",
+                        help="only re-measure the speed of a finished run "
+                        "(results.json in --work) and rewrite the report")
     return parser.parse_args(argv)
 
 
@@ -245,6 +254,7 @@ class Run:
         self.start = None
         self.seconds = None
         self.reused = False
+        self.restarts = 0
 
     @property
     def done(self):
@@ -263,26 +273,31 @@ def run_all(runs, jobs, work, reuse, log):
         if reuse and run.done:
             run.reused = True
             run.cmd = run.make_cmd()
+            seconds = os.path.join(run.output, "wall_seconds.txt")
+            if os.path.isfile(seconds):
+                with open(seconds) as f:
+                    run.seconds = float(f.read())
             finished.add(run.name)
             log(f"  reusing {run.name}")
     pending = [r for r in pending if r.name not in finished]
     if not reuse:
         for run in pending:
             shutil.rmtree(run.output, ignore_errors=True)
+    def launch(run):
+        logfile = open(os.path.join(work, "logs", run.name + ".log"), "a")
+        run.proc = subprocess.Popen(
+            run.cmd, cwd=REPO, env=env, stdout=logfile,
+            stderr=subprocess.STDOUT,
+        )
+        run.logfile = logfile
+
     while pending or running:
         for run in list(pending):
             if len(running) >= jobs:
                 break
             if run.after <= finished:
                 run.cmd = run.make_cmd()
-                logfile = open(
-                    os.path.join(work, "logs", run.name + ".log"), "w"
-                )
-                run.proc = subprocess.Popen(
-                    run.cmd, cwd=REPO, env=env, stdout=logfile,
-                    stderr=subprocess.STDOUT,
-                )
-                run.logfile = logfile
+                launch(run)
                 run.start = time.time()
                 running.append(run)
                 pending.remove(run)
@@ -292,8 +307,15 @@ def run_all(runs, jobs, work, reuse, log):
             code = run.proc.poll()
             if code is None:
                 continue
-            run.seconds = time.time() - run.start
             run.logfile.close()
+            if code < 0 and run.restarts < 3:
+                # killed by a signal from outside (shared machine): the
+                # recipe resumes from its last end-of-epoch checkpoint
+                run.restarts += 1
+                log(f"  {run.name} was killed (signal {-code}); resuming")
+                launch(run)
+                continue
+            run.seconds = time.time() - run.start
             running.remove(run)
             if code != 0 or not run.done:
                 for other in running:
@@ -304,6 +326,8 @@ def run_all(runs, jobs, work, reuse, log):
                     + " ".join(run.cmd)
                 )
             finished.add(run.name)
+            with open(os.path.join(run.output, "wall_seconds.txt"), "w") as f:
+                f.write(f"{run.seconds:.1f}\n")
             log(f"  done  {run.name} in {run.seconds:.0f} s")
 
 
@@ -565,7 +589,8 @@ def write_plot(res, path):
         ("PyTorch, %d threads" % res["threads"],
          "ONNX Runtime, %d threads" % res["threads"]),
     ):
-        rows = res["sizes"]
+        # points joined in order of measured speedup
+        rows = sorted(res["sizes"], key=lambda r: r["speedup"][backend])
         sp = [r["speedup"][backend] for r in rows]
         ax.plot(sp, [r["pruned_ft"] for r in rows], "o-", color="C0",
                 label="structured pruning + fine-tuning")
@@ -623,6 +648,14 @@ def write_markdown(res, path):
         res["command"],
         "```",
         "",
+    ]
+    if res.get("retimed"):
+        lines += [
+            f"Speed re-measured on {res['retimed']} on a quieter machine "
+            f"with `{res['command']} --retime` (same models).",
+            "",
+        ]
+    lines += [
         "## Machine",
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores visible",
@@ -635,8 +668,7 @@ def write_markdown(res, path):
         f"timing {fmt(res['busy_before'], '.0%')} and just after "
         f"{fmt(res['busy_after'], '.0%')}; load average (1 min) "
         f"{fmt(res['load_before'], '.1f')} / "
-        f"{fmt(res['load_after'], '.1f')} (it still counts the training "
-        "runs of the minutes before); see the spread column",
+        f"{fmt(res['load_after'], '.1f')}; see the spread column",
         f"- torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
         f"speechbrain {m['speechbrain']}, Python {m['python']}",
         "",
@@ -765,6 +797,15 @@ def write_markdown(res, path):
         "- recipe runs (wall seconds, including start-up, validation and "
         "testing): "
         + ", ".join(f"{k} {v:.0f}" for k, v in res["run_seconds"].items()),
+        "- runs killed from outside (the machine is shared) and resumed "
+        "from their last checkpoint: "
+        + (", ".join(f"{k} ({v}x)" for k, v in res.get("restarts", {})
+                     .items()) or "none")
+        + "; runs finished by an earlier, interrupted invocation and "
+        "reused with `--reuse`: "
+        + (", ".join(res.get("reused", [])) or "none")
+        + " (their wall time is that of the invocation that finished "
+        "them)",
         "",
         "## Reading the numbers",
         "",
@@ -789,7 +830,13 @@ def write_markdown(res, path):
 
 # ----------------------------------------------------------------------
 def main(argv=None):
+    """Runs the experiment (or only its timing, with ``--retime``)."""
     args = parse_args(argv)
+    # One thread outside the timing: two OpenMP threads on a busy 2-core
+    # machine can be 10-100x slower than one (spinning threads).
+    torch.set_num_threads(1)
+    if args.retime:
+        return retime(args)
     mode_name = "quick" if args.quick else "full"
     mode = MODES[mode_name]
     work = os.path.abspath(args.work + ("-quick" if args.quick else ""))
@@ -818,7 +865,6 @@ def main(argv=None):
     P, F = mode["pretrain_steps"], mode["finetune_steps"]
     dense_args = model_args({})
     dense_dir = os.path.join(models_dir, "dense")
-    specs = dict(SIZES)
     pruned_configs = {}
 
     def out(name):
@@ -906,7 +952,6 @@ def main(argv=None):
     # 5. quality
     log("evaluating on the test set")
     t2 = time.time()
-    torch.set_num_threads(args.threads)
     test_set = load_test_set(data["test_dir"])
     per_mix = {}
     check = []
@@ -944,52 +989,106 @@ def main(argv=None):
           if k != "dense-ft"}
     t_eval = time.time() - t2
 
-    # 6. timing (nothing else of ours runs now)
+    command = "python benchmarks/pruning_experiment.py" + (
+        " --quick" if args.quick else "")
+    if args.jobs != 2:
+        command += f" --jobs {args.jobs}"
+    res = {
+        "mode_name": mode_name,
+        "mode": mode,
+        "command": command,
+        "jobs": args.jobs,
+        "work": work,
+        "data": data,
+        "dense": {"params": dense_params, "pretrained": quality["dense"],
+                  "finetuned": quality["dense-ft"]},
+        "sizes": [
+            {
+                "name": name,
+                "spec": spec,
+                "config": pruned_configs[name]["config"],
+                "params": pruned_configs[name]["params"][1],
+                "pruned_0": quality[name + "-pruned"],
+                "pruned_ft": quality[name + "-ft"],
+                "pruned_ft_se": se[name + "-ft"],
+                "scratch": quality[name + "-scratch"],
+                "scratch_se": se[name + "-scratch"],
+                "blocks_kept": pruned_configs[name]["report"]["blocks"],
+            }
+            for name, spec in SIZES
+        ],
+        "unstructured": unstructured,
+        "quality": quality,
+        "paired_se": se,
+        "per_mixture": per_mix,
+        "check_recipe_max_diff": max(check),
+        "example_command": shell_line(
+            next(r for r in runs if r.name == "P3-ft").cmd),
+        "run_seconds": {r.name: (r.seconds or 0.0) for r in runs},
+        "commands": {r.name: r.cmd for r in runs},
+        "reused": [r.name for r in runs if r.reused],
+        "restarts": {r.name: r.restarts for r in runs if r.restarts},
+        "runtime": {"data": t_data, "training": t_train,
+                    "evaluation": t_eval},
+    }
+    save_results(res)
+    timing_stage(res, args, log)
+    res["runtime"]["total"] = time.time() - t0
+    return finish(res, args, log)
+
+
+def save_results(res):
+    """Writes ``results.json`` into the working folder."""
+    with open(os.path.join(res["work"], "results.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+
+
+def timing_stage(res, args, log):
+    """Exports every architecture to ONNX, times it, computes speedups and
+    the verdict on the target; fills ``res`` in place."""
+    mode = res["mode"]
+    models_dir = os.path.join(res["work"], "models")
     log("exporting to ONNX and timing")
     t3 = time.time()
-    onnx_dir = os.path.join(work, "onnx")
+    onnx_dir = os.path.join(res["work"], "onnx")
     os.makedirs(onnx_dir, exist_ok=True)
-    mix = test_set[0][0]
+    mix = load_test_set(res["data"]["test_dir"])[0][0]
     length = int(mode["timing_seconds"] * 8000)
     reps = -(-length // mix.shape[0])
     mix = mix.repeat(reps)[:length][None].contiguous()
     folders = {"dense": os.path.join(models_dir, "dense-ft")}
-    for name, _ in SIZES:
-        folders[name] = os.path.join(models_dir, name + "-ft")
-    for u in unstructured:
+    for r in res["sizes"]:
+        folders[r["name"]] = os.path.join(models_dir, r["name"] + "-ft")
+    for u in res["unstructured"]:
         folders[u["name"]] = os.path.join(models_dir, u["name"])
-    busy_before = wait_for_quiet(log)
-    load_before = load_average()
+    res["busy_before"] = wait_for_quiet(
+        log, max_wait=60.0 if res["mode_name"] == "quick" else 300.0)
+    res["load_before"] = load_average()
     timing = time_models(folders, onnx_dir, mix, args.threads,
                          mode["warmup"], mode["repeats"], log)
-    load_after = load_average()
-    busy_after = busy_fraction()
+    res["load_after"] = load_average()
+    res["busy_after"] = busy_fraction()
     for t in timing.values():
         t["torch_spread"] = (max(t["torch_all"]) - min(t["torch_all"])) / (
             t["torch"])
-    t_time = time.time() - t3
+    res["timing"] = timing
+    res["threads"] = args.threads
+    res["machine"] = machine()
+    res["date"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    res["runtime"]["timing"] = time.time() - t3
 
     dense_t = timing["dense"]
-    sizes = []
-    for name, spec in SIZES:
-        sizes.append({
-            "name": name,
-            "spec": spec,
-            "config": pruned_configs[name]["config"],
-            "params": pruned_configs[name]["params"][1],
-            "speedup": {b: dense_t[b] / timing[name][b]
-                        for b in ("torch", "onnx")},
-            "pruned_0": quality[name + "-pruned"],
-            "pruned_ft": quality[name + "-ft"],
-            "pruned_ft_se": se[name + "-ft"],
-            "scratch": quality[name + "-scratch"],
-            "scratch_se": se[name + "-scratch"],
-            "blocks_kept": pruned_configs[name]["report"]["blocks"],
-        })
-    for u in unstructured:
-        u["speedup"] = {b: dense_t[b] / timing[u["name"]][b]
+    for r in res["sizes"] + res["unstructured"]:
+        r["speedup"] = {b: dense_t[b] / timing[r["name"]][b]
                         for b in ("torch", "onnx")}
-    ref = quality["dense-ft"]
+    res["target"] = verdict(res)
+
+
+def verdict(res):
+    """Whether some pruned size is >= 2.5x faster (PyTorch) at <= 0.5 dB
+    loss against the dense model fine-tuned for the same steps."""
+    sizes = res["sizes"]
+    ref = res["dense"]["finetuned"]
     ok = [s for s in sizes
           if s["speedup"]["torch"] >= 2.5 and s["pruned_ft"] >= ref - 0.5]
     if ok:
@@ -999,8 +1098,9 @@ def main(argv=None):
             f"faster than the dense model in PyTorch "
             f"({best['speedup']['onnx']:.2f}x in ONNX Runtime) at "
             f"{best['pruned_ft']:.2f} dB SI-SNRi after fine-tuning, "
-            f"{best['pruned_ft'] - ref:+.2f} dB against the dense model "
-            f"fine-tuned for the same steps ({ref:.2f} dB)."
+            f"{best['pruned_ft'] - ref:+.2f} ± {best['pruned_ft_se']:.2f} dB "
+            f"against the dense model fine-tuned for the same steps "
+            f"({ref:.2f} dB)."
         )
     else:
         fast = [s for s in sizes if s["speedup"]["torch"] >= 2.5]
@@ -1020,51 +1120,47 @@ def main(argv=None):
                 f"{b['pruned_ft'] - ref:+.2f} dB ({b['name']}, "
                 f"{b['speedup']['torch']:.2f}x)."
             )
-    total = time.time() - t0
-    command = "python benchmarks/pruning_experiment.py" + (
-        " --quick" if args.quick else "")
-    if args.jobs != 2:
-        command += f" --jobs {args.jobs}"
-    res = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "mode_name": mode_name,
-        "mode": mode,
-        "command": command,
-        "machine": machine(),
-        "threads": args.threads,
-        "jobs": args.jobs,
-        "load_before": load_before,
-        "busy_before": busy_before,
-        "busy_after": busy_after,
-        "load_after": load_after,
-        "data": data,
-        "dense": {"params": dense_params, "pretrained": quality["dense"],
-                  "finetuned": ref},
-        "sizes": sizes,
-        "unstructured": unstructured,
-        "timing": timing,
-        "quality": quality,
-        "paired_se": se,
-        "per_mixture": per_mix,
-        "target": {"met": bool(ok), "text": text},
-        "check_recipe_max_diff": max(check),
-        "example_command": shell_line(
-            next(r for r in runs if r.name == "P3-ft").cmd),
-        "run_seconds": {r.name: (r.seconds or 0.0) for r in runs},
-        "commands": {r.name: r.cmd for r in runs},
-        "reused": [r.name for r in runs if r.reused],
-        "runtime": {"total": total, "data": t_data, "training": t_train,
-                    "evaluation": t_eval, "timing": t_time},
-    }
-    with open(os.path.join(work, "results.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
+    if res["mode_name"] == "quick":
+        text += (
+            " (Quick mode: the models are barely trained, so this is a "
+            "smoke test of the pipeline, not a result.)"
+        )
+    return {"met": bool(ok), "text": text}
+
+
+def finish(res, args, log):
+    """Writes results.json, pruning.md and pruning.png."""
+    save_results(res)
     md = os.path.join(args.out, "pruning.md")
     png = os.path.join(args.out, "pruning.png")
     write_markdown(res, md)
     write_plot(res, png)
     log(f"wrote {md} and {png}")
-    print(text)
+    print(res["target"]["text"])
     return 0
+
+
+def retime(args):
+    """Re-measures the speed of a finished run (``--retime``) and rewrites
+    the report: for a quieter machine than during the full run."""
+    work = os.path.abspath(args.work + ("-quick" if args.quick else ""))
+    path = os.path.join(work, "results.json")
+    if not os.path.isfile(path):
+        raise SystemExit(f"{path} not found: run the experiment first")
+    with open(path) as f:
+        res = json.load(f)
+    if args.out is None:
+        args.out = work if args.quick else RESULTS
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    previous = res["runtime"].get("timing", 0.0)
+    timing_stage(res, args, log)
+    res["runtime"]["total"] += res["runtime"]["timing"] - previous
+    res["retimed"] = res["date"]
+    return finish(res, args, log)
 
 
 if __name__ == "__main__":

@@ -204,12 +204,25 @@ def test_planted_silent_block_is_dropped(states, mix):
     ref = separate(CONFIG, planted_states, mix)
     assert relative_change(separate(new_cfg, new_states, mix), ref) < 1e-3
     assert_control_changes_more(states, {"num_blocks": 2}, mix)
-    # the measured contribution finds the same block
-    _, _, by_contribution = pruning.structured_prune(
-        CONFIG, planted_states, {"num_blocks": 2}, calibration=[mix[0]],
-        block_score="contribution",
+    # the measured contribution and the greedy ablation find it too
+    for score in ("contribution", "ablation"):
+        _, _, report = pruning.structured_prune(
+            CONFIG, planted_states, {"num_blocks": 2}, calibration=[mix[0]],
+            block_score=score,
+        )
+        assert report["blocks"] == [0, 2], score
+
+
+def test_ablation_keeps_the_blocks_whose_removal_hurts_most(states, mix):
+    # block 2's residual branch scaled up: removing it changes the most
+    def fn(sd):
+        sd["mossformer.blocks.2.to_out.norm.g"] *= 50.0
+
+    planted_states = plant(states, fn)
+    kept, distortion = pruning.block_ablation(
+        CONFIG, planted_states, [mix[0], mix[1]], 1
     )
-    assert by_contribution["blocks"] == [0, 2]
+    assert kept == [2] and distortion > 0
 
 
 def test_planted_width_channels_are_removed_from_both_halves(states, mix):
@@ -424,7 +437,8 @@ def test_unstructured_amount_out_of_range_fails_clearly(states):
         pruning.unstructured_prune(modules, 1.0)
 
 
-def test_contribution_score_needs_calibration(states):
+@pytest.mark.parametrize("score", ["contribution", "ablation"])
+def test_measured_block_scores_need_calibration(states, score):
     with pytest.raises(pruning.PruningError, match="calibration"):
         pruning.structured_prune(CONFIG, states, {"num_blocks": 2},
-                                 block_score="contribution")
+                                 block_score=score)

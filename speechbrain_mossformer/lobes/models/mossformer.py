@@ -567,7 +567,9 @@ class Scratch:
     (dead) ones instead of fresh allocations: on Linux a fresh large tensor
     costs a page fault and a zeroing per 4 KiB page, about a tenth of a
     block's time. ``MossFormerStack`` makes one per forward pass when
-    ``_in_place_ok()``; it is dropped at the end of the pass.
+    ``_in_place_ok()``; it is dropped at the end of the pass. A forward hook
+    that keeps a tensor handed to a block's submodule (e.g. the input of
+    ``to_out``) must clone it, or run the model with autograd on.
 
     Example
     -------
