@@ -14,12 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import speechbrain_mossformer.lobes.models.mossformer as mossformer_module
 from speechbrain_mossformer.lobes.models.mossformer import (
     FFConvM,
     MossFormerBlock,
     MossFormerMaskNet,
     MossFormerStack,
     OffsetScale,
+    Scratch,
     residual_depthwise_conv,
     shared_input_ffconvm,
 )
@@ -139,6 +141,77 @@ def test_channels_last_depthwise_conv_matches_conv1d(B, T):
         results.append((y.detach(), x.grad, w.grad.clone()))
     for fast, ref in zip(*results):
         assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("B, T, chunk", [(1, 30, 7), (2, 40, 4), (1, 5, 512),
+                                         (2, 1100, 512)])
+def test_depthwise_conv_into_buffer_piece_by_piece(monkeypatch, B, T, chunk):
+    # pieces shorter than the kernel's context, a single piece, several
+    # pieces of the default size: every output frame as the whole conv's
+    monkeypatch.setattr(mossformer_module, "CONV_CHUNK_FRAMES", chunk)
+    x = torch.randn(B, T, 6, generator=torch.Generator().manual_seed(3))
+    w = torch.randn(6, 1, 17, generator=torch.Generator().manual_seed(4))
+    out = torch.full((B, T, 6), float("nan"))
+    with torch.inference_mode():
+        y = residual_depthwise_conv(x, w, channels_last=True, out=out)
+        ref = residual_depthwise_conv(x, w, channels_last=False)
+    assert y.data_ptr() == out.data_ptr()
+    assert torch.allclose(y, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_scratch_get_unlike_never_returns_the_avoided_buffer():
+    scratch = Scratch()
+    like = torch.zeros(1)
+    a = scratch.get_unlike(("a", "b"), (2, 3), like, like)
+    b = scratch.get_unlike(("a", "b"), (2, 3), like, a)
+    c = scratch.get_unlike(("a", "b"), (2, 3), like, b)
+    assert a.data_ptr() != b.data_ptr()
+    assert c.data_ptr() == a.data_ptr()
+
+
+def test_hooked_block_outputs_are_not_overwritten():
+    # block outputs live in shared buffers at inference, except when a
+    # forward hook could keep them
+    stack = perturbed(MossFormerStack(dim=16, num_blocks=4, group_size=4,
+                                      query_key_dim=8, attn_dropout=0.0))
+    stack.eval()
+    kept = []
+    for block in stack.blocks:
+        block.register_forward_hook(lambda m, a, out: kept.append(out))
+    x = torch.randn(1, 11, 16)
+    with torch.inference_mode():
+        stack(x)
+    with torch.no_grad():
+        expected, h = [], x
+        for block in stack.blocks:
+            h = ref_block(block, h)
+            expected.append(h)
+    for got, ref in zip(kept, expected):
+        assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_inference_follows_parameter_changes():
+    # inference fuses the to_hidden/to_qk weights; changing a parameter in
+    # place (optimizer step, load_state_dict) must show up
+    block = perturbed(MossFormerBlock(dim=16, group_size=4, query_key_dim=8,
+                                      dropout=0.0)).eval()
+    x = torch.randn(1, 9, 16)
+    with torch.inference_mode():
+        before = block(x)
+    with torch.no_grad():
+        block.to_hidden.linear.weight.mul_(0.5)
+        block.to_qk.norm.g.fill_(2.0)
+    with torch.inference_mode():
+        after = block(x)
+    with torch.no_grad():
+        expected = ref_block(block, x)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, expected, atol=1e-5)
+    fresh = perturbed(MossFormerBlock(dim=16, group_size=4, query_key_dim=8,
+                                      dropout=0.0)).eval()
+    block.load_state_dict(fresh.state_dict())
+    with torch.inference_mode():
+        assert torch.allclose(block(x), fresh(x), atol=1e-6)
 
 
 def test_shared_input_ffconvm_matches_separate_modules():

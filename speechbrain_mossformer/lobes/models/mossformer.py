@@ -33,8 +33,11 @@ against a plain statement of the model):
   attention's output, group by group, with no zero padding (the padded
   formulation is kept for tracing, i.e. ONNX export);
 * without autograd (``torch.no_grad``/``torch.inference_mode``) the gates,
-  activations and residuals work in place and the blocks of a stack share
-  their large buffers (``Scratch``). Training takes the plain path.
+  activations, rotary positions and residuals work in place, the blocks of a
+  stack share their large buffers (``Scratch``) and the depthwise
+  convolutions write piece by piece into those buffers: on Linux a fresh
+  large tensor is page-faulted in on every allocation, which cost several
+  percent of the forward pass. Training takes the plain path.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -76,6 +79,16 @@ def _in_place_ok():
     expressions they replace.
     """
     return not (torch.is_grad_enabled() or torch.jit.is_tracing())
+
+
+def _hooked(*modules):
+    """True when a forward hook (global or on one of ``modules``) may see,
+    and keep, their outputs."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks:
+        return True
+    return any(m._forward_hooks for m in modules)
 
 
 class ScaleNorm(nn.Module):
@@ -122,7 +135,12 @@ class ScaleNorm(nn.Module):
         return (norm * self.scale).clamp(min=self.eps)
 
 
-def residual_depthwise_conv(x, weight, channels_last=None):
+# Frames per piece when the depthwise convolution writes into a given buffer:
+# each piece's output (a few MiB) is still in cache when it is copied.
+CONV_CHUNK_FRAMES = 512
+
+
+def residual_depthwise_conv(x, weight, channels_last=None, out=None):
     """Computes ``x + DWConv(x)`` along time for a channels-last ``x``.
 
     Two ways, same numbers up to float rounding:
@@ -145,11 +163,18 @@ def residual_depthwise_conv(x, weight, channels_last=None):
         Depthwise kernels [C, 1, K], K odd, "same" zero padding.
     channels_last : bool, optional
         Force one of the two ways; ``None`` picks channels-last on CPU.
+    out : torch.Tensor, optional
+        Inference only (channels-last way): a contiguous [B, T, C] tensor,
+        not overlapping ``x``, to write the result into. The convolution
+        then runs over pieces of ``CONV_CHUNK_FRAMES`` frames (each with
+        its 2 x K//2 frames of context), so no tensor of the whole output
+        size is allocated: for long inputs such an allocation is served
+        by fresh, page-faulting memory every time.
 
     Returns
     -------
     torch.Tensor
-        ``x + DWConv(x)`` [B, T, C].
+        ``x + DWConv(x)`` [B, T, C] (``out`` when given).
 
     Example
     -------
@@ -157,6 +182,9 @@ def residual_depthwise_conv(x, weight, channels_last=None):
     >>> fast = residual_depthwise_conv(x, w, channels_last=True)
     >>> ref = residual_depthwise_conv(x, w, channels_last=False)
     >>> torch.allclose(fast, ref, atol=1e-5)
+    True
+    >>> into = residual_depthwise_conv(x, w, out=torch.empty(2, 30, 6))
+    >>> torch.allclose(into, ref, atol=1e-5)
     True
     """
     channels, _, kernel_size = weight.shape
@@ -175,10 +203,26 @@ def residual_depthwise_conv(x, weight, channels_last=None):
     kernel = kernel.unsqueeze(2)
     # [B, T, C] viewed as [B, C, 1, T] (channels-last memory, no copy)
     image = x.transpose(1, 2).unsqueeze(2)
-    # [B, C, 1, T], channels-last memory
-    y = F.conv2d(image, kernel, padding=(0, kernel_size // 2), groups=channels)
-    # [B, T, C], contiguous
-    return y.squeeze(2).transpose(1, 2)
+    half = kernel_size // 2
+    if out is None:
+        # [B, C, 1, T], channels-last memory
+        y = F.conv2d(image, kernel, padding=(0, half), groups=channels)
+        # [B, T, C], contiguous
+        return y.squeeze(2).transpose(1, 2)
+    frames = x.shape[1]
+    for start in range(0, frames, CONV_CHUNK_FRAMES):
+        stop = min(frames, start + CONV_CHUNK_FRAMES)
+        # [B, C, 1, <= chunk + 2 half]: the piece and its context; zero
+        # padding stands in for the context only beyond the sequence ends
+        first, last = max(0, start - half), min(frames, stop + half)
+        y = F.conv2d(
+            image[..., first:last], kernel, padding=(0, half), groups=channels
+        )
+        # [B, stop - start, C]
+        out[:, start:stop].copy_(
+            y[..., start - first : stop - first].squeeze(2).transpose(1, 2)
+        )
+    return out
 
 
 class ConvModule(nn.Module):
@@ -219,10 +263,14 @@ class ConvModule(nn.Module):
             bias=False,
         )
 
-    def forward(self, x):
-        """Applies the residual depthwise convolution to ``x`` [B, T, C]."""
+    def forward(self, x, out=None):
+        """Applies the residual depthwise convolution to ``x`` [B, T, C].
+
+        ``out`` (inference only): a [B, T, C] tensor to write the result
+        into (see ``residual_depthwise_conv``).
+        """
         # [B, T, C]
-        return residual_depthwise_conv(x, self.depthwise.weight)
+        return residual_depthwise_conv(x, self.depthwise.weight, out=out)
 
 
 class FFConvM(nn.Module):
@@ -255,10 +303,11 @@ class FFConvM(nn.Module):
         self.conv = ConvModule(dim_out, kernel_size)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, scratch=None):
+    def forward(self, x, scratch=None, result=None):
         """Maps ``x`` [B, T, dim_in] to [B, T, dim_out].
 
-        ``scratch`` (a ``Scratch``, inference only) holds the linear output.
+        ``scratch`` (a ``Scratch``, inference only) holds the linear output;
+        ``result`` (inference only) receives the output.
         """
         if self.linear.out_features < self.linear.in_features:
             # A narrowing layer scales its (smaller) output rather than its
@@ -278,7 +327,7 @@ class FFConvM(nn.Module):
         # [B, T, dim_out]
         x = F.silu(x, inplace=_in_place_ok())
         # [B, T, dim_out]
-        x = self.conv(x)
+        x = self.conv(x, result)
         # [B, T, dim_out]
         return self.dropout(x)
 
@@ -302,7 +351,8 @@ def shared_input_ffconvm(modules, x, scratch=None):
         Their common input [B, T, dim_in].
     scratch : Scratch, optional
         Inference only: holds the linear output (dead after the
-        convolution), as buffer ``"wide"``.
+        convolution) as buffer ``"wide"`` and the result as ``"conv"``;
+        ``x`` is then normalised in place (its content is lost).
 
     Returns
     -------
@@ -323,12 +373,12 @@ def shared_input_ffconvm(modules, x, scratch=None):
     if any(m.dropout.p != first.dropout.p for m in modules):
         return torch.cat([m(x) for m in modules], dim=-1)
     # [B, T, dim_in]: x / rms(x), shared by all the ScaleNorms
-    x = x / first.norm.rms(x)
-    # [sum dim_out, dim_in], [sum dim_out]: each gain g folded into its rows
-    weight = torch.cat([m.linear.weight * m.norm.g for m in modules])
-    bias = torch.cat([m.linear.bias for m in modules])
-    # [sum dim_out, 1, K]
-    kernels = torch.cat([m.conv.depthwise.weight for m in modules])
+    if scratch is None:
+        x = x / first.norm.rms(x)
+    else:
+        x = x.div_(first.norm.rms(x))
+    # [sum dim_out, dim_in], [sum dim_out], [sum dim_out, 1, K]
+    weight, bias, kernels = fused_ffconvm_parameters(modules)
     # [B, T, sum dim_out]
     if scratch is None:
         x = F.linear(x, weight, bias)
@@ -340,9 +390,48 @@ def shared_input_ffconvm(modules, x, scratch=None):
     # [B, T, sum dim_out]
     x = F.silu(x, inplace=_in_place_ok())
     # [B, T, sum dim_out]
-    x = residual_depthwise_conv(x, kernels)
+    x = residual_depthwise_conv(
+        x,
+        kernels,
+        out=None if scratch is None else scratch.get("conv", x.shape, x),
+    )
     # [B, T, sum dim_out]
     return first.dropout(x)
+
+
+def fused_ffconvm_parameters(modules):
+    """The parameters of FFConvM modules fused into one wide FFConvM.
+
+    Recomputed on every call (a few MiB per block): keeping them would hold
+    a second copy of the largest weights for as long as the model lives.
+
+    Arguments
+    ---------
+    modules : sequence of FFConvM
+        Modules reading the same input.
+
+    Returns
+    -------
+    weight : torch.Tensor
+        [sum dim_out, dim_in], each module's ScaleNorm gain folded into its
+        rows.
+    bias : torch.Tensor
+        [sum dim_out].
+    kernels : torch.Tensor
+        [sum dim_out, 1, K] depthwise kernels.
+
+    Example
+    -------
+    >>> a, b = FFConvM(8, 16), FFConvM(8, 4)
+    >>> weight, bias, kernels = fused_ffconvm_parameters((a, b))
+    >>> weight.shape, bias.shape, kernels.shape
+    (torch.Size([20, 8]), torch.Size([20]), torch.Size([20, 1, 17]))
+    """
+    return (
+        torch.cat([m.linear.weight * m.norm.g for m in modules]),
+        torch.cat([m.linear.bias for m in modules]),
+        torch.cat([m.conv.depthwise.weight for m in modules]),
+    )
 
 
 class OffsetScale(nn.Module):
@@ -378,15 +467,19 @@ class OffsetScale(nn.Module):
         # H x [B, T, D]
         return self.stacked(x).unbind(dim=0)
 
-    def stacked(self, x):
+    def stacked(self, x, out=None):
         """Returns the heads stacked head-major in one tensor [H, B, T, D].
 
         Each head ``out[h]`` is then a contiguous [B, T, D] tensor, which
-        the attention products read fastest.
+        the attention products read fastest. ``out`` (inference only): an
+        [H, B, T, D] tensor to write them into.
         """
         # [H, 1, 1, D] + [1, B, T, D] * [H, 1, 1, D] -> [H, B, T, D]
         return torch.addcmul(
-            self.beta[:, None, None], x.unsqueeze(0), self.gamma[:, None, None]
+            self.beta[:, None, None],
+            x.unsqueeze(0),
+            self.gamma[:, None, None],
+            out=out,
         )
 
 
@@ -441,8 +534,12 @@ class RotaryEmbedding(nn.Module):
         freqs = freqs.repeat_interleave(2, dim=-1)
         return freqs.cos(), freqs.sin()
 
-    def forward(self, x, cos_sin=None):
-        """Rotates ``x`` [..., T, D >= dim] along its second-to-last axis."""
+    def forward(self, x, cos_sin=None, inplace=False):
+        """Rotates ``x`` [..., T, D >= dim] along its second-to-last axis.
+
+        ``inplace`` (inference only) writes the rotated features back into
+        ``x`` instead of concatenating a new tensor.
+        """
         if cos_sin is None:
             cos_sin = self.angles(x.shape[-2], x.device)
         cos, sin = cos_sin
@@ -452,6 +549,9 @@ class RotaryEmbedding(nn.Module):
         rotated_half = torch.matmul(rot, self.half_turn)
         # [..., T, dim]
         rot = rot * cos + rotated_half * sin
+        if inplace:
+            x[..., : self.dim] = rot
+            return x
         if rest.shape[-1] == 0:
             return rot
         # [..., T, D]
@@ -524,7 +624,7 @@ def pad_time(x, frames):
     return torch.cat((x, zeros), dim=1)
 
 
-def token_shift(x):
+def token_shift(x, out=None):
     """Shifts the first half of the features one frame later in time.
 
     ``x'[t, :D/2] = x[t-1, :D/2]`` (zero at ``t = 0``); the second half is
@@ -534,6 +634,9 @@ def token_shift(x):
     ---------
     x : torch.Tensor
         Input [B, T, D].
+    out : torch.Tensor, optional
+        Inference only: a [B, T, D] tensor (not overlapping ``x``) to write
+        the result into, instead of allocating two new tensors.
 
     Returns
     -------
@@ -550,6 +653,14 @@ def token_shift(x):
     """
     # [B, T, D/2] each (positive dims: a traced graph keeps its ranks)
     x_shift, x_pass = x.chunk(2, dim=2)
+    if out is not None:
+        width, frames = x_shift.shape[2], x.shape[1]
+        # [B, 1, D/2]: first frame zero; [B, T - 1, D/2]: one frame later
+        out[:, :1, :width].zero_()
+        out[:, 1:, :width].copy_(x_shift[:, : frames - 1])
+        # [B, T, D - D/2]: second half unchanged
+        out[:, :, width:].copy_(x_pass)
+        return out
     # [B, T, D/2]: one frame later, first frame zero
     x_shift = torch.cat(
         (torch.zeros_like(x_shift[:, :1]), x_shift[:, : x.shape[1] - 1]),
@@ -602,6 +713,16 @@ class Scratch:
             buffer = like.new_empty(numel)
             self.buffers[name] = buffer
         return buffer[:numel].view(shape)
+
+    def get_unlike(self, names, shape, like, avoid):
+        """``get`` from the first of ``names`` whose memory is not that of
+        ``avoid`` (alternating buffers: a block's output must not be
+        written over its input)."""
+        for name in names:
+            buffer = self.buffers.get(name)
+            if buffer is None or buffer.data_ptr() != avoid.data_ptr():
+                return self.get(name, shape, like)
+        raise ValueError(f"all of {names} hold the tensor to avoid")
 
 
 class MossFormerBlock(nn.Module):
@@ -675,7 +796,9 @@ class MossFormerBlock(nn.Module):
         inference only) lends buffers for the large intermediate results.
         """
         # [B, T, D]
-        shifted = token_shift(x)
+        shifted = token_shift(
+            x, None if scratch is None else scratch.get("shift", x.shape, x)
+        )
         # [B, T, 2E + Dqk]: to_hidden and to_qk read the same input, so they
         # run as one wide FFConvM (E = hidden_dim / 2)
         hidden_qk = shared_input_ffconvm(
@@ -685,7 +808,12 @@ class MossFormerBlock(nn.Module):
         hidden = hidden_qk[..., : self.hidden_dim]
         qk = hidden_qk[..., self.hidden_dim :]
         # [4, B, T, Dqk]: quadratic q, linear q, quadratic k, linear k
-        heads = self.qk_offset_scale.stacked(qk)
+        heads = self.qk_offset_scale.stacked(
+            qk,
+            None
+            if scratch is None
+            else scratch.get("heads", (4, *qk.shape), qk),
+        )
         # [B, T, 2E]: attention outputs for V and U, side by side
         attended = self.attend(heads, hidden, cos_sin, scratch)
         # [B, T, E] each
@@ -698,8 +826,12 @@ class MossFormerBlock(nn.Module):
             gated = att_u.mul_(v).mul_(att_v.mul_(u).sigmoid_())
         else:
             gated = (att_u * v) * torch.sigmoid(att_v * u)
-        # [B, T, D]
-        out = self.to_out(gated, scratch)
+        # [B, T, D]: into a buffer other than the one holding x, unless a
+        # forward hook may keep the output (it must stay valid)
+        out = None
+        if scratch is not None and not _hooked(self, self.to_out):
+            out = scratch.get_unlike(("out_a", "out_b"), x.shape, x, x)
+        out = self.to_out(gated, scratch, out)
         return out.add_(x) if _in_place_ok() else x + out
 
     def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
@@ -733,7 +865,7 @@ class MossFormerBlock(nn.Module):
         # [4, B, T, Dqk]: rotary positions 0..T-1 on all four heads
         if cos_sin is None:
             cos_sin = self.rotary.angles(T, heads.device)
-        heads = self.rotary(heads, cos_sin)
+        heads = self.rotary(heads, cos_sin, inplace=scratch is not None)
         # 4 x [B, T, Dqk], each contiguous
         quad_q, lin_q, quad_k, lin_k = heads.unbind(dim=0)
 
