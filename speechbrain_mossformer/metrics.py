@@ -331,6 +331,14 @@ def best_permutation_si_snr(references, estimates, eps=SI_SNR_EPS):
 # ---------------------------------------------------------------------------
 # BSS-Eval v3 SDR
 # ---------------------------------------------------------------------------
+def _check_sdr_inputs(references, estimates, filter_length):
+    """``_check_sources`` plus a check of the distortion filter length."""
+    references, estimates = _check_sources(references, estimates)
+    if int(filter_length) < 1:
+        raise ValueError(f"filter_length must be >= 1, got {filter_length}")
+    return references, estimates
+
+
 def _sdr_core(references, estimates, filter_length, all_pairs):
     """BSS-Eval SDR for checked float64 ``[S, T]`` arrays.
 
@@ -446,9 +454,9 @@ def bss_eval_sdr(
     >>> bss_eval_sdr(refs, ests[::-1], permutation=[1, 0]).round(2)
     array([20.2 , 20.18])
     """
-    references, estimates = _check_sources(references, estimates)
-    if int(filter_length) < 1:
-        raise ValueError(f"filter_length must be >= 1, got {filter_length}")
+    references, estimates = _check_sdr_inputs(
+        references, estimates, filter_length
+    )
     if permutation is not None:
         perm = _check_permutation(permutation, references.shape[0])
         estimates = estimates[perm]
@@ -481,9 +489,9 @@ def pairwise_sdr(references, estimates, filter_length=BSS_FILTER_LENGTH):
     array([[-12.2,  20.2],
            [ 20.2, -11.4]])
     """
-    references, estimates = _check_sources(references, estimates)
-    if int(filter_length) < 1:
-        raise ValueError(f"filter_length must be >= 1, got {filter_length}")
+    references, estimates = _check_sdr_inputs(
+        references, estimates, filter_length
+    )
     return _sdr_core(references, estimates, filter_length, all_pairs=True)
 
 

@@ -377,6 +377,37 @@ def _unique(name, used):
     return name
 
 
+def _write_splits(base, folders, counts, rng_tags, sample_rate, mixture):
+    """Writes the mixtures of every split, one file per signal.
+
+    Arguments
+    ---------
+    base : str
+        ``<dataset>/wav<R>k/<version>`` folder.
+    folders : sequence of str
+        The train / valid / test folder names of the dataset.
+    counts : sequence of int
+        Number of mixtures per split, in the same order.
+    rng_tags : tuple
+        Tags of the per-split random generator (with the split name).
+    sample_rate : int
+        Sample rate of the files.
+    mixture : callable
+        ``mixture(rng, split) -> (file name, {subfolder: signal})``; the
+        signals are scaled together to a safe peak, the name made unique
+        within the split.
+    """
+    for split, folder, count in zip(_SPLITS, folders, counts):
+        split_dir = os.path.join(base, folder)
+        rng = _rng(*rng_tags, split)
+        used = set()
+        for _ in range(count):
+            name, files = mixture(rng, split)
+            name = _unique(name, used)
+            for sub, x in _limit_peak(files).items():
+                _write(os.path.join(split_dir, sub, name), x, sample_rate)
+
+
 def make_wsj0mix(
     root,
     num_spks=2,
@@ -432,21 +463,22 @@ def make_wsj0mix(
     rate_folder = _check_args(sample_rate, version, num_spks)
     corpus = _Corpus(speech_dir, sample_rate, duration, seed)
     base = os.path.join(root, "wsj0-mix", "%dspeakers" % num_spks)
-    counts = dict(zip(_SPLITS, (n_train, n_valid, n_test)))
-    for split, folder in zip(_SPLITS, ("tr", "cv", "tt")):
-        split_dir = os.path.join(base, rate_folder, version, folder)
-        rng = _rng(seed, "wsj0mix", num_spks, split)
-        used = set()
-        for _ in range(counts[split]):
-            name, sources = _wsj_mixture(
-                corpus, rng, split, num_spks, version
-            )
-            name = _unique(name, used)
-            files = {"mix": np.sum(sources, axis=0)}
-            for i, s in enumerate(sources):
-                files["s%d" % (i + 1)] = s
-            for sub, x in _limit_peak(files).items():
-                _write(os.path.join(split_dir, sub, name), x, sample_rate)
+
+    def mixture(rng, split):
+        name, sources = _wsj_mixture(corpus, rng, split, num_spks, version)
+        files = {"mix": np.sum(sources, axis=0)}
+        for i, s in enumerate(sources):
+            files["s%d" % (i + 1)] = s
+        return name, files
+
+    _write_splits(
+        os.path.join(base, rate_folder, version),
+        ("tr", "cv", "tt"),
+        (n_train, n_valid, n_test),
+        (seed, "wsj0mix", num_spks),
+        sample_rate,
+        mixture,
+    )
     return base
 
 
@@ -555,52 +587,53 @@ def make_wham(
     rate_folder = _check_args(sample_rate, version)
     corpus = _Corpus(speech_dir, sample_rate, duration, seed)
     base = os.path.join(root, "whamr" if reverb else "wham_original")
-    counts = dict(zip(_SPLITS, (n_train, n_valid, n_test)))
-    for split, folder in zip(_SPLITS, ("tr", "cv", "tt")):
-        split_dir = os.path.join(base, rate_folder, version, folder)
-        rng = _rng(seed, "wham", int(reverb), split)
-        used = set()
-        for _ in range(counts[split]):
-            name, (s1, s2) = _wsj_mixture(corpus, rng, split, 2, version)
-            name = _unique(name, used)
-            noise = synthetic_noise(rng, len(s1), sample_rate)
-            snr = rng.uniform(-6.0, 3.0)
-            if reverb:
-                r1, r2 = (
-                    reverberate_aligned(
-                        s, prepare_rir(synthetic_rir(rng, sample_rate))
-                    )
-                    for s in (s1, s2)
+
+    def mixture(rng, split):
+        name, (s1, s2) = _wsj_mixture(corpus, rng, split, 2, version)
+        noise = synthetic_noise(rng, len(s1), sample_rate)
+        snr = rng.uniform(-6.0, 3.0)
+        if reverb:
+            r1, r2 = (
+                reverberate_aligned(
+                    s, prepare_rir(synthetic_rir(rng, sample_rate))
                 )
-            else:
-                r1, r2 = s1, s2
-            power = max(np.mean(r1**2), np.mean(r2**2))
-            noise *= np.sqrt(power / 10.0 ** (snr / 10.0))
-            if reverb:
-                files = {
-                    "mix_both_reverb": r1 + r2 + noise,
-                    "mix_clean_reverb": r1 + r2,
-                    "mix_single_reverb": r1 + noise,
-                    "mix_both_anechoic": s1 + s2 + noise,
-                    "mix_clean_anechoic": s1 + s2,
-                    "mix_single_anechoic": s1 + noise,
-                    "s1_anechoic": s1,
-                    "s2_anechoic": s2,
-                    "s1_reverb": r1,
-                    "s2_reverb": r2,
-                    "noise": noise,
-                }
-            else:
-                files = {
-                    "mix_both": s1 + s2 + noise,
-                    "mix_clean": s1 + s2,
-                    "mix_single": s1 + noise,
-                    "s1": s1,
-                    "s2": s2,
-                    "noise": noise,
-                }
-            for sub, x in _limit_peak(files).items():
-                _write(os.path.join(split_dir, sub, name), x, sample_rate)
+                for s in (s1, s2)
+            )
+        else:
+            r1, r2 = s1, s2
+        power = max(np.mean(r1**2), np.mean(r2**2))
+        noise *= np.sqrt(power / 10.0 ** (snr / 10.0))
+        if not reverb:
+            return name, {
+                "mix_both": s1 + s2 + noise,
+                "mix_clean": s1 + s2,
+                "mix_single": s1 + noise,
+                "s1": s1,
+                "s2": s2,
+                "noise": noise,
+            }
+        return name, {
+            "mix_both_reverb": r1 + r2 + noise,
+            "mix_clean_reverb": r1 + r2,
+            "mix_single_reverb": r1 + noise,
+            "mix_both_anechoic": s1 + s2 + noise,
+            "mix_clean_anechoic": s1 + s2,
+            "mix_single_anechoic": s1 + noise,
+            "s1_anechoic": s1,
+            "s2_anechoic": s2,
+            "s1_reverb": r1,
+            "s2_reverb": r2,
+            "noise": noise,
+        }
+
+    _write_splits(
+        os.path.join(base, rate_folder, version),
+        ("tr", "cv", "tt"),
+        (n_train, n_valid, n_test),
+        (seed, "wham", int(reverb)),
+        sample_rate,
+        mixture,
+    )
     return base
 
 
@@ -778,38 +811,40 @@ def make_librimix(
     rate_folder = _check_args(sample_rate, version, num_spks)
     corpus = _Corpus(speech_dir, sample_rate, duration, seed)
     base = os.path.join(root, "Libri%dMix" % num_spks)
-    counts = dict(zip(_SPLITS, (n_train, n_valid, n_test)))
-    for split, folder in zip(_SPLITS, ("train-360", "dev", "test")):
-        split_dir = os.path.join(base, rate_folder, version, folder)
-        rng = _rng(seed, "librimix", num_spks, split)
-        used = set()
-        for _ in range(counts[split]):
-            draws = corpus.draw(rng, split, num_spks)
-            name = _unique(
-                "_".join(_libri_id(s, u) for s, u in draws) + ".wav", used
+
+    def mixture(rng, split):
+        draws = corpus.draw(rng, split, num_spks)
+        name = "_".join(_libri_id(s, u) for s, u in draws) + ".wav"
+        sources = [
+            normalize_loudness(
+                corpus.bank[s][u], sample_rate, rng.uniform(-33.0, -25.0)
             )
-            sources = [
-                normalize_loudness(
-                    corpus.bank[s][u], sample_rate, rng.uniform(-33.0, -25.0)
-                )
-                for s, u in draws
-            ]
-            sources = _fit_length(sources, version)
-            noise = synthetic_noise(rng, len(sources[0]), sample_rate)
-            noise = normalize_loudness(
-                noise, sample_rate, rng.uniform(-38.0, -30.0)
-            )
-            clean = np.sum(sources, axis=0)
-            files = {
-                "mix_clean": clean,
-                "mix_both": clean + noise,
-                "mix_single": sources[0] + noise,
-                "noise": noise,
-            }
-            for i, s in enumerate(sources):
-                files["s%d" % (i + 1)] = s
-            for sub, x in _limit_peak(files).items():
-                _write(os.path.join(split_dir, sub, name), x, sample_rate)
+            for s, u in draws
+        ]
+        sources = _fit_length(sources, version)
+        noise = synthetic_noise(rng, len(sources[0]), sample_rate)
+        noise = normalize_loudness(
+            noise, sample_rate, rng.uniform(-38.0, -30.0)
+        )
+        clean = np.sum(sources, axis=0)
+        files = {
+            "mix_clean": clean,
+            "mix_both": clean + noise,
+            "mix_single": sources[0] + noise,
+            "noise": noise,
+        }
+        for i, s in enumerate(sources):
+            files["s%d" % (i + 1)] = s
+        return name, files
+
+    _write_splits(
+        os.path.join(base, rate_folder, version),
+        ("train-360", "dev", "test"),
+        (n_train, n_valid, n_test),
+        (seed, "librimix", num_spks),
+        sample_rate,
+        mixture,
+    )
     return base
 
 
