@@ -2,7 +2,7 @@
 
 One command runs the whole experiment (from the repository root)::
 
-    python benchmarks/pruning_experiment.py            # full, ~20 min
+    python benchmarks/pruning_experiment.py            # full, ~15 min
     python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
     python benchmarks/pruning_experiment.py --retime   # speed only, ~1 min
 

@@ -46,6 +46,24 @@ import bench_models as bm  # noqa: E402
 import torch  # noqa: E402
 
 
+# glibc malloc settings for --tuned-malloc: no mmap for large blocks (up to
+# 4 GiB), and freed heap memory is kept rather than returned to the kernel
+TUNED_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "68719476736",
+}
+
+
+def allocator_description():
+    """How this process's allocator was set, for the result table."""
+    tuned = {k: os.environ[k] for k in TUNED_MALLOC if k in os.environ}
+    if not tuned:
+        return "default glibc malloc"
+    return "glibc malloc with " + " ".join(
+        f"{k}={v}" for k, v in tuned.items()
+    )
+
+
 def parse_args(argv=None):
     """Command line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -75,6 +93,20 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--out-dir", default=os.path.join(HERE, "results"), help="output"
+    )
+    parser.add_argument(
+        "--name",
+        default="speed",
+        help="base name of the output files (default: speed -> speed.md, "
+        "speed.png, speed.json)",
+    )
+    parser.add_argument(
+        "--tuned-malloc",
+        action="store_true",
+        help="run with glibc's allocator told to keep freed memory "
+        f"({' '.join(k + '=' + v for k, v in TUNED_MALLOC.items())}): "
+        "large tensors then reuse memory instead of page-faulting in fresh "
+        "pages on every allocation; applies to every model alike",
     )
     # internal: one peak-memory measurement in this (fresh) process
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
@@ -238,6 +270,7 @@ def write_markdown(path, results, machine, args, command):
         f"{machine['onnxruntime'] or 'not installed'}; "
         f"{args.threads} threads, batch 1, 8 kHz, eval, "
         "`torch.inference_mode()`",
+        f"- allocator: {machine.get('allocator', 'default glibc malloc')}",
         f"- timing: {args.warmup} warm-up run(s), then the median of "
         f"{args.repeats} runs, models taking turns",
         f"- date: {results['date']}",
@@ -308,6 +341,16 @@ def write_markdown(path, results, machine, args, command):
                 f"- MossFormer (L) RTF / SepFormer RTF at {seconds[0]:g} s: "
                 f"{ratio:.2f} (target <= 0.65: "
                 f"{'met' if ratio <= 0.65 else 'NOT met'})"
+            )
+        l_all, s_all = models["l"]["rtf"], models["sepformer"]["rtf"]
+        others = [
+            f"{s:g} s: {l_all[str(s)] / s_all[str(s)]:.2f}"
+            for s in seconds[1:]
+            if l_all.get(str(s)) and s_all.get(str(s))
+        ]
+        if others:
+            lines.append(
+                "- the same ratio at the other lengths: " + ", ".join(others)
             )
     if "l" in models and len(seconds) > 1:
         rtf = models["l"]["rtf"]
@@ -405,8 +448,17 @@ def main(argv=None):
         name, seconds = args.memory_child
         memory_child(name, float(seconds), args.threads, args.onnx_path)
         return 0
+    if args.tuned_malloc and any(k not in os.environ for k in TUNED_MALLOC):
+        # the allocator reads these once, at start-up: start again with them
+        argv = sys.argv[1:] if argv is None else list(argv)
+        env = dict(os.environ, **TUNED_MALLOC)
+        os.execve(
+            sys.executable, [sys.executable, os.path.abspath(__file__), *argv],
+            env,
+        )
     torch.set_num_threads(args.threads)
     machine = bm.machine_description()
+    machine["allocator"] = allocator_description()
     print(
         f"{machine['cpu']} ({machine['cores']} cores), torch "
         f"{machine['torch']}, {args.threads} threads"
@@ -502,17 +554,12 @@ def main(argv=None):
     command = "python benchmarks/speed.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
-    write_markdown(
-        os.path.join(args.out_dir, "speed.md"),
-        results,
-        machine,
-        args,
-        command.strip(),
-    )
-    write_plot(os.path.join(args.out_dir, "speed.png"), results, machine, args)
-    with open(os.path.join(args.out_dir, "speed.json"), "w") as f:
+    base = os.path.join(args.out_dir, args.name)
+    write_markdown(base + ".md", results, machine, args, command.strip())
+    write_plot(base + ".png", results, machine, args)
+    with open(base + ".json", "w") as f:
         json.dump(results, f, indent=1)
-    print(f"wrote {args.out_dir}/speed.md, speed.png, speed.json")
+    print(f"wrote {base}.md, .png, .json")
     return 0
 
 
