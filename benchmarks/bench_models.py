@@ -158,29 +158,27 @@ def max_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_description():
+    """The CPU model name and its vector extensions (AVX2/AVX512F), read
+    once from ``/proc/cpuinfo``; ``("unknown CPU", "")`` where it cannot be
+    read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "unknown CPU", ""
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    isa = [name for name in ("avx2", "avx512f") if name in flags]
+    return fields.get("model name", "unknown CPU"), "/".join(isa).upper()
+
+
 def machine_description():
     """CPU model, core count and library versions, for the result table."""
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        isa = [
-            name
-            for name in ("avx2", "avx512f")
-            if f" {name} " in text.split("flags", 1)[1].split("\n", 1)[0] + " "
-        ]
-        flags = "/".join(isa).upper()
-    except (OSError, IndexError):
-        pass
+    cpu, flags = cpu_description()
     info = {
         "cpu": cpu,
         "isa": flags,

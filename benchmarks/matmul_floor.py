@@ -32,7 +32,6 @@ import datetime
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -133,11 +132,7 @@ def time_call(fn, repeats, best=False):
     """Median (or with ``best``, minimum) wall time of ``fn`` after one
     warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = [bm.timed(fn) for _ in range(repeats)]
     return min(times) if best else bm.median(times)
 
 

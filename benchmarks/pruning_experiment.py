@@ -508,15 +508,11 @@ def time_models(folders, onnx_dir, mix, threads, warmup, repeats, log):
 # Report
 def machine():
     """CPU model, core count, library versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from bench_models import cpu_description
+
+    cpu = cpu_description()[0]
+    if cpu == "unknown CPU":
+        cpu = platform.processor() or cpu
     import onnxruntime
     import speechbrain
 

@@ -377,38 +377,32 @@ def write_plot(path, results, machine, args):
     memory = any(r.get("memory") for r in results["models"].values())
     fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(11, 4.2))
     axes = axes if memory else [axes]
+    # (axis, result key, line style, label suffix)
+    curves = [
+        (axes[0], "rtf", "o-", ""),
+        (axes[0], "onnx_rtf", "s--", ", ONNX RT"),
+    ]
+    if memory:
+        curves += [
+            (axes[1], "memory", "o-", ""),
+            (axes[1], "onnx_memory", "s--", ", ONNX RT"),
+        ]
     for name, r in results["models"].items():
-        xs = [s for s in seconds if r["rtf"].get(str(s)) is not None]
-        line = axes[0].plot(
-            xs, [r["rtf"][str(s)] for s in xs], "o-", label=bm.LABELS[name]
-        )[0]
-        if r.get("onnx_rtf"):
-            xs = [s for s in seconds if str(s) in r["onnx_rtf"]]
-            axes[0].plot(
+        color = None
+        for ax, key, style, suffix in curves:
+            values = r.get(key) or {}
+            xs = [s for s in seconds if values.get(str(s)) is not None]
+            if not xs:
+                continue
+            line = ax.plot(
                 xs,
-                [r["onnx_rtf"][str(s)] for s in xs],
-                "s--",
-                color=line.get_color(),
-                label=bm.LABELS[name] + ", ONNX RT",
-            )
-        if memory and r.get("memory"):
-            xs = [s for s in seconds if str(s) in r["memory"]]
-            axes[1].plot(
-                xs,
-                [r["memory"][str(s)] for s in xs],
-                "o-",
-                color=line.get_color(),
-                label=bm.LABELS[name],
-            )
-        if memory and r.get("onnx_memory"):
-            xs = [s for s in seconds if str(s) in r["onnx_memory"]]
-            axes[1].plot(
-                xs,
-                [r["onnx_memory"][str(s)] for s in xs],
-                "s--",
-                color=line.get_color(),
-                label=bm.LABELS[name] + ", ONNX RT",
-            )
+                [values[str(s)] for s in xs],
+                style,
+                color=color,
+                label=bm.LABELS[name] + suffix,
+            )[0]
+            # one colour per model, taken from its first curve
+            color = color or line.get_color()
     for ax in axes:
         if len(seconds) > 1:
             ax.set_xscale("log")

@@ -18,11 +18,8 @@ from speechbrain_mossformer.export_onnx import (  # noqa: E402
     load_separator,
     main,
 )
+from inference_helpers import fixture_dir  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(
-    os.path.dirname(HERE), "..", "shared", "fixtures", "modelscope_mossformer"
-)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
@@ -30,13 +27,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::UserWarning"),
 ]
-
-
-def fixture_dir(name):
-    path = os.path.join(FIXTURES, name)
-    if not os.path.isdir(path):
-        pytest.skip(f"official fixtures not found at {FIXTURES}")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,11 @@ from speechbrain_mossformer.lobes.models.mossformer import (
 )
 from speechbrain_mossformer.model_sizes import PAPER_SIZES, model_sizes
 
+from inference_helpers import fixture_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-FIXTURES = os.path.join(
-    REPO, "..", "shared", "fixtures", "modelscope_mossformer"
-)
 FIXTURE_NAMES = ["tiny-2spk", "tiny-3spk", "full-width-2blocks"]
-
-
-def fixture_dir(name):
-    path = os.path.join(FIXTURES, name)
-    if not os.path.isdir(path):
-        pytest.skip(f"official fixtures not found at {FIXTURES}")
-    return path
 
 
 @pytest.fixture(scope="module")
