@@ -5,6 +5,8 @@ One command runs the whole experiment (from the repository root)::
     python benchmarks/pruning_experiment.py            # full, ~15 min
     python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
     python benchmarks/pruning_experiment.py --retime   # speed only, ~1 min
+    python benchmarks/pruning_experiment.py --seed 1   # a repetition
+    python benchmarks/pruning_experiment.py --summarize 0,1,2
 
 on a 2-core CPU when nothing else runs; other load stretches both (the
 training runs use one thread each, two at a time) and the timing waits up
@@ -47,6 +49,10 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
    metrics (cross-checked against the recipe's own ``test_results.csv``),
    with the standard error of each model's paired difference to the
    reference.
+
+``--seed K`` repeats the experiment with other recipe seeds (same data,
+sizes and steps) into ``pruning_seedK.md``; ``--summarize`` writes
+``pruning_seeds.md``, the repetitions side by side.
 
 Writes ``benchmarks/results/pruning.md`` (tables, machine, command,
 runtimes, whether the target was met) and ``benchmarks/results/
@@ -161,7 +167,33 @@ def parse_args(argv=None):
     parser.add_argument("--retime", action="store_true",
                         help="only re-measure the speed of a finished run "
                         "(results.json in --work) and rewrite the report")
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training repetition K: the recipe seeds are "
+                        "1 + 2K (pre-training, from scratch) and 2 + 2K "
+                        "(fine-tuning); data and test set stay the same. "
+                        "K > 0 works in WORK-seedK and writes "
+                        "pruning_seedK.md/.png")
+    parser.add_argument("--summarize", default=None, metavar="K,K,...",
+                        help="only read the finished runs of these seeds "
+                        "and write pruning_seeds.md (the spread of the "
+                        "results over training repetitions)")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    return args
+
+
+def work_folder(args, seed=None):
+    """The working folder of one mode and seed."""
+    seed = args.seed if seed is None else seed
+    return os.path.abspath(
+        args.work + ("-quick" if args.quick else "")
+        + (f"-seed{seed}" if seed else ""))
+
+
+def report_name(seed):
+    """Base name of the report files of one seed."""
+    return "pruning" + (f"_seed{seed}" if seed else "")
 
 
 # ----------------------------------------------------------------------
@@ -626,6 +658,7 @@ def write_markdown(res, path):
     mode = res["mode"]
     dense = res["dense"]
     ref = dense["finetuned"]
+    seed = res.get("seed", 0)
     lines = [
         "# Structured pruning of MossFormer at CPU scale",
         "",
@@ -688,6 +721,8 @@ def write_markdown(res, path):
         f"{TRAINING['pretrain_lr']}), fine-tuning F = "
         f"{mode['finetune_steps']} (lr {TRAINING['finetune_lr']}, a new "
         "data seed); from scratch: P + F steps at the pre-training lr; "
+        f"recipe seeds {1 + 2 * seed} (pre-training, from scratch) and "
+        f"{2 + 2 * seed} (fine-tuning) (`--seed {seed}`); "
         f"validation every {mode['epoch_steps']} steps, the best "
         "checkpoint is tested",
         "- **fair baseline**: the dense model fine-tuned for the same F "
@@ -831,11 +866,13 @@ def main(argv=None):
     # One thread outside the timing: two OpenMP threads on a busy 2-core
     # machine can be 10-100x slower than one (spinning threads).
     torch.set_num_threads(1)
+    if args.summarize:
+        return summarize(args)
     if args.retime:
         return retime(args)
     mode_name = "quick" if args.quick else "full"
     mode = MODES[mode_name]
-    work = os.path.abspath(args.work + ("-quick" if args.quick else ""))
+    work = work_folder(args)
     os.makedirs(work, exist_ok=True)
     if args.out is None:
         args.out = work if args.quick else RESULTS
@@ -890,7 +927,7 @@ def main(argv=None):
                 margs = pruned_configs[name]["overrides"]
             return recipe_command(
                 data, out(name + "-ft"), F, mode,
-                TRAINING["finetune_lr"], 2, margs, init,
+                TRAINING["finetune_lr"], 2 + 2 * args.seed, margs, init,
             )
 
         return make
@@ -916,7 +953,8 @@ def main(argv=None):
     runs = [
         Run("dense", out("dense"),
             lambda: recipe_command(data, out("dense"), P, mode,
-                                   TRAINING["pretrain_lr"], 1, dense_args),
+                                   TRAINING["pretrain_lr"], 1 + 2 * args.seed,
+                                   dense_args),
             P),
         Run("dense-ft", out("dense-ft"), finetune_cmd("dense"), F,
             after=["dense"]),
@@ -930,7 +968,7 @@ def main(argv=None):
             name + "-scratch", out(name + "-scratch"),
             lambda cfg=cfg, name=name: recipe_command(
                 data, out(name + "-scratch"), P + F, mode,
-                TRAINING["pretrain_lr"], 1,
+                TRAINING["pretrain_lr"], 1 + 2 * args.seed,
                 pruning.recipe_overrides(cfg)),
             P + F))
     # the long runs first: dense pre-training, then the from-scratch ones
@@ -989,7 +1027,10 @@ def main(argv=None):
         " --quick" if args.quick else "")
     if args.jobs != 2:
         command += f" --jobs {args.jobs}"
+    if args.seed:
+        command += f" --seed {args.seed}"
     res = {
+        "seed": args.seed,
         "mode_name": mode_name,
         "mode": mode,
         "command": command,
@@ -1125,10 +1166,12 @@ def verdict(res):
 
 
 def finish(res, args, log):
-    """Writes results.json, pruning.md and pruning.png."""
+    """Writes results.json, pruning.md and pruning.png (pruning_seedK.*
+    for seed K > 0)."""
     save_results(res)
-    md = os.path.join(args.out, "pruning.md")
-    png = os.path.join(args.out, "pruning.png")
+    name = report_name(res.get("seed", 0))
+    md = os.path.join(args.out, name + ".md")
+    png = os.path.join(args.out, name + ".png")
     write_markdown(res, md)
     write_plot(res, png)
     log(f"wrote {md} and {png}")
@@ -1139,7 +1182,7 @@ def finish(res, args, log):
 def retime(args):
     """Re-measures the speed of a finished run (``--retime``) and rewrites
     the report: for a quieter machine than during the full run."""
-    work = os.path.abspath(args.work + ("-quick" if args.quick else ""))
+    work = work_folder(args)
     path = os.path.join(work, "results.json")
     if not os.path.isfile(path):
         raise SystemExit(f"{path} not found: run the experiment first")
@@ -1157,6 +1200,112 @@ def retime(args):
     res["runtime"]["total"] += res["runtime"]["timing"] - previous
     res["retimed"] = res["date"]
     return finish(res, args, log)
+
+
+def summarize(args):
+    """Writes ``pruning_seeds.md``: the finished runs of several seeds
+    (``--summarize 0,1,2``) side by side, with the mean and spread of each
+    size's SI-SNRi change and speedup over the training repetitions."""
+    try:
+        seeds = [int(k) for k in args.summarize.split(",") if k.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"--summarize wants seeds like 0,1,2, got {args.summarize!r}")
+    runs = []
+    for seed in seeds:
+        path = os.path.join(work_folder(args, seed), "results.json")
+        if not os.path.isfile(path):
+            raise SystemExit(
+                f"{path} not found: run the experiment with --seed {seed} "
+                "first")
+        with open(path) as f:
+            res = json.load(f)
+        if "timing" not in res:
+            raise SystemExit(f"{path} has no timing: the run did not finish")
+        runs.append(res)
+    out = args.out or (work_folder(args, 0) if args.quick else RESULTS)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "pruning_seeds.md")
+    with open(path, "w") as f:
+        f.write("\n".join(seeds_markdown(seeds, runs)) + "\n")
+    print(f"wrote {path}")
+    met = sum(r["target"]["met"] for r in runs)
+    print(f"target met in {met} of {len(runs)} repetitions")
+    return 0
+
+
+def _mean_sd(values):
+    """``mean ± sd`` of a list (sd over the repetitions)."""
+    if len(values) < 2:
+        return f"{values[0]:+.2f}"
+    return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values):.2f}"
+
+
+def seeds_markdown(seeds, runs):
+    """The lines of ``pruning_seeds.md``."""
+    names = [s["name"] for s in runs[0]["sizes"]]
+    head = "| model | spec | " + " | ".join(
+        f"seed {k}: speedup, Δ FT" for k in seeds
+    ) + " | mean Δ FT ± sd | mean Δ scratch ± sd | target met |"
+    lines = [
+        "# Structured pruning: repetitions with other training seeds",
+        "",
+        "The experiment of [pruning.md](pruning.md) run again with other "
+        "recipe seeds (model initialisation, dynamic-mixing draws, "
+        "dropout); the data, the held-out test mixtures, the sizes and "
+        "the step counts are the same. Δ is each model's SI-SNRi minus "
+        "that of the dense model fine-tuned for the same steps *in the "
+        "same repetition*; speedup is measured PyTorch time, dense / "
+        "model (8 s mixture, batch 1). sd is over the repetitions, so "
+        "it is the training noise the single-run table does not show.",
+        "",
+        "```",
+        "\n".join(r["command"] for r in runs),
+        f"python benchmarks/pruning_experiment.py --summarize "
+        f"{','.join(str(k) for k in seeds)}",
+        "```",
+        "",
+        f"Machine: {runs[0]['machine']['cpu']}; runs finished "
+        + ", ".join(f"{r['date']} (seed {k})" for k, r in zip(seeds, runs))
+        + ".",
+        "",
+        "Dense model fine-tuned (the reference), SI-SNRi: "
+        + ", ".join(f"{r['dense']['finetuned']:.2f} dB (seed {k})"
+                    for k, r in zip(seeds, runs)) + ".",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for i, name in enumerate(names):
+        per = [r["sizes"][i] for r in runs]
+        ref = [r["dense"]["finetuned"] for r in runs]
+        d_ft = [p["pruned_ft"] - d for p, d in zip(per, ref)]
+        d_sc = [p["scratch"] - d for p, d in zip(per, ref)]
+        cells = [
+            f"{p['speedup']['torch']:.2f}x, {p['pruned_ft'] - d:+.2f}"
+            for p, d in zip(per, ref)
+        ]
+        met = sum(
+            p["speedup"]["torch"] >= 2.5 and p["pruned_ft"] >= d - 0.5
+            for p, d in zip(per, ref)
+        )
+        lines.append(
+            f"| {name} | `{json.dumps(per[0]['spec'], sort_keys=True)}` | "
+            + " | ".join(cells)
+            + f" | {_mean_sd(d_ft)} | {_mean_sd(d_sc)} | "
+            f"{met} of {len(runs)} |"
+        )
+    met = sum(r["target"]["met"] for r in runs)
+    lines += [
+        "",
+        "Target (>= 2.5x measured PyTorch speedup at <= 0.5 dB loss after "
+        f"fine-tuning, by some size): met in **{met} of {len(runs)}** "
+        "repetitions.",
+        "",
+    ]
+    lines += [f"- seed {k}: {r['target']['text']}"
+              for k, r in zip(seeds, runs)]
+    return lines
 
 
 if __name__ == "__main__":
