@@ -85,6 +85,7 @@ RECIPE = os.path.join(REPO, "recipes", "LibriMix", "separation")
 TRAIN = os.path.join(RECIPE, "train.py")
 YAML = os.path.join(RECIPE, "hparams", "mossformer-libri2mix.yaml")
 RESULTS = os.path.join(HERE, "results")
+DEFAULT_WORK = "/tmp/mossformer-pruning"
 
 #: The dense model (recipe overrides).
 DENSE = {
@@ -152,7 +153,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny smoke run (~3 minutes)")
-    parser.add_argument("--work", default="/tmp/mossformer-pruning",
+    parser.add_argument("--work", default=DEFAULT_WORK,
                         help="working folder (data, runs, models)")
     parser.add_argument("--out", default=None,
                         help="folder for pruning.md and pruning.png "
@@ -173,6 +174,10 @@ def parse_args(argv=None):
                         "(fine-tuning); data and test set stay the same. "
                         "K > 0 works in WORK-seedK and writes "
                         "pruning_seedK.md/.png")
+    parser.add_argument("--steps", default=None, metavar="P,F",
+                        help="pre-training and fine-tuning steps instead "
+                        "of the mode's (full: 2500,1500); use another "
+                        "--work and --out for them")
     parser.add_argument("--summarize", default=None, metavar="K,K,...",
                         help="only read the finished runs of these seeds "
                         "and write pruning_seeds.md (the spread of the "
@@ -180,7 +185,44 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.steps is not None:
+        try:
+            steps = tuple(int(v) for v in args.steps.split(","))
+        except ValueError:
+            steps = ()
+        if len(steps) != 2 or min(steps) < 1:
+            parser.error(f"--steps wants two positive step counts P,F, got "
+                         f"{args.steps!r}")
+        args.steps = steps
     return args
+
+
+def experiment_mode(args):
+    """The mode's settings, with ``--steps`` applied."""
+    mode = dict(MODES["quick" if args.quick else "full"])
+    if args.steps:
+        mode["pretrain_steps"], mode["finetune_steps"] = args.steps
+    return mode
+
+
+def reproduce_command(args):
+    """The command line that repeats this run (repository-relative)."""
+    command = "python benchmarks/pruning_experiment.py"
+    if args.quick:
+        command += " --quick"
+    if args.jobs != 2:
+        command += f" --jobs {args.jobs}"
+    if args.seed:
+        command += f" --seed {args.seed}"
+    if args.steps:
+        command += " --steps {},{}".format(*args.steps)
+    if args.work != DEFAULT_WORK:
+        command += f" --work {args.work}"
+    default_out = work_folder(args) if args.quick else RESULTS
+    if os.path.abspath(args.out) != os.path.abspath(default_out):
+        out = os.path.relpath(os.path.abspath(args.out), REPO)
+        command += f" --out {args.out if out.startswith('..') else out}"
+    return command
 
 
 def work_folder(args, seed=None):
@@ -871,12 +913,13 @@ def main(argv=None):
     if args.retime:
         return retime(args)
     mode_name = "quick" if args.quick else "full"
-    mode = MODES[mode_name]
+    mode = experiment_mode(args)
     work = work_folder(args)
     os.makedirs(work, exist_ok=True)
     if args.out is None:
         args.out = work if args.quick else RESULTS
     os.makedirs(args.out, exist_ok=True)
+    command = reproduce_command(args)
     t0 = time.time()
 
     def log(msg):
@@ -1023,12 +1066,6 @@ def main(argv=None):
           if k != "dense-ft"}
     t_eval = time.time() - t2
 
-    command = "python benchmarks/pruning_experiment.py" + (
-        " --quick" if args.quick else "")
-    if args.jobs != 2:
-        command += f" --jobs {args.jobs}"
-    if args.seed:
-        command += f" --seed {args.seed}"
     res = {
         "seed": args.seed,
         "mode_name": mode_name,
@@ -1223,11 +1260,22 @@ def summarize(args):
         if "timing" not in res:
             raise SystemExit(f"{path} has no timing: the run did not finish")
         runs.append(res)
-    out = args.out or (work_folder(args, 0) if args.quick else RESULTS)
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "pruning_seeds.md")
+    steps = {(r["mode"]["pretrain_steps"], r["mode"]["finetune_steps"])
+             for r in runs}
+    if len(steps) > 1:
+        raise SystemExit(
+            f"the runs of seeds {seeds} used different step counts "
+            f"{sorted(steps)}: summarize repetitions of one setting")
+    if args.out is None:
+        args.out = work_folder(args, 0) if args.quick else RESULTS
+    os.makedirs(args.out, exist_ok=True)
+    command = reproduce_command(argparse.Namespace(
+        **dict(vars(args), seed=0, steps=None))).replace(
+        "pruning_experiment.py", "pruning_experiment.py --summarize "
+        + ",".join(str(k) for k in seeds), 1)
+    path = os.path.join(args.out, "pruning_seeds.md")
     with open(path, "w") as f:
-        f.write("\n".join(seeds_markdown(seeds, runs)) + "\n")
+        f.write("\n".join(seeds_markdown(seeds, runs, command)) + "\n")
     print(f"wrote {path}")
     met = sum(r["target"]["met"] for r in runs)
     print(f"target met in {met} of {len(runs)} repetitions")
@@ -1241,8 +1289,9 @@ def _mean_sd(values):
     return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values):.2f}"
 
 
-def seeds_markdown(seeds, runs):
-    """The lines of ``pruning_seeds.md``."""
+def seeds_markdown(seeds, runs, command):
+    """The lines of ``pruning_seeds.md`` (``command``: the summary's)."""
+    mode = runs[0]["mode"]
     names = [s["name"] for s in runs[0]["sizes"]]
     head = "| model | spec | " + " | ".join(
         f"seed {k}: speedup, Δ FT" for k in seeds
@@ -1253,7 +1302,9 @@ def seeds_markdown(seeds, runs):
         "The experiment of [pruning.md](pruning.md) run again with other "
         "recipe seeds (model initialisation, dynamic-mixing draws, "
         "dropout); the data, the held-out test mixtures, the sizes and "
-        "the step counts are the same. Δ is each model's SI-SNRi minus "
+        f"the step counts (P = {mode['pretrain_steps']} pre-training, "
+        f"F = {mode['finetune_steps']} fine-tuning) are the same. Δ is "
+        "each model's SI-SNRi minus "
         "that of the dense model fine-tuned for the same steps *in the "
         "same repetition*; speedup is measured PyTorch time, dense / "
         "model (8 s mixture, batch 1). sd is over the repetitions, so "
@@ -1261,8 +1312,7 @@ def seeds_markdown(seeds, runs):
         "",
         "```",
         "\n".join(r["command"] for r in runs),
-        f"python benchmarks/pruning_experiment.py --summarize "
-        f"{','.join(str(k) for k in seeds)}",
+        command,
         "```",
         "",
         f"Machine: {runs[0]['machine']['cpu']}; runs finished "

@@ -46,6 +46,7 @@ def results(seed, dense, sizes, experiment):
         + (f" --seed {seed}" if seed else ""),
         "date": "2026-11-24 12:00",
         "machine": {"cpu": "test CPU"},
+        "mode": {"pretrain_steps": 2500, "finetune_steps": 1500},
         "dense": {"finetuned": dense},
         "sizes": sizes,
         "timing": {},
@@ -74,7 +75,7 @@ def test_summary_counts_repetitions(experiment):
         results(1, 2.2, [size("P1", 1.5, 2.2), size("P4", 2.6, 1.6)],
                 experiment),
     ]
-    lines = experiment.seeds_markdown([0, 1], runs)
+    lines = experiment.seeds_markdown([0, 1], runs, "the summary command")
     text = "\n".join(lines)
     p4 = next(line for line in lines if line.startswith("| P4 "))
     # Δ against each repetition's own dense model: -0.30 and -0.60
@@ -82,7 +83,8 @@ def test_summary_counts_repetitions(experiment):
     assert "-0.45 ± 0.21" in p4
     assert p4.endswith("| 1 of 2 |")
     assert "met in **1 of 2** repetitions" in text
-    assert "--seed 1" in text
+    assert "--seed 1" in text and "the summary command" in text
+    assert "P = 2500 pre-training, F = 1500 fine-tuning" in text
 
 
 def test_summarize_names_a_missing_run(experiment, tmp_path):
@@ -101,6 +103,44 @@ def test_summarize_names_a_missing_run(experiment, tmp_path):
     args = experiment.parse_args(["--work", work, "--summarize", "x"])
     with pytest.raises(SystemExit, match="seeds like 0,1,2"):
         experiment.summarize(args)
+
+
+def test_summarize_refuses_mixed_step_counts(experiment, tmp_path):
+    work = str(tmp_path / "work")
+    for seed, steps in ((0, 2500), (1, 4000)):
+        folder = experiment.work_folder(
+            experiment.parse_args(["--work", work, "--seed", str(seed)]))
+        os.makedirs(folder)
+        res = results(seed, 2.0, [size("P1", 1.5, 2.1)], experiment)
+        res["mode"]["pretrain_steps"] = steps
+        with open(os.path.join(folder, "results.json"), "w") as f:
+            json.dump(res, f)
+    args = experiment.parse_args(
+        ["--work", work, "--summarize", "0,1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="different step counts"):
+        experiment.summarize(args)
+    # one setting at a time works, and the summary names its command
+    args = experiment.parse_args(
+        ["--work", work, "--summarize", "0", "--out", str(tmp_path)])
+    assert experiment.summarize(args) == 0
+    with open(tmp_path / "pruning_seeds.md") as f:
+        text = f.read()
+    assert f"--summarize 0 --work {work} --out {tmp_path}" in text
+
+
+def test_steps_and_command(experiment):
+    args = experiment.parse_args(["--steps", "4000,2000", "--seed", "1"])
+    args.out = experiment.RESULTS
+    mode = experiment.experiment_mode(args)
+    assert (mode["pretrain_steps"], mode["finetune_steps"]) == (4000, 2000)
+    assert experiment.reproduce_command(args) == (
+        "python benchmarks/pruning_experiment.py --seed 1 --steps 4000,2000")
+    args.out = os.path.join(experiment.RESULTS, "longer")
+    assert experiment.reproduce_command(args).endswith(
+        "--out benchmarks/results/longer")
+    for bad in ("4000", "4000,0", "a,b"):
+        with pytest.raises(SystemExit):
+            experiment.parse_args(["--steps", bad])
 
 
 def test_seed_changes_folder_and_report_name(experiment):
