@@ -206,8 +206,11 @@ def experiment_mode(args):
 
 
 def reproduce_command(args):
-    """The command line that repeats this run (repository-relative)."""
+    """The command line that repeats this run, or this summary
+    (``--summarize``), from the repository root."""
     command = "python benchmarks/pruning_experiment.py"
+    if args.summarize:
+        command += f" --summarize {args.summarize}"
     if args.quick:
         command += " --quick"
     if args.jobs != 2:
@@ -1248,6 +1251,7 @@ def summarize(args):
     except ValueError:
         raise SystemExit(
             f"--summarize wants seeds like 0,1,2, got {args.summarize!r}")
+    args.summarize = ",".join(str(k) for k in seeds)
     runs = []
     for seed in seeds:
         path = os.path.join(work_folder(args, seed), "results.json")
@@ -1269,13 +1273,10 @@ def summarize(args):
     if args.out is None:
         args.out = work_folder(args, 0) if args.quick else RESULTS
     os.makedirs(args.out, exist_ok=True)
-    command = reproduce_command(argparse.Namespace(
-        **dict(vars(args), seed=0, steps=None))).replace(
-        "pruning_experiment.py", "pruning_experiment.py --summarize "
-        + ",".join(str(k) for k in seeds), 1)
     path = os.path.join(args.out, "pruning_seeds.md")
     with open(path, "w") as f:
-        f.write("\n".join(seeds_markdown(seeds, runs, command)) + "\n")
+        f.write("\n".join(
+            seeds_markdown(seeds, runs, reproduce_command(args))) + "\n")
     print(f"wrote {path}")
     met = sum(r["target"]["met"] for r in runs)
     print(f"target met in {met} of {len(runs)} repetitions")

@@ -7,7 +7,6 @@ that a missing or unfinished repetition is named, not skipped.
 """
 
 import importlib.util
-import json
 import os
 
 import pytest
@@ -90,8 +89,7 @@ def test_summary_counts_repetitions(experiment):
 def test_summarize_names_a_missing_run(experiment, tmp_path):
     work = str(tmp_path / "work")
     os.makedirs(work)
-    with open(os.path.join(work, "results.json"), "w") as f:
-        json.dump({"seed": 0}, f)
+    experiment.save_results({"seed": 0, "work": work})
     args = experiment.parse_args(
         ["--work", work, "--summarize", "0,3", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="has no timing"):
@@ -113,8 +111,8 @@ def test_summarize_refuses_mixed_step_counts(experiment, tmp_path):
         os.makedirs(folder)
         res = results(seed, 2.0, [size("P1", 1.5, 2.1)], experiment)
         res["mode"]["pretrain_steps"] = steps
-        with open(os.path.join(folder, "results.json"), "w") as f:
-            json.dump(res, f)
+        res["work"] = folder
+        experiment.save_results(res)
     args = experiment.parse_args(
         ["--work", work, "--summarize", "0,1", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="different step counts"):
