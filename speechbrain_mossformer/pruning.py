@@ -23,9 +23,13 @@ What is pruned, and what is coupled (see ``structured_prune``):
   of ``to_out.linear``.
 * **Query/key width** of each block: rows of ``to_qk`` (linear, bias,
   depthwise conv) and columns of the offset-scale ``gamma``/``beta``. The
-  first ``min(32, query_key_dim)`` features carry the rotary position
+  first ``r = min(32, query_key_dim)`` features carry the rotary position
   encoding (rotated in pairs with frequencies fixed by their index), so
-  they are always kept and only the others are pruned.
+  they are kept and only the others are pruned by magnitude, unless the
+  new query/key width goes below ``r``: the rotary width is then the new
+  width ``r'``, which must divide ``r``, and the rotary pairs kept are
+  every ``(r / r')``-th one, whose frequencies a rotary of width ``r'``
+  reproduces exactly (``theta**(-2j/r') = theta**(-2j(r/r')/r)``).
 * **Model width** (``out_channels``): the residual stream of every block
   (``conv1d_encoder`` rows, ``to_hidden``/``to_qk`` columns, ``to_out``
   rows, the final LayerNorm, ``att_norm``, ``conv1d_out`` columns), chosen
@@ -208,9 +212,10 @@ def resolve_sizes(config, spec):
         ``num_blocks`` (int) or ``blocks_fraction``; ``out_channels`` (even
         int) or ``width_fraction``; ``hidden_dims`` (even int or one per
         kept block) or ``hidden_fraction`` (of the U/V pairs);
-        ``query_key_dims`` (int or one per kept block, at least the
-        rotary width) or ``qk_fraction``. Fractions are in (0, 1] and are
-        rounded to the nearest valid size.
+        ``query_key_dims`` (int or one per kept block; below the rotary
+        width only as an even divisor of it, see the module docstring) or
+        ``qk_fraction`` (of the non-rotary features). Fractions are in
+        (0, 1] and are rounded to the nearest valid size.
 
     Returns
     -------
@@ -306,13 +311,14 @@ def resolve_sizes(config, spec):
         target["hidden_fraction"] = _fraction(spec, "hidden_fraction") or 1.0
     if spec.get("query_key_dims") is not None:
         qk = _per_block(spec["query_key_dims"], new_blocks, "query_key_dims")
-        for q in qk:
-            if q < sizes["rotary_dim"]:
-                raise PruningError(
-                    f"query_key_dims must be at least the rotary width "
-                    f"{sizes['rotary_dim']} (those features carry the "
-                    f"position encoding and are always kept), got {q}"
-                )
+        rotary, new_rotary = sizes["rotary_dim"], min(32, min(qk))
+        if new_rotary < rotary and (new_rotary % 2 or rotary % new_rotary):
+            raise PruningError(
+                f"query_key_dims {min(qk)} is below the rotary width "
+                f"{rotary}: it must then be an even divisor of {rotary} "
+                f"(e.g. {rotary // 2}), so that the kept rotary pairs, "
+                f"every ({rotary}/q)-th one, keep their frequencies"
+            )
         target["query_key_dims"] = qk
     else:
         target["qk_fraction"] = _fraction(spec, "qk_fraction") or 1.0
@@ -797,6 +803,11 @@ def structured_prune(config, state_dicts, spec, calibration=None,
             rotary + _round_units(q - rotary, target["qk_fraction"], 0)
             for q in old_qk
         ]
+    # [new_rotary]: the rotary features kept, pairs every `step` pairs
+    new_rotary = min(32, min(new_qk))
+    step = rotary // new_rotary
+    rotary_feats = torch.arange(new_rotary)
+    rotary_feats = (rotary_feats // 2) * 2 * step + rotary_feats % 2
     for i, b in enumerate(kept_blocks):
         if new_hidden[i] > old_hidden[i]:
             raise PruningError(
@@ -807,6 +818,13 @@ def structured_prune(config, state_dicts, spec, calibration=None,
             raise PruningError(
                 f"query_key_dims[{i}]={new_qk[i]} is more than block "
                 f"{b}'s query/key width {old_qk[i]}"
+            )
+        if new_qk[i] - new_rotary > old_qk[i] - rotary:
+            raise PruningError(
+                f"query_key_dims[{i}]={new_qk[i]}: with the rotary width "
+                f"going from {rotary} to {new_rotary}, block {b} can keep "
+                f"at most {new_rotary + old_qk[i] - rotary} features (the "
+                "dropped rotary pairs cannot become unrotated ones)"
             )
 
     # Model width: half from each half of the residual stream
@@ -847,8 +865,8 @@ def structured_prune(config, state_dicts, spec, calibration=None,
         hidden_rows = torch.cat((pairs, pairs + e))
         feats = torch.cat(
             (
-                torch.arange(rotary),
-                _top(scores["qk"][b][rotary:], new_qk[i] - rotary, rotary),
+                rotary_feats,
+                _top(scores["qk"][b][rotary:], new_qk[i] - new_rotary, rotary),
             )
         )
         kept_pairs.append(pairs.tolist())

@@ -187,6 +187,51 @@ def test_planted_query_key_features_are_removed(states, mix):
     assert_control_changes_more(states, {"query_key_dims": [40, 40, 37]}, mix)
 
 
+def test_query_key_width_below_the_rotary_width_keeps_every_other_pair(
+    states, mix
+):
+    # 40 -> 16 features: the rotary width goes from 32 to 16, whose
+    # frequencies are those of the even-numbered pairs of the old rotary;
+    # silencing every other feature in the original model (in all blocks)
+    # must give the pruned model's output
+    kept = [j for j in range(32) if (j // 2) % 2 == 0]
+
+    def fn(sd):
+        for b in range(3):
+            p = f"mossformer.blocks.{b}."
+            for j in range(40):
+                if j not in kept:
+                    sd[p + "to_qk.linear.weight"][j] *= TINY
+                    sd[p + "to_qk.linear.bias"][j] *= TINY
+                    sd[p + "qk_offset_scale.gamma"][:, j] *= TINY
+                    sd[p + "qk_offset_scale.beta"][:, j] *= TINY
+
+    planted_states = plant(states, fn)
+    spec = {"query_key_dims": 16}
+    new_cfg, new_states, report = pruning.structured_prune(
+        CONFIG, planted_states, spec
+    )
+    assert report["qk"] == [kept] * 3
+    assert new_cfg["query_key_dims"] == [16, 16, 16]
+    assert pruning.model_sizes(new_cfg)["rotary_dim"] == 16
+    ref = separate(CONFIG, planted_states, mix)
+    assert relative_change(separate(new_cfg, new_states, mix), ref) < 1e-3
+    assert_control_changes_more(states, spec, mix)
+
+
+def test_query_key_width_below_the_rotary_width_may_keep_other_features(
+    states, mix
+):
+    # rotary 32 -> 16 in every block; block 2 also keeps 4 of its 8
+    # non-rotary features (the largest), after the 16 rotary ones
+    new_cfg, _, report = pruning.structured_prune(
+        CONFIG, states, {"query_key_dims": [16, 16, 20]}
+    )
+    assert new_cfg["query_key_dims"] == [16, 16, 20]
+    assert report["qk"][2][:16] == report["qk"][0]
+    assert all(32 <= j < 40 for j in report["qk"][2][16:])
+
+
 def test_planted_silent_block_is_dropped(states, mix):
     def fn(sd):
         sd["mossformer.blocks.1.to_out.linear.weight"] *= TINY
@@ -421,7 +466,8 @@ def test_unstructured_folder_keeps_shapes(pruned_folder):
         ({"hidden_dims": 33}, "must be even"),
         ({"hidden_dims": 66}, "more than block"),
         ({"hidden_dims": [32, 32]}, "one entry per kept block"),
-        ({"query_key_dims": 16}, "rotary width 32"),
+        ({"query_key_dims": 12}, "even divisor of 32"),
+        ({"query_key_dims": [16, 16, 28]}, "at most 24 features"),
         ({"hidden_dims": 32, "hidden_fraction": 0.5}, "not both"),
         ({"heads": 2}, "unknown pruning spec keys"),
     ],
