@@ -190,6 +190,46 @@ def test_hooked_block_outputs_are_not_overwritten():
         assert torch.allclose(got, ref, atol=1e-5)
 
 
+def test_hooks_inside_a_block_fire_and_keep_valid_tensors():
+    # a hook on any submodule of a block (to_hidden, its linear, the
+    # depthwise conv, the rotary, ...) switches that block to its plain
+    # path: every submodule is called, and what a hook keeps is not
+    # changed afterwards (recomputing from the kept inputs gives the kept
+    # output); the stack's output stays the same
+    stack = perturbed(MossFormerStack(dim=16, num_blocks=3, group_size=4,
+                                      query_key_dim=8, attn_dropout=0.0))
+    stack.eval()
+    x = torch.randn(1, 11, 16)
+    with torch.inference_mode():
+        expected = stack(x)
+    calls = []
+    handles = []
+    for name, module in stack.blocks[1].named_modules():
+        if module is stack.blocks[1]:
+            continue
+
+        def keep(m, args, kwargs, out, name=name):
+            calls.append((name, m, args, kwargs, out))
+
+        handles.append(module.register_forward_hook(keep, with_kwargs=True))
+    try:
+        with torch.inference_mode():
+            got = stack(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    fired = {name for name, *_ in calls}
+    with torch.inference_mode():
+        for name, m, args, kwargs, out in calls:
+            again = m(*args, **kwargs)
+            if isinstance(out, tuple):
+                out, again = torch.stack(out), torch.stack(again)
+            assert torch.allclose(out, again, atol=1e-5), name
+    every = {name for name, _ in stack.blocks[1].named_modules() if name}
+    assert "to_out.conv.depthwise" in every and fired == every
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_inference_follows_parameter_changes():
     # inference fuses the to_hidden/to_qk weights; changing a parameter in
     # place (optimizer step, load_state_dict) must show up

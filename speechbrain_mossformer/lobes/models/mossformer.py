@@ -91,6 +91,30 @@ def _hooked(*modules):
     return any(m._forward_hooks for m in modules)
 
 
+def _hooks_inside(module):
+    """True when a forward hook or pre-hook (global, or on a submodule of
+    ``module``, ``module`` itself excluded) is registered.
+
+    The fast paths skip some submodule calls (fused projections, the
+    depthwise convolution run from its weight) and change some outputs in
+    place; with such a hook ``module`` runs its plain path instead, which
+    calls every submodule and changes none of their outputs, so the hooks
+    fire and what they keep stays valid.
+    """
+    from torch.nn.modules import module as torch_module
+
+    if (
+        torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+    ):
+        return True
+    return any(
+        m._forward_hooks or m._forward_pre_hooks
+        for m in module.modules()
+        if m is not module
+    )
+
+
 class ScaleNorm(nn.Module):
     """Scale normalisation: ``x / max(||x|| / sqrt(dim), eps) * g``.
 
@@ -269,6 +293,9 @@ class ConvModule(nn.Module):
         ``out`` (inference only): a [B, T, C] tensor to write the result
         into (see ``residual_depthwise_conv``).
         """
+        if _hooks_inside(self):
+            # [B, T, C]: the module itself, so that its hooks fire
+            return x + self.depthwise(x.transpose(1, 2)).transpose(1, 2)
         # [B, T, C]
         return residual_depthwise_conv(x, self.depthwise.weight, out=out)
 
@@ -309,7 +336,8 @@ class FFConvM(nn.Module):
         ``scratch`` (a ``Scratch``, inference only) holds the linear output;
         ``result`` (inference only) receives the output.
         """
-        if self.linear.out_features < self.linear.in_features:
+        plain = _hooks_inside(self)
+        if self.linear.out_features < self.linear.in_features and not plain:
             # A narrowing layer scales its (smaller) output rather than its
             # input: (x * s) W^T + b = (x W^T) * s + b, s = g / rms(x).
             # [B, T, 1]
@@ -325,9 +353,9 @@ class FFConvM(nn.Module):
             # [B, T, dim_out]
             x = self.linear(self.norm(x))
         # [B, T, dim_out]
-        x = F.silu(x, inplace=_in_place_ok())
+        x = F.silu(x, inplace=_in_place_ok() and not plain)
         # [B, T, dim_out]
-        x = self.conv(x, result)
+        x = self.conv(x, None if plain else result)
         # [B, T, dim_out]
         return self.dropout(x)
 
@@ -794,26 +822,41 @@ class MossFormerBlock(nn.Module):
 
         ``cos_sin`` caches the rotary tables; ``scratch`` (a ``Scratch``,
         inference only) lends buffers for the large intermediate results.
+        With a forward hook inside the block (see ``_hooks_inside``) the
+        block runs its plain path: the same numbers, every submodule
+        called, no buffers shared.
         """
+        plain = _hooks_inside(self)
+        if plain:
+            scratch = None
         # [B, T, D]
         shifted = token_shift(
             x, None if scratch is None else scratch.get("shift", x.shape, x)
         )
-        # [B, T, 2E + Dqk]: to_hidden and to_qk read the same input, so they
-        # run as one wide FFConvM (E = hidden_dim / 2)
-        hidden_qk = shared_input_ffconvm(
-            (self.to_hidden, self.to_qk), shifted, scratch
-        )
+        if plain:
+            # [B, T, 2E + Dqk]: each FFConvM called, so that hooks fire
+            hidden_qk = torch.cat(
+                (self.to_hidden(shifted), self.to_qk(shifted)), dim=-1
+            )
+        else:
+            # [B, T, 2E + Dqk]: to_hidden and to_qk read the same input, so
+            # they run as one wide FFConvM (E = hidden_dim / 2)
+            hidden_qk = shared_input_ffconvm(
+                (self.to_hidden, self.to_qk), shifted, scratch
+            )
         # [B, T, 2E]: V and U side by side; [B, T, Dqk]: the shared Q/K
         hidden = hidden_qk[..., : self.hidden_dim]
         qk = hidden_qk[..., self.hidden_dim :]
         # [4, B, T, Dqk]: quadratic q, linear q, quadratic k, linear k
-        heads = self.qk_offset_scale.stacked(
-            qk,
-            None
-            if scratch is None
-            else scratch.get("heads", (4, *qk.shape), qk),
-        )
+        if plain:
+            heads = torch.stack(self.qk_offset_scale(qk), dim=0)
+        else:
+            heads = self.qk_offset_scale.stacked(
+                qk,
+                None
+                if scratch is None
+                else scratch.get("heads", (4, *qk.shape), qk),
+            )
         # [B, T, 2E]: attention outputs for V and U, side by side
         attended = self.attend(heads, hidden, cos_sin, scratch)
         # [B, T, E] each
@@ -832,7 +875,8 @@ class MossFormerBlock(nn.Module):
         if scratch is not None and not _hooked(self, self.to_out):
             out = scratch.get_unlike(("out_a", "out_b"), x.shape, x, x)
         out = self.to_out(gated, scratch, out)
-        return out.add_(x) if _in_place_ok() else x + out
+        # [B, T, D]
+        return out.add_(x) if _in_place_ok() and not plain else x + out
 
     def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
         """Joint local (quadratic) and global (linear) single-head attention.
