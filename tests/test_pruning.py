@@ -220,7 +220,7 @@ def test_query_key_width_below_the_rotary_width_keeps_every_other_pair(
 
 
 def test_query_key_width_below_the_rotary_width_may_keep_other_features(
-    states, mix
+    states,
 ):
     # rotary 32 -> 16 in every block; block 2 also keeps 4 of its 8
     # non-rotary features (the largest), after the 16 rotary ones

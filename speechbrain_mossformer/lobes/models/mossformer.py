@@ -81,16 +81,6 @@ def _in_place_ok():
     return not (torch.is_grad_enabled() or torch.jit.is_tracing())
 
 
-def _hooked(*modules):
-    """True when a forward hook (global or on one of ``modules``) may see,
-    and keep, their outputs."""
-    from torch.nn.modules import module as torch_module
-
-    if torch_module._global_forward_hooks:
-        return True
-    return any(m._forward_hooks for m in modules)
-
-
 def _hooks_inside(module):
     """True when a forward hook or pre-hook (global, or on a submodule of
     ``module``, ``module`` itself excluded) is registered.
@@ -870,9 +860,10 @@ class MossFormerBlock(nn.Module):
         else:
             gated = (att_u * v) * torch.sigmoid(att_v * u)
         # [B, T, D]: into a buffer other than the one holding x, unless a
-        # forward hook may keep the output (it must stay valid)
+        # forward hook on the block may keep the output (it must stay
+        # valid; hooks inside the block or global ones made it plain)
         out = None
-        if scratch is not None and not _hooked(self, self.to_out):
+        if scratch is not None and not self._forward_hooks:
             out = scratch.get_unlike(("out_a", "out_b"), x.shape, x, x)
         out = self.to_out(gated, scratch, out)
         # [B, T, D]
