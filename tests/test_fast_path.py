@@ -22,6 +22,7 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     MossFormerStack,
     OffsetScale,
     Scratch,
+    decode_sources,
     residual_depthwise_conv,
     shared_input_ffconvm,
 )
@@ -143,12 +144,14 @@ def test_channels_last_depthwise_conv_matches_conv1d(B, T):
         assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("B, T, chunk", [(1, 30, 7), (2, 40, 4), (1, 5, 512),
-                                         (2, 1100, 512)])
-def test_depthwise_conv_into_buffer_piece_by_piece(monkeypatch, B, T, chunk):
-    # pieces shorter than the kernel's context, a single piece, several
-    # pieces of the default size: every output frame as the whole conv's
-    monkeypatch.setattr(mossformer_module, "CONV_CHUNK_FRAMES", chunk)
+@pytest.mark.parametrize("B, T, values", [(1, 30, 42), (2, 40, 48),
+                                          (1, 5, 1 << 20), (2, 1100, 6000),
+                                          (3, 50, 1)])
+def test_depthwise_conv_into_buffer_piece_by_piece(monkeypatch, B, T, values):
+    # pieces (values // (B * 6) frames) shorter than the kernel's context,
+    # a single piece, several pieces, one frame each: every output frame
+    # as the whole conv's
+    monkeypatch.setattr(mossformer_module, "CONV_CHUNK_VALUES", values)
     x = torch.randn(B, T, 6, generator=torch.Generator().manual_seed(3))
     w = torch.randn(6, 1, 17, generator=torch.Generator().manual_seed(4))
     out = torch.full((B, T, 6), float("nan"))
@@ -157,6 +160,56 @@ def test_depthwise_conv_into_buffer_piece_by_piece(monkeypatch, B, T, chunk):
         ref = residual_depthwise_conv(x, w, channels_last=False)
     assert y.data_ptr() == out.data_ptr()
     assert torch.allclose(y, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width, dim", [(16, 16), (40, 32), (20, 16),
+                                        (21, 16)])
+def test_rotary_in_place_matches_the_reference(width, dim):
+    # even widths take the complex in-place product (rotary features only,
+    # or followed by unrotated ones); an odd width cannot be viewed as
+    # complex numbers and takes the real in-place path
+    rotary = mossformer_module.RotaryEmbedding(dim)
+    x = torch.randn(4, 2, 37, width, generator=torch.Generator().manual_seed(5))
+    ref = ref_rotary(dim, rotary.inv_freq, x)
+    with torch.inference_mode():
+        y = x.clone()
+        out = rotary(y, rotary.angles(37, y.device), inplace=True)
+    assert out.data_ptr() == y.data_ptr()
+    assert torch.equal(out[..., dim:], x[..., dim:])
+    assert torch.allclose(out, ref, atol=1e-6, rtol=1e-5)
+    assert mossformer_module._complex_view_ok(x, dim) == (width % 2 == 0)
+
+
+@pytest.mark.parametrize("kernel, stride, bias", [(16, 8, False),
+                                                 (2, 1, True), (4, 4, False),
+                                                 (12, 4, True), (5, 2, False)])
+def test_decode_sources_matches_the_decoder_per_source(kernel, stride, bias):
+    # overlaps of 2, 1 and 3 frames, with and without bias; kernel 5,
+    # stride 2 is no multiple and calls the decoder itself
+    from speechbrain.lobes.models.dual_path import Decoder
+
+    decoder = Decoder(in_channels=8, out_channels=1, kernel_size=kernel,
+                      stride=stride, bias=bias)
+    if bias:
+        torch.nn.init.normal_(decoder.bias)
+    separated = torch.randn(3, 2, 8, 11,
+                            generator=torch.Generator().manual_seed(6))
+    calls = []
+    decoder.register_forward_pre_hook(lambda *_: calls.append(1))
+    ref = torch.stack([decoder(s).view(2, -1) for s in separated], dim=-1)
+    calls.clear()
+    with torch.inference_mode():
+        hooked = decode_sources(decoder, separated)
+    assert len(calls) == 3  # a hook on the decoder: it is called
+    decoder._forward_pre_hooks.clear()
+    with torch.inference_mode():
+        fast = decode_sources(decoder, separated)
+        assert mossformer_module._overlap_add_ok(decoder) == (
+            kernel % stride == 0)
+    assert not mossformer_module._overlap_add_ok(decoder)  # autograd on
+    assert fast.shape == ref.shape == (2, (11 - 1) * stride + kernel, 3)
+    assert torch.allclose(fast, ref.detach(), atol=1e-5)
+    assert torch.allclose(hooked, ref.detach(), atol=1e-5)
 
 
 def test_scratch_get_unlike_never_returns_the_avoided_buffer():
@@ -374,14 +427,22 @@ def test_traced_block_follows_the_input_length():
             assert torch.allclose(traced(x), block(x), atol=1e-5)
 
 
-def test_masknet_fast_path_matches_autograd_path():
+@pytest.mark.parametrize("B, spks, skip, pos", [(2, 2, True, True),
+                                              (1, 3, False, True),
+                                              (3, 2, True, False)])
+def test_masknet_fast_path_matches_autograd_path(B, spks, skip, pos):
+    # the channels-last head (1x1 convolutions as matmuls, GroupNorm by
+    # hand, masks written per speaker) against the module-by-module path
     masknet = perturbed(
-        MossFormerMaskNet(16, 16, num_blocks=2, group_size=8,
-                          query_key_dim=8, attn_dropout=0.0)
+        MossFormerMaskNet(12, 16, num_blocks=2, num_spks=spks, group_size=8,
+                          query_key_dim=8, attn_dropout=0.0,
+                          skip_around_mossformer=skip,
+                          use_global_pos_enc=pos)
     ).eval()
-    x = torch.randn(2, 16, 21).relu()
+    x = torch.randn(B, 12, 21, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        fast = masknet(x)
-    slow = masknet(x).detach()
-    assert fast.shape == (2, 2, 16, 21)
+        fast = masknet(x.relu())
+    slow = masknet(x.relu()).detach()
+    assert fast.shape == (spks, B, 12, 21) and fast.is_contiguous()
     assert torch.allclose(fast, slow, atol=1e-5)
+    assert (slow > 0).float().mean() > 0.2  # masks not all cut by the ReLU

@@ -28,7 +28,9 @@ against a plain statement of the model):
 * ``to_hidden`` and ``to_qk`` share their input and run as one matmul
   (``shared_input_ffconvm``); the narrowing ``to_out`` scales its output
   rows instead of its input rows;
-* the four query/key heads are stored head-major, so each is contiguous;
+* the four query/key heads are stored head-major, so each is contiguous,
+  and without autograd the rotary positions turn each feature pair in
+  place as one complex product;
 * the local attention adds its products straight into the global
   attention's output, group by group, with no zero padding (the padded
   formulation is kept for tracing, i.e. ONNX export);
@@ -37,7 +39,11 @@ against a plain statement of the model):
   stack share their large buffers (``Scratch``) and the depthwise
   convolutions write piece by piece into those buffers: on Linux a fresh
   large tensor is page-faulted in on every allocation, which cost several
-  percent of the forward pass. Training takes the plain path.
+  percent of the forward pass. The mask net's head then runs channels-last
+  (its 1x1 convolutions as matrix products, ``masks_channels_last``) and the
+  transposed-convolution decoder as one matrix product and an overlap-add
+  for all sources (``decode_sources``): for narrow (pruned) models these
+  layers cost as much as the blocks. Training takes the plain path.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -64,8 +70,10 @@ __all__ = [
     "MossFormerStack",
     "MossFormerMaskNet",
     "MossFormerWrapper",
+    "group_norm_channels_last",
     "check_input_length",
     "separate_with_modules",
+    "decode_sources",
     "count_parameters",
 ]
 
@@ -79,6 +87,29 @@ def _in_place_ok():
     expressions they replace.
     """
     return not (torch.is_grad_enabled() or torch.jit.is_tracing())
+
+
+def _complex_view_ok(x, dim):
+    """True when the first ``dim`` features of ``x`` [..., D] can be viewed
+    in place as ``dim / 2`` complex numbers: eager mode (the ONNX exporter
+    has no complex type), float32, the last axis contiguous and every other
+    stride and the storage offset even.
+
+    Example
+    -------
+    >>> _complex_view_ok(torch.zeros(4, 3, 8), 4)
+    True
+    >>> _complex_view_ok(torch.zeros(4, 3, 7), 4)
+    False
+    """
+    return (
+        not torch.jit.is_tracing()
+        and x.dtype == torch.float32
+        and x.stride(-1) == 1
+        and x.storage_offset() % 2 == 0
+        and all(stride % 2 == 0 for stride in x.stride()[:-1])
+        and dim % 2 == 0
+    )
 
 
 def _hooks_inside(module):
@@ -149,9 +180,11 @@ class ScaleNorm(nn.Module):
         return (norm * self.scale).clamp(min=self.eps)
 
 
-# Frames per piece when the depthwise convolution writes into a given buffer:
-# each piece's output (a few MiB) is still in cache when it is copied.
-CONV_CHUNK_FRAMES = 512
+# Values (batch x channels x frames) per piece when the depthwise convolution
+# writes into a given buffer: each piece's output (4 MiB) is still in cache
+# when it is copied, and narrow layers still get long pieces (per-call
+# overhead, not memory, is what costs there).
+CONV_CHUNK_VALUES = 1 << 20
 
 
 def residual_depthwise_conv(x, weight, channels_last=None, out=None):
@@ -180,10 +213,11 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
     out : torch.Tensor, optional
         Inference only (channels-last way): a contiguous [B, T, C] tensor,
         not overlapping ``x``, to write the result into. The convolution
-        then runs over pieces of ``CONV_CHUNK_FRAMES`` frames (each with
+        then runs over pieces of frames (each with
         its 2 x K//2 frames of context), so no tensor of the whole output
         size is allocated: for long inputs such an allocation is served
-        by fresh, page-faulting memory every time.
+        by fresh, page-faulting memory every time. A piece holds about
+        ``CONV_CHUNK_VALUES`` values (512 frames of 2048 channels).
 
     Returns
     -------
@@ -224,8 +258,9 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
         # [B, T, C], contiguous
         return y.squeeze(2).transpose(1, 2)
     frames = x.shape[1]
-    for start in range(0, frames, CONV_CHUNK_FRAMES):
-        stop = min(frames, start + CONV_CHUNK_FRAMES)
+    piece = max(1, CONV_CHUNK_VALUES // (x.shape[0] * channels))
+    for start in range(0, frames, piece):
+        stop = min(frames, start + piece)
         # [B, C, 1, <= chunk + 2 half]: the piece and its context; zero
         # padding stands in for the context only beyond the sequence ends
         first, last = max(0, start - half), min(frames, stop + half)
@@ -561,6 +596,16 @@ class RotaryEmbedding(nn.Module):
         if cos_sin is None:
             cos_sin = self.angles(x.shape[-2], x.device)
         cos, sin = cos_sin
+        if inplace and _complex_view_ok(x, self.dim):
+            # [..., T, dim/2] complex: pair (x0, x1) is x0 + i x1, and the
+            # rotation by angle a is one product with cos a + i sin a, done
+            # in place in a single pass (same numbers up to float rounding)
+            pairs = torch.view_as_complex(
+                x[..., : self.dim].unflatten(-1, (self.dim // 2, 2))
+            )
+            # [T, dim/2]: the tables hold each angle twice (f0 f0 f1 f1 ...)
+            pairs.mul_(torch.complex(cos[:, 0::2], sin[:, 0::2]))
+            return x
         # [..., T, dim], [..., T, D - dim]
         rot, rest = x[..., : self.dim], x[..., self.dim :]
         # [..., T, dim]: (-x1, x0, -x3, x2, ...)
@@ -1212,6 +1257,9 @@ class MossFormerMaskNet(nn.Module):
             )
         if x.shape[-1] < 1:
             raise ValueError("MossFormerMaskNet got an input of 0 frames")
+        if _in_place_ok() and not _hooks_inside(self):
+            # [S, B, N, L]
+            return self.masks_channels_last(x)
         # [B, N, L]
         x = self.norm(x)
         # [B, D, L]
@@ -1239,6 +1287,87 @@ class MossFormerMaskNet(nn.Module):
         # [B, S, N, L] -> [S, B, N, L], non-negative masks
         masks = F.relu(h.reshape(B, self.num_spks, self.in_channels, L))
         return masks.transpose(0, 1)
+
+    def masks_channels_last(self, x):
+        """``forward`` without autograd, channels-last: [B, N, L] -> masks
+        [S, B, N, L] (contiguous).
+
+        The same layers, the 1x1 convolutions as matrix products on
+        [B, L, channels] activations (the layout the blocks work in, so no
+        transposes around the stack), the output layers in place, and the
+        last 1x1 convolution writing each speaker's masks straight into
+        the [S, B, N, L] result. For a narrow mask net (width 32-64) the
+        1x1 convolutions alone cost more than this whole head. The same
+        numbers up to float rounding.
+        """
+        B, _, L = x.shape
+        S, D, N = self.num_spks, self.out_channels, self.in_channels
+        # [B, N, L]
+        x = self.norm(x)
+        # [B, L, D]: the encoder-side 1x1 convolution
+        x = torch.matmul(
+            x.transpose(1, 2), self.conv1d_encoder.weight[:, :, 0].t()
+        )
+        if self.use_global_pos_enc:
+            # [B, L, D] + [L, D]
+            x = x + self.pos_enc(x)
+        # [B, L, D]
+        h = self.mossformer(x)
+        # [B, L, D]: GroupNorm with one group, over all frames and channels
+        h = group_norm_channels_last(h, self.att_norm)
+        if self.skip_around_mossformer:
+            h = h.add_(x)
+        # [B, L, D]
+        h = F.prelu(h, self.prelu.weight)
+        # [B, L, S, D]: speaker k owns channels [k * D, (k + 1) * D)
+        h = F.linear(
+            h, self.conv1d_out.weight[:, :, 0], self.conv1d_out.bias
+        ).view(B, L, S, D)
+        # [B, L, S, D]: gated output layer
+        out, gate = self.output[0], self.output_gate[0]
+        h_out = F.linear(h, out.weight[:, :, 0], out.bias).tanh_()
+        h = h_out.mul_(F.linear(h, gate.weight[:, :, 0], gate.bias).sigmoid_())
+        # [S, B, N, L]: masks of speaker k = W_dec @ h[:, :, k]^T
+        masks = h.new_empty(S, B, N, L)
+        weight = self.conv1_decoder.weight[:, :, 0]
+        for k in range(S):
+            torch.matmul(weight, h[:, :, k].transpose(1, 2), out=masks[k])
+        # [S, B, N, L], non-negative
+        return masks.relu_()
+
+
+def group_norm_channels_last(h, norm):
+    """``GroupNorm(1, D)`` of a channels-last ``h`` [B, L, D].
+
+    One group: mean and variance over all frames and channels of each
+    item, then the per-channel affine, as ``x * scale + shift``.
+
+    Arguments
+    ---------
+    h : torch.Tensor
+        Input [B, L, D].
+    norm : torch.nn.GroupNorm
+        The normalisation (one group, ``D`` channels, affine).
+
+    Returns
+    -------
+    torch.Tensor
+        ``norm(h.transpose(1, 2)).transpose(1, 2)``, contiguous [B, L, D].
+
+    Example
+    -------
+    >>> norm = nn.GroupNorm(1, 6, eps=1e-8)
+    >>> h = torch.randn(2, 9, 6)
+    >>> ref = norm(h.transpose(1, 2)).transpose(1, 2)
+    >>> torch.allclose(group_norm_channels_last(h, norm), ref, atol=1e-5)
+    True
+    """
+    # [B, 1, 1] each
+    var, mean = torch.var_mean(h, dim=(1, 2), correction=0, keepdim=True)
+    # [B, 1, D]: weight / std
+    scale = norm.weight * torch.rsqrt(var + norm.eps)
+    # [B, L, D]
+    return torch.addcmul(norm.bias - mean * scale, h, scale)
 
 
 def check_input_length(mix, kernel_size, where="MossFormer"):
@@ -1393,11 +1522,8 @@ def separate_with_modules(encoder, masknet, decoder, mix, num_spks):
     masks = masknet(mix_w)
     # [S, B, N, L]
     separated = mix_w.unsqueeze(0) * masks
-    # S x [B, T'] -> [B, T', S]
-    est = torch.stack(
-        [decoder(separated[k]).view(mix.shape[0], -1) for k in range(num_spks)],
-        dim=-1,
-    )
+    # [B, T', S]
+    est = decode_sources(decoder, separated)
     T, T_est = mix.shape[1], est.shape[1]
     if T > T_est:
         # [B, T, S]
@@ -1405,6 +1531,85 @@ def separate_with_modules(encoder, masknet, decoder, mix, num_spks):
     else:
         est = est[:, :T, :]
     return est
+
+
+def decode_sources(decoder, separated):
+    """Decodes every source: [S, B, N, L] -> estimates [B, T', S].
+
+    Without autograd, a decoder that is a plain one-channel transposed
+    convolution (SpeechBrain's ``dual_path.Decoder`` or
+    ``nn.ConvTranspose1d``, no padding, kernel a multiple of the stride,
+    no hooks) runs for all sources at once as one batched matrix product
+    (each frame's K output samples) and an overlap-add of the frames,
+    ``kernel / stride`` of which overlap at every sample: the same numbers
+    up to float rounding, several times faster on CPU than the transposed
+    convolution called per source. Otherwise the decoder is called on each
+    source.
+
+    Arguments
+    ---------
+    decoder : torch.nn.Module
+        ``[B, N, L] -> [B, T']`` (or ``[B, 1, T']``).
+    separated : torch.Tensor
+        Masked encoder outputs [S, B, N, L].
+
+    Returns
+    -------
+    torch.Tensor
+        Estimates [B, T', S].
+
+    Example
+    -------
+    >>> decoder = Decoder(in_channels=8, out_channels=1, kernel_size=4,
+    ...                   stride=2, bias=False)
+    >>> separated = torch.randn(2, 3, 8, 10)
+    >>> with torch.no_grad():
+    ...     fast = decode_sources(decoder, separated)
+    ...     ref = torch.stack([decoder(s) for s in separated], dim=-1)
+    >>> fast.shape, torch.allclose(fast, ref, atol=1e-5)
+    (torch.Size([3, 22, 2]), True)
+    """
+    S, B, N, L = separated.shape
+    if not _overlap_add_ok(decoder):
+        # S x [B, T'] -> [B, T', S]
+        return torch.stack(
+            [decoder(separated[k]).view(B, -1) for k in range(S)], dim=-1
+        )
+    stride, kernel = decoder.stride[0], decoder.kernel_size[0]
+    overlap = kernel // stride
+    # [S * B, L, K]: the output samples of each frame, all sources at once
+    frames = torch.bmm(
+        separated.reshape(S * B, N, L).transpose(1, 2),
+        decoder.weight[:, 0, :].expand(S * B, N, kernel),
+    )
+    # [S * B, L + overlap - 1, stride]: frame t writes samples
+    # [t * stride, t * stride + K), i.e. rows t .. t + overlap - 1
+    out = frames.new_zeros(S * B, L + overlap - 1, stride)
+    for j in range(overlap):
+        out[:, j : j + L] += frames[..., j * stride : (j + 1) * stride]
+    if decoder.bias is not None:
+        out += decoder.bias
+    # [S, B, T'] -> [B, T', S]
+    return out.view(S, B, -1).permute(1, 2, 0).contiguous()
+
+
+def _overlap_add_ok(decoder):
+    """True when ``decode_sources`` may replace ``decoder`` (a plain
+    one-channel transposed convolution, no autograd, no tracing, no
+    hooks) by a matrix product and an overlap-add."""
+    return (
+        type(decoder) in (Decoder, nn.ConvTranspose1d)
+        and _in_place_ok()
+        and decoder.out_channels == 1
+        and decoder.groups == 1
+        and decoder.padding == (0,)
+        and decoder.output_padding == (0,)
+        and decoder.dilation == (1,)
+        and decoder.padding_mode == "zeros"
+        and decoder.kernel_size[0] % decoder.stride[0] == 0
+        and not (decoder._forward_hooks or decoder._forward_pre_hooks)
+        and not _hooks_inside(decoder)
+    )
 
 
 def count_parameters(module):
