@@ -4,7 +4,7 @@ One command runs the whole experiment (from the repository root)::
 
     python benchmarks/pruning_experiment.py            # full, ~20 min
     python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
-    python benchmarks/pruning_experiment.py --retime   # speed only, ~1 min
+    python benchmarks/pruning_experiment.py --retime   # speed only, ~3 min
     python benchmarks/pruning_experiment.py --seed 1   # a repetition
     python benchmarks/pruning_experiment.py --summarize 0,1,2
 
@@ -40,10 +40,15 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
 5. **Measured speed.** Every architecture is timed on the same 8 s
    mixture, batch 1, with PyTorch (2 intra-op threads,
    ``torch.inference_mode``) and with ONNX Runtime (CPU provider, 2
-   threads; graphs from ``speechbrain_mossformer.export_onnx``): warm-up
-   runs, then the models take turns for several rounds (so load changes
-   hit all alike) and the median is kept. Speedup = dense time / model
-   time.
+   threads; graphs from ``speechbrain_mossformer.export_onnx``), in
+   several fresh processes one after another (``timing_processes``): in
+   each, warm-up runs, then the models take turns for several rounds (so
+   load changes hit all alike; each process starts the turns at another
+   model) and each model's median is kept; a model's time is the median of
+   its per-process medians. A small model's time moves by up to a third
+   from one process to the next (memory placement), more than between
+   rounds inside one process, so the fresh processes are what makes the
+   figure repeatable. Speedup = dense time / model time.
 6. **Quality.** SI-SNRi (dB) on the held-out test mixtures, computed by
    this script from the exported best checkpoints with the package's
    metrics (cross-checked against the recipe's own ``test_results.csv``),
@@ -132,8 +137,9 @@ MODES = {
         "n_test": 150,
         "duration": 2.0,
         "timing_seconds": 8.0,
+        "timing_processes": 5,
         "warmup": 2,
-        "repeats": 15,
+        "repeats": 5,
     },
     "quick": {
         "pretrain_steps": 100,
@@ -143,8 +149,9 @@ MODES = {
         "n_test": 8,
         "duration": 2.0,
         "timing_seconds": 4.0,
+        "timing_processes": 2,
         "warmup": 1,
-        "repeats": 3,
+        "repeats": 2,
     },
 }
 
@@ -186,6 +193,8 @@ def parse_args(argv=None):
                         help="pre-training and fine-tuning steps instead "
                         "of the mode's (full: 2500,1500); use another "
                         "--work and --out for them")
+    parser.add_argument("--time-worker", default=None, metavar="SPEC",
+                        help=argparse.SUPPRESS)  # one timing process
     parser.add_argument("--summarize", default=None, metavar="K,K,...",
                         help="only read the finished runs of these seeds "
                         "and write pruning_seeds.md (the spread of the "
@@ -533,24 +542,85 @@ def export_onnx(folder, path):
     return path
 
 
-def time_models(folders, onnx_dir, mix, threads, warmup, repeats, log):
+def time_models(folders, onnx_dir, mix, settings, threads, log):
     """Median wall time (s) of each model, PyTorch and ONNX Runtime.
 
-    PyTorch first, then ONNX Runtime; for each, ``warmup`` runs of every
-    model, then ``repeats`` rounds in which all models take turns.
+    Exports every model to ONNX, then runs ``settings["timing_processes"]``
+    fresh timing processes one after another (``time_worker``); a
+    model's time is the median of its per-process medians.
+
+    Returns, per model: ``torch`` and ``onnx`` (that median, s),
+    ``torch_process``/``onnx_process`` (the per-process medians) and
+    ``torch_all``/``onnx_all`` (every timed run).
     """
+    onnx = {
+        name: export_onnx(folder, os.path.join(onnx_dir, name + ".onnx"))
+        for name, folder in folders.items()
+    }
+    mix_path = os.path.join(onnx_dir, "timing_mixture.pt")
+    torch.save(mix, mix_path)
+    names = list(folders)
+    per_process = []
+    for k in range(settings["timing_processes"]):
+        spec = {
+            "folders": folders,
+            "onnx": onnx,
+            "order": names[k % len(names):] + names[: k % len(names)],
+            "mix": mix_path,
+            "threads": threads,
+            "warmup": settings["warmup"],
+            "repeats": settings["repeats"],
+            "out": os.path.join(onnx_dir, f"timing_{k}.json"),
+        }
+        spec_path = os.path.join(onnx_dir, f"timing_{k}_spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--time-worker",
+             spec_path],
+            check=True,
+        )
+        with open(spec["out"]) as f:
+            per_process.append(json.load(f))
+        log(f"  timing process {k + 1}: {settings['repeats']} rounds per "
+            "backend")
+    timing = {}
+    for name in names:
+        t = {}
+        for b in ("torch", "onnx"):
+            medians = [statistics.median(p[name][b]) for p in per_process]
+            t[b] = statistics.median(medians)
+            t[b + "_process"] = medians
+            t[b + "_all"] = [v for p in per_process for v in p[name][b]]
+        timing[name] = t
+    return timing
+
+
+def time_worker(spec_path):
+    """One timing process (``--time-worker``): loads every model, times it
+    and writes every run's wall time (s) to ``spec["out"]``.
+
+    PyTorch first, then ONNX Runtime; for each, ``warmup`` runs of every
+    model, then ``repeats`` rounds in which all models take turns in
+    ``spec["order"]``.
+    """
+    with open(spec_path) as f:
+        spec = json.load(f)
+    sys.path.insert(0, REPO)
     import onnxruntime as ort
     from speechbrain_mossformer.lobes.models.mossformer import (
         separate_with_modules,
     )
 
+    threads = spec["threads"]
     torch.set_num_threads(threads)
+    mix = torch.load(spec["mix"])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     runners = {}
-    for name, folder in folders.items():
-        _, mods = load_model(folder)
+    for name in spec["order"]:
+        _, mods = load_model(spec["folders"][name])
 
         def run_torch(mods=mods):
             with torch.inference_mode():
@@ -559,9 +629,8 @@ def time_models(folders, onnx_dir, mix, threads, warmup, repeats, log):
                     mix, 2,
                 )
 
-        path = export_onnx(folder, os.path.join(onnx_dir, name + ".onnx"))
         session = ort.InferenceSession(
-            path, opts, providers=["CPUExecutionProvider"]
+            spec["onnx"][name], opts, providers=["CPUExecutionProvider"]
         )
         feed = {"mixture": mix.numpy()}
 
@@ -569,24 +638,21 @@ def time_models(folders, onnx_dir, mix, threads, warmup, repeats, log):
             session.run(None, feed)
 
         runners[name] = {"torch": run_torch, "onnx": run_ort}
-    times = {name: {"torch": [], "onnx": []} for name in folders}
+    times = {name: {"torch": [], "onnx": []} for name in runners}
     # One backend at a time (a thread pool of one spinning after its run
     # would slow the other down), the models taking turns in every round.
     for backend in ("torch", "onnx"):
-        for _ in range(warmup):
+        for _ in range(spec["warmup"]):
             for r in runners.values():
                 r[backend]()
-        for k in range(repeats):
+        for _ in range(spec["repeats"]):
             for name, r in runners.items():
                 start = time.perf_counter()
                 r[backend]()
                 times[name][backend].append(time.perf_counter() - start)
-        log(f"  timed {backend}: {repeats} rounds")
-    return {
-        name: {b: statistics.median(v) for b, v in t.items()}
-        | {b + "_all": v for b, v in t.items()}
-        for name, t in times.items()
-    }
+    with open(spec["out"], "w") as f:
+        json.dump(times, f)
+    return 0
 
 
 # ----------------------------------------------------------------------
@@ -743,9 +809,11 @@ def write_markdown(res, path):
         f"- CPU: {m['cpu']}, {m['cores']} cores visible",
         f"- timing: {res['threads']} intra-op threads (PyTorch and ONNX "
         f"Runtime), batch 1, one {mode['timing_seconds']:.0f} s mixture at "
-        f"8 kHz; PyTorch first, then ONNX Runtime: {mode['warmup']} "
-        f"warm-up runs, then {mode['repeats']} rounds in which every model "
-        "takes its turn; median",
+        f"8 kHz; {mode.get('timing_processes', 1)} fresh processes one "
+        "after another, in each PyTorch first, then ONNX Runtime: "
+        f"{mode['warmup']} warm-up runs, then {mode['repeats']} rounds in "
+        "which every model takes its turn (each process starting at "
+        "another model); per process the median, and the median of those",
         f"- the machine is shared: CPU busy (all processes) just before "
         f"timing {fmt(res['busy_before'], '.0%')} and just after "
         f"{fmt(res['busy_after'], '.0%')}; load average (1 min) "
@@ -803,7 +871,7 @@ def write_markdown(res, path):
         "run-to-run training noise comes on top). Times are medians "
         "(ms) for the whole separator on the "
         f"{mode['timing_seconds']:.0f} s mixture; spread = (max - min) / "
-        "median over the rounds.",
+        "median of the per-process medians.",
         "",
         "| model | spec | blocks | width | hidden | q/k | params | "
         "torch ms (spread) | torch speedup | ONNX ms | ONNX speedup | "
@@ -919,6 +987,8 @@ def main(argv=None):
     # One thread outside the timing: two OpenMP threads on a busy 2-core
     # machine can be 10-100x slower than one (spinning threads).
     torch.set_num_threads(1)
+    if args.time_worker:
+        return time_worker(args.time_worker)
     if args.summarize:
         return summarize(args)
     if args.retime:
@@ -1149,13 +1219,17 @@ def timing_stage(res, args, log):
     res["busy_before"] = wait_for_quiet(
         log, max_wait=60.0 if res["mode_name"] == "quick" else 300.0)
     res["load_before"] = load_average()
-    timing = time_models(folders, onnx_dir, mix, args.threads,
-                         mode["warmup"], mode["repeats"], log)
+    # the timing settings of this script (a --retime of an older run
+    # measures with the current protocol)
+    settings = MODES[res["mode_name"]]
+    for key in ("timing_processes", "warmup", "repeats"):
+        mode[key] = settings[key]
+    timing = time_models(folders, onnx_dir, mix, mode, args.threads, log)
     res["load_after"] = load_average()
     res["busy_after"] = busy_fraction()
     for t in timing.values():
-        t["torch_spread"] = (max(t["torch_all"]) - min(t["torch_all"])) / (
-            t["torch"])
+        t["torch_spread"] = (
+            max(t["torch_process"]) - min(t["torch_process"])) / t["torch"]
     res["timing"] = timing
     res["threads"] = args.threads
     res["machine"] = machine()
