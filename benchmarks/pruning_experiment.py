@@ -799,8 +799,9 @@ def write_markdown(res, path):
     ]
     if res.get("retimed"):
         lines += [
-            f"Speed re-measured on {res['retimed']} on a quieter machine "
-            f"with `{res['command']} --retime` (same models).",
+            f"Speed re-measured on {res['retimed']} with "
+            f"`{res['command']} --retime`: the same trained models, timed "
+            "with the code and timing protocol of that date.",
             "",
         ]
     lines += [
@@ -1398,7 +1399,7 @@ def seeds_markdown(seeds, runs, command):
         command,
         "```",
         "",
-        f"Machine: {runs[0]['machine']['cpu']}; runs finished "
+        f"Machine: {runs[0]['machine']['cpu']}; timed "
         + ", ".join(f"{r['date']} (seed {k})" for k, r in zip(seeds, runs))
         + ".",
         "",
