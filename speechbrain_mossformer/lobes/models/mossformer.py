@@ -82,11 +82,17 @@ def _in_place_ok():
     """True when in-place operations cannot break anything.
 
     That is when autograd records no graph (``torch.no_grad`` or
-    ``torch.inference_mode``) and no graph is being traced (ONNX export).
-    The fast in-place variants below give the same numbers as the plain
-    expressions they replace.
+    ``torch.inference_mode``) and no graph is being traced or compiled
+    (ONNX export, ``torch.compile``: the shared ``Scratch`` buffers are
+    chosen by memory address, which a compiled graph cannot follow; the
+    compiler plans its own buffers). The fast in-place variants below give
+    the same numbers as the plain expressions they replace.
     """
-    return not (torch.is_grad_enabled() or torch.jit.is_tracing())
+    return not (
+        torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    )
 
 
 def _complex_view_ok(x, dim):
