@@ -404,6 +404,38 @@ def test_stack_with_shared_buffers_matches_reference():
         assert torch.allclose(gf, gr, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("B, T", [(1, 21), (2, 13)])
+def test_stack_with_padded_rows_and_gate_pieces_matches_reference(
+    monkeypatch, B, T
+):
+    # hidden widths of 512 and 1024 floats (2 and 4 KiB rows): the
+    # attention output buffer gets padded rows; small gate pieces (3 frames
+    # for B = 1 at width 256) make gate_in_place loop over ragged pieces
+    monkeypatch.setattr(mossformer_module, "GATE_CHUNK_VALUES", 3 * 256)
+    stack = perturbed(
+        MossFormerStack(dim=16, num_blocks=3, group_size=8, query_key_dim=8,
+                        attn_dropout=0.0, hidden_dims=[512, 1024, 40],
+                        query_key_dims=[8, 8, 8])
+    ).eval()
+    x = torch.randn(B, T, 16)
+    with torch.no_grad():
+        ref = ref_stack(stack, x)
+    with torch.inference_mode():
+        fast = stack(x)
+    assert torch.allclose(fast, ref, atol=1e-5)
+
+
+def test_scratch_pads_rows_of_2_kib_multiples_only():
+    scratch, like = Scratch(), torch.zeros(1)
+    padded = scratch.get("a", (2, 5, 512), like, padded=True)
+    assert padded.shape == (2, 5, 512)
+    assert padded.stride() == (5 * (512 + mossformer_module.ROW_PAD),
+                               512 + mossformer_module.ROW_PAD, 1)
+    plain = scratch.get("b", (2, 5, 520), like, padded=True)
+    assert plain.is_contiguous()
+    assert scratch.get("c", (2, 5, 512), like).is_contiguous()
+
+
 def test_dropout_in_train_mode_is_random_and_trains():
     block = tiny_block(dropout=0.5).train()
     x = torch.randn(1, 13, 16, requires_grad=True)

@@ -1,0 +1,137 @@
+"""Times the working tree's MossFormer against a git revision's, in turns.
+
+Usage (from the repository root)::
+
+    python benchmarks/compare_revision.py --rev HEAD~1
+    python benchmarks/compare_revision.py --rev 7b4125b --size s --seconds 16
+
+For exact speedups, measured where they can be told apart from this
+machine's drift: one process holds two copies of MossFormer ``--size``
+with the same (random) weights, one running the model code of this
+working tree and one the code of ``speechbrain_mossformer/lobes/models/
+mossformer.py`` at ``--rev`` (read with ``git show``). Their outputs on
+the same mixture are compared, then they take turns, the first of each
+round alternating, for ``--rounds`` rounds under
+``torch.inference_mode()``, batch 1, ``--threads`` threads. Prints the
+median times, their ratio and the spread of the per-round ratios.
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import copy
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench_models as bm  # noqa: E402
+import torch  # noqa: E402
+
+MODEL_FILE = "speechbrain_mossformer/lobes/models/mossformer.py"
+
+
+def parse_args(argv=None):
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rev", required=True, help="git revision to compare")
+    parser.add_argument("--size", default="l", choices=bm.MOSSFORMER_SIZES)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.threads < 1 or args.seconds <= 0:
+        parser.error("--rounds and --threads must be >= 1, --seconds > 0")
+    return args
+
+
+def load_revision_module(rev, folder):
+    """The model module as it was at ``rev``, imported under another name.
+
+    Raises ``SystemExit`` naming the revision when git cannot show it.
+    """
+    proc = subprocess.run(
+        ["git", "show", f"{rev}:{MODEL_FILE}"],
+        cwd=bm.REPO,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"error: cannot read {MODEL_FILE} at revision {rev!r}: "
+            + proc.stderr.strip()
+        )
+    path = os.path.join(folder, "mossformer_at_revision.py")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(proc.stdout)
+    spec = importlib.util.spec_from_file_location("mossformer_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def on_revision(modules, current, revision):
+    """A copy of ``modules`` whose MossFormer submodules run the code of
+    ``revision`` (same weights: each class is swapped for the revision's
+    class of the same name)."""
+    copied = copy.deepcopy(modules)
+    for module in copied.values():
+        for sub in module.modules():
+            if type(sub).__module__ == current.__name__:
+                sub.__class__ = getattr(revision, type(sub).__name__)
+    return copied
+
+
+def main(argv=None):
+    """Loads both versions, checks their outputs and times them in turns."""
+    args = parse_args(argv)
+    from speechbrain_mossformer.lobes.models import mossformer as current
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        revision = load_revision_module(args.rev, tmp)
+        modules = bm.build(args.size)
+        old = on_revision(modules, current, revision)
+    mix = bm.mixture(args.seconds)
+    runs = {
+        args.rev: lambda: revision.separate_with_modules(
+            old["encoder"], old["masknet"], old["decoder"], mix, 2
+        ),
+        "working tree": lambda: current.separate_with_modules(
+            modules["encoder"], modules["masknet"], modules["decoder"], mix, 2
+        ),
+    }
+    names = list(runs)
+    with torch.inference_mode():
+        outputs = [runs[name]() for name in names]
+        difference = (outputs[0] - outputs[1]).abs().max().item()
+        times = {name: [] for name in names}
+        for round_index in range(args.rounds):
+            order = names if round_index % 2 == 0 else names[::-1]
+            for name in order:
+                times[name].append(bm.timed(runs[name]))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
+    print(
+        f"MossFormer ({args.size.upper()}), {args.seconds:g} s, "
+        f"{args.threads} threads, {args.rounds} rounds; largest output "
+        f"difference {difference:.1e}"
+    )
+    for name in names:
+        print(f"  {name}: {medians[name]:.3f} s")
+    print(
+        f"  {args.rev} / working tree: "
+        f"{medians[names[0]] / medians[names[1]]:.3f} (per-round ratios: "
+        f"median {statistics.median(ratios):.3f}, {min(ratios):.3f} to "
+        f"{max(ratios):.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
