@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from speechbrain_mossformer.recipe import run_recipe
+from speechbrain_mossformer.recipe import end_distributed, exit_now, run_recipe
 
 if __name__ == "__main__":
     dataset = sys.argv[1]
@@ -25,3 +25,5 @@ if __name__ == "__main__":
         {"state": state, "optimizer_step": separator.optimizer_step},
         os.path.join(out, f"rank{rank}_weights.pt"),
     )
+    if end_distributed():
+        exit_now(0)
