@@ -141,6 +141,37 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
+def take_turns(runs, rounds, *args, alternate=False):
+    """Times callables in turns, so that a change in the machine's load
+    hits all of them alike.
+
+    Arguments
+    ---------
+    runs : dict
+        Name -> callable, each called with ``*args``.
+    rounds : int
+        Rounds; in each, every callable runs once, in the dict's order
+        (reversed every other round with ``alternate``).
+    *args
+        Arguments of every call.
+    alternate : bool
+        Reverse the order in odd rounds (two callables then go first
+        equally often).
+
+    Returns
+    -------
+    dict
+        Name -> list of wall-clock seconds, one per round.
+    """
+    names = list(runs)
+    times = {name: [] for name in names}
+    for index in range(rounds):
+        order = names[::-1] if alternate and index % 2 else names
+        for name in order:
+            times[name].append(timed(runs[name], *args))
+    return times
+
+
 def median(values):
     """Median of a non-empty list."""
     return statistics.median(values)

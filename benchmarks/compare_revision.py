@@ -23,7 +23,6 @@ import argparse
 import copy
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,23 +99,17 @@ def main(argv=None):
         old = on_revision(modules, current, revision)
     mix = bm.mixture(args.seconds)
     runs = {
-        args.rev: lambda: revision.separate_with_modules(
+        args.rev: lambda mix: revision.separate_with_modules(
             old["encoder"], old["masknet"], old["decoder"], mix, 2
         ),
-        "working tree": lambda: current.separate_with_modules(
-            modules["encoder"], modules["masknet"], modules["decoder"], mix, 2
-        ),
+        "working tree": bm.separator(modules),
     }
     names = list(runs)
     with torch.inference_mode():
-        outputs = [runs[name]() for name in names]
+        outputs = [runs[name](mix) for name in names]
         difference = (outputs[0] - outputs[1]).abs().max().item()
-        times = {name: [] for name in names}
-        for round_index in range(args.rounds):
-            order = names if round_index % 2 == 0 else names[::-1]
-            for name in order:
-                times[name].append(bm.timed(runs[name]))
-    medians = {name: statistics.median(t) for name, t in times.items()}
+        times = bm.take_turns(runs, args.rounds, mix, alternate=True)
+    medians = {name: bm.median(t) for name, t in times.items()}
     ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
     print(
         f"MossFormer ({args.size.upper()}), {args.seconds:g} s, "
@@ -128,7 +121,7 @@ def main(argv=None):
     print(
         f"  {args.rev} / working tree: "
         f"{medians[names[0]] / medians[names[1]]:.3f} (per-round ratios: "
-        f"median {statistics.median(ratios):.3f}, {min(ratios):.3f} to "
+        f"median {bm.median(ratios):.3f}, {min(ratios):.3f} to "
         f"{max(ratios):.3f})"
     )
 

@@ -71,30 +71,13 @@ def parse_args(argv=None):
     return args
 
 
-def compiled_separator(modules, freezing, mode):
-    """A separator whose mask net is compiled on its first call.
-
-    Returns the separator and a ``first_call`` that makes that call with
-    ``torch._inductor.config.freezing`` set as asked (Inductor reads it
-    while compiling) and restored after.
-    """
-    import torch._inductor.config as inductor_config
-
+def compiled_separator(modules, mode):
+    """A separator whose mask net is compiled (on its first call)."""
     variant = dict(modules)
     variant["masknet"] = torch.compile(
         modules["masknet"], dynamic=False, mode=mode
     )
-    run = bm.separator(variant)
-
-    def first_call(mix):
-        previous = inductor_config.freezing
-        inductor_config.freezing = freezing
-        try:
-            return run(mix)
-        finally:
-            inductor_config.freezing = previous
-
-    return run, first_call
+    return bm.separator(variant)
 
 
 def measure_variant(name, args):
@@ -105,19 +88,20 @@ def measure_variant(name, args):
     modules = bm.build(args.size)
     mix = bm.mixture(args.seconds)
     eager = bm.separator(modules)
+    import torch._inductor.config as inductor_config
+
+    # read by Inductor while compiling; this process measures one variant
+    inductor_config.freezing = freezing
     with torch.inference_mode():
         reference = eager(mix)
-        compiled, first_call = compiled_separator(modules, freezing, mode)
+        compiled = compiled_separator(modules, mode)
         start = time.perf_counter()
-        out = first_call(mix)
+        out = compiled(mix)
         compile_s = time.perf_counter() - start
         runs = {"eager": eager, "compiled": compiled}
         for run in runs.values():
             run(mix)  # warm-up
-        times = {key: [] for key in runs}
-        for _ in range(args.repeats):
-            for key, run in runs.items():
-                times[key].append(bm.timed(run, mix))
+        times = bm.take_turns(runs, args.repeats, mix)
     return {
         "compile_s": compile_s,
         "max_diff": (out - reference).abs().max().item(),

@@ -822,8 +822,7 @@ class Scratch:
         multiple of 4 KiB fall into the same cache sets, which slows the
         matrix products that read or write them by about a tenth.
         """
-        row_bytes = shape[-1] * like.element_size()
-        if padded and row_bytes % 2048 == 0:
+        if padded and (shape[-1] * like.element_size()) % 2048 == 0:
             rows = (*shape[:-1], shape[-1] + ROW_PAD)
             return self.get(name, rows, like)[..., : shape[-1]]
         numel = 1
