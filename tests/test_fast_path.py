@@ -498,3 +498,42 @@ def test_compiled_masknet_matches_eager(context):
         out = compiled(x.relu())
     assert out.shape == ref.shape == (2, 2, 12, 21)
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad])
+def test_masknet_runs_under_autocast_like_the_plain_path(context):
+    # SpeechBrain's --eval_precision=bf16 evaluates under torch.no_grad()
+    # inside torch.autocast: the matmuls then return bf16 tensors, so the
+    # float32 Scratch buffers must stay off and the plain path runs.
+    masknet = perturbed(
+        MossFormerMaskNet(12, 16, num_blocks=2, num_spks=2, group_size=8,
+                          query_key_dim=8, attn_dropout=0.0)
+    ).eval()
+    x = torch.randn(2, 12, 21, generator=torch.Generator().manual_seed(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = masknet(x.relu())
+        with context():
+            out = masknet(x.relu())
+    assert out.shape == ref.shape == (2, 2, 12, 21)
+    assert torch.equal(out, ref)
+    with torch.no_grad():
+        fp32 = masknet(x.relu())
+    # bf16 keeps about 3 significant digits
+    assert torch.allclose(out.float(), fp32, atol=0.05, rtol=0.05)
+
+
+def test_depthwise_conv_under_autocast_avoids_channels_last(monkeypatch):
+    # torch 2.14's CPU depthwise conv2d in bf16 on channels-last memory
+    # hangs (e.g. [1, 16, 1, 100]), so under autocast the conv1d way runs
+    import speechbrain_mossformer.lobes.models.mossformer as mf
+
+    def no_conv2d(*args, **kwargs):
+        raise AssertionError("channels-last conv2d called under autocast")
+
+    x, w = torch.randn(1, 100, 16), torch.randn(16, 1, 17)
+    ref = residual_depthwise_conv(x, w, channels_last=False)
+    monkeypatch.setattr(mf.F, "conv2d", no_conv2d)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = residual_depthwise_conv(x, w)
+    assert not torch.equal(y, ref)  # the convolution ran in bf16
+    assert torch.allclose(y, ref, atol=0.1, rtol=0.02)

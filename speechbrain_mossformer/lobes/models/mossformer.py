@@ -82,17 +82,34 @@ def _in_place_ok():
     """True when in-place operations cannot break anything.
 
     That is when autograd records no graph (``torch.no_grad`` or
-    ``torch.inference_mode``) and no graph is being traced or compiled
+    ``torch.inference_mode``), no graph is being traced or compiled
     (ONNX export, ``torch.compile``: the shared ``Scratch`` buffers are
     chosen by memory address, which a compiled graph cannot follow; the
-    compiler plans its own buffers). The fast in-place variants below give
-    the same numbers as the plain expressions they replace.
+    compiler plans its own buffers) and no autocast region is active
+    (``--eval_precision=bf16``, ``torch.autocast``: the matmuls then return
+    bf16/fp16 tensors, which cannot be written into float32 buffers). The
+    fast in-place variants below give the same numbers as the plain
+    expressions they replace.
+
+    Example
+    -------
+    >>> with torch.no_grad():
+    ...     _in_place_ok()
+    True
+    >>> with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     _in_place_ok()
+    False
     """
     return not (
         torch.is_grad_enabled()
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
+        or any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
     )
+
+
+# Device types whose autocast state ``_in_place_ok`` checks.
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
 def _complex_view_ok(x, dim):
@@ -205,8 +222,10 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
       one pass over the activations does both. About 7x faster than a
       ``conv1d`` on the transposed tensor on a 2-core CPU.
     * ``conv1d`` on the transposed ``[B, C, T]`` view plus the residual, as
-      the official code does (default on other devices, and when tracing
-      for ONNX export: a plain ``Conv`` node).
+      the official code does (default on other devices, when tracing
+      for ONNX export: a plain ``Conv`` node, and for anything but float32
+      outside autocast: torch 2.14's CPU depthwise ``conv2d`` in bf16 on
+      channels-last memory hangs, e.g. under ``--eval_precision=bf16``).
 
     Arguments
     ---------
@@ -243,7 +262,12 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
     """
     channels, _, kernel_size = weight.shape
     if channels_last is None:
-        channels_last = x.device.type == "cpu" and not torch.jit.is_tracing()
+        channels_last = (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled("cpu")
+        )
     if not channels_last:
         # [B, T, C] -> [B, C, T] -> depthwise conv -> [B, T, C]
         y = F.conv1d(
