@@ -249,6 +249,47 @@ def resolve_precision(hparams, run_opts):
     return run_opts
 
 
+def resolve_checkpoint_interval(hparams, run_opts):
+    """A command-line ``--ckpt_interval_steps`` replaces the yaml's minutes.
+
+    The recipe yamls set ``ckpt_interval_minutes: 60``; SpeechBrain exits
+    when both intervals are positive, so ``--ckpt_interval_steps=N`` alone
+    would stop the run. The interval given on the command line wins (as any
+    command-line option wins over the yaml); giving both on the command line
+    still gets SpeechBrain's error.
+
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters (may hold ``ckpt_interval_minutes``); changed
+        in place.
+    run_opts : RunOptions
+        Command-line run options (``overridden_args`` names those given).
+
+    Example
+    -------
+    >>> from speechbrain.utils.run_opts import RunOptions
+    >>> hparams = {"ckpt_interval_minutes": 60}
+    >>> opts = RunOptions.from_dictionary({"ckpt_interval_steps": 500})
+    >>> resolve_checkpoint_interval(hparams, opts)
+    >>> hparams["ckpt_interval_minutes"]
+    0
+    """
+    given = getattr(run_opts, "overridden_args", set(run_opts))
+    if (
+        "ckpt_interval_steps" in given
+        and "ckpt_interval_minutes" not in given
+        and (run_opts.get("ckpt_interval_steps") or 0) > 0
+        and (hparams.get("ckpt_interval_minutes") or 0) > 0
+    ):
+        logger.info(
+            "--ckpt_interval_steps given: checkpointing every "
+            f"{run_opts.get('ckpt_interval_steps')} steps instead of every "
+            f"{hparams['ckpt_interval_minutes']} minutes (yaml)"
+        )
+        hparams["ckpt_interval_minutes"] = 0
+
+
 def ensure_rirs(hparams):
     """Makes synthetic RIRs for WHAMR!-style reverb when none are given.
 
@@ -339,6 +380,7 @@ def run_recipe(argv, dataset):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    resolve_checkpoint_interval(hparams, run_opts)
 
     csvs = {}
     run_on_main(
