@@ -889,7 +889,8 @@ class MossFormerSeparation(SepformerSeparation):
         Returns
         -------
         torch.Tensor
-            [B, T, num_spks] estimates (on the model's device).
+            [B, T, num_spks] float32 estimates (on the model's device), also
+            when called under ``torch.autocast``.
         """
         if not isinstance(mix, torch.Tensor):
             raise ValueError(
@@ -908,13 +909,15 @@ class MossFormerSeparation(SepformerSeparation):
             )
         mix = mix.to(self.device, torch.float32)
         with torch.no_grad():
-            return separate_with_modules(
+            est = separate_with_modules(
                 self.mods.encoder,
                 self.mods.masknet,
                 self.mods.decoder,
                 mix,
                 self.num_spks,
             )
+        # [B, T, S]: bf16/fp16 under autocast
+        return est.float()
 
     def min_input_frames(self, sample_rate):
         """Fewest samples at ``sample_rate`` that give one encoder frame.

@@ -198,6 +198,18 @@ def test_separate_batch_runs_without_autograd(model):
     assert not est.requires_grad and est.grad_fn is None
 
 
+def test_separate_batch_under_autocast_returns_float32(model):
+    # e.g. `with torch.autocast("cpu", dtype=torch.bfloat16):` around the
+    # call: the estimates still come back as float32 audio
+    mix = torch.randn(1, 500, generator=torch.Generator().manual_seed(0))
+    ref = model.separate_batch(mix)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        est = model.separate_batch(mix)
+    assert est.dtype == torch.float32 and est.shape == ref.shape
+    assert not torch.equal(est, ref)  # it did run in bf16
+    assert (est - ref).pow(2).sum() < 0.01 * ref.pow(2).sum()
+
+
 @pytest.mark.parametrize(
     "mix, message",
     [
