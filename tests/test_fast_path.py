@@ -525,14 +525,12 @@ def test_masknet_runs_under_autocast_like_the_plain_path(context):
 def test_depthwise_conv_under_autocast_avoids_channels_last(monkeypatch):
     # torch 2.14's CPU depthwise conv2d in bf16 on channels-last memory
     # hangs (e.g. [1, 16, 1, 100]), so under autocast the conv1d way runs
-    import speechbrain_mossformer.lobes.models.mossformer as mf
-
     def no_conv2d(*args, **kwargs):
         raise AssertionError("channels-last conv2d called under autocast")
 
     x, w = torch.randn(1, 100, 16), torch.randn(16, 1, 17)
     ref = residual_depthwise_conv(x, w, channels_last=False)
-    monkeypatch.setattr(mf.F, "conv2d", no_conv2d)
+    monkeypatch.setattr(mossformer_module.F, "conv2d", no_conv2d)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = residual_depthwise_conv(x, w)
     assert not torch.equal(y, ref)  # the convolution ran in bf16

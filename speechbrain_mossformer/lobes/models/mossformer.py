@@ -78,6 +78,10 @@ __all__ = [
 ]
 
 
+# Device types whose autocast state ``_in_place_ok`` checks.
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
 def _in_place_ok():
     """True when in-place operations cannot break anything.
 
@@ -106,10 +110,6 @@ def _in_place_ok():
         or torch.compiler.is_compiling()
         or any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
     )
-
-
-# Device types whose autocast state ``_in_place_ok`` checks.
-_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
 def _complex_view_ok(x, dim):
