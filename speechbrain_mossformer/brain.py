@@ -32,6 +32,7 @@ import os
 
 import speechbrain as sb
 import torch
+import yaml
 from speechbrain.dataio import audio_io
 from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
 from speechbrain.utils.distributed import if_main_process
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 RESULT_FIELDS = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
 
 
+@sb.utils.checkpoints.register_checkpoint_hooks
 class Separation(sb.Brain):
     """Trains and evaluates an encoder / mask net / decoder separator.
 
@@ -83,6 +85,7 @@ class Separation(sb.Brain):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.skipped_batches = 0
+        self.window_backwards = 0
         self.test_rows = []
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
@@ -273,7 +276,11 @@ class Separation(sb.Brain):
         Items whose loss is already below ``threshold`` (e.g. -30, i.e.
         SI-SNR above 30 dB) are left out of the mean. A batch whose loss is
         non-finite, empty after thresholding or above ``loss_upper_lim`` is
-        skipped and counted; under DDP all ranks skip together.
+        skipped and counted; under DDP all ranks skip together. A skipped
+        batch adds nothing to the gradients and to the epoch's average
+        loss; with gradient accumulation the gradients already accumulated
+        are kept, and each optimizer step uses the mean over the
+        micro-batches of its window that were not skipped.
         """
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
@@ -291,14 +298,67 @@ class Separation(sb.Brain):
                     "non-finite, empty or too large loss: skipping this "
                     f"batch ({self.skipped_batches} skipped this epoch)"
                 )
-                self.zero_grad(set_to_none=True)
-                return torch.tensor(0.0)
+                if should_step:
+                    self.step_accumulated(synced=False)
+                # not a number: update_average leaves it out
+                return torch.tensor(float("nan"))
             scaled = self.scaler.scale(loss / self.grad_accumulation_factor)
             scaled.backward()
+            self.window_backwards += 1
         if should_step:
-            self.optimizers_step()
+            self.step_accumulated(synced=True)
         self.on_fit_batch_end(batch, (predictions, targets), loss, should_step)
         return loss.detach().cpu()
+
+    def step_accumulated(self, synced):
+        """Optimizer step at the end of an accumulation window.
+
+        ``synced``: the window's last backward pass ran (so DDP has
+        averaged the gradients across ranks).
+
+        The gradients are rescaled to the mean over the window's
+        micro-batches that were not skipped. A window whose micro-batches
+        were all skipped takes no step (Adam would still move the weights
+        with zero gradients). When the window's last micro-batch was
+        skipped under DDP, no backward pass synchronised the ranks'
+        gradients, so they are averaged here.
+        """
+        done, factor = self.window_backwards, self.grad_accumulation_factor
+        self.window_backwards = 0
+        if done == 0:
+            self.zero_grad(set_to_none=True)
+            return
+        params = [p for p in self.modules.parameters() if p.requires_grad]
+        if not synced and self._distributed():
+            world = torch.distributed.get_world_size()
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                torch.distributed.all_reduce(p.grad)
+                p.grad.div_(world)
+        if done < factor:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(factor / done)
+        self.optimizers_step()
+
+    @staticmethod
+    def _distributed():
+        return (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        )
+
+    def update_average(self, loss, avg_loss):
+        """Running mean of the training loss over the batches not skipped.
+
+        SpeechBrain's version divides by every step, so skipped batches
+        pulled the reported loss towards 0.
+        """
+        counted = self.step - self.skipped_batches
+        if counted <= 0 or not torch.isfinite(loss):
+            return avg_loss
+        return avg_loss + (float(loss) - avg_loss) / counted
 
     def select_loss(self, loss):
         """Mean of the per-utterance losses above ``threshold``.
@@ -326,6 +386,24 @@ class Separation(sb.Brain):
             )
             skip = bool(flag.item() > 0)
         return skip
+
+    @sb.utils.checkpoints.mark_as_saver
+    def _save(self, path):
+        """SpeechBrain's brain state, plus the epoch's skipped batches (the
+        average loss of a resumed epoch leaves them out too)."""
+        super()._save(path)
+        with open(path, encoding="utf-8") as f:
+            state = yaml.safe_load(f)
+        state["skipped_batches"] = self.skipped_batches
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(state, f)
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        super()._recover(path, end_of_epoch)
+        with open(path, encoding="utf-8") as f:
+            state = yaml.safe_load(f)
+        self.skipped_batches = int(state.get("skipped_batches", 0))
 
     # ------------------------------------------------------------------
     # Evaluation
@@ -373,10 +451,20 @@ class Separation(sb.Brain):
         """Writes the mixture, references and estimates of one utterance.
 
         Files go to ``<output_folder>/audio_results/`` (main process only),
-        each peak-normalised to 0.9.
+        each peak-normalised to 0.9. ``<id>_source<k>hat.wav`` is the
+        estimate that SI-SNR PIT pairs with ``<id>_source<k>.wav`` (the
+        model's own output order is arbitrary).
         """
         if not if_main_process():
             return
+        from speechbrain_mossformer.metrics import best_permutation_si_snr
+
+        # [S]: estimate perm[k] goes with reference k
+        _, perm = best_permutation_si_snr(
+            targets.t().cpu(), predictions.t().cpu()
+        )
+        # [T, S]
+        predictions = predictions[:, [int(k) for k in perm]]
         folder = os.path.join(self.hparams.output_folder, "audio_results")
         os.makedirs(folder, exist_ok=True)
         rate = int(self.hparams.sample_rate)
@@ -416,7 +504,9 @@ class Separation(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Starts a stage: new dynamic mixes per epoch, fresh counters."""
         if stage == sb.Stage.TRAIN:
-            self.skipped_batches = 0
+            self.window_backwards = 0
+            if self.step == 0:  # not when resuming inside the epoch
+                self.skipped_batches = 0
             if self.dynamic_mixing_dataset is not None and epoch is not None:
                 self.dynamic_mixing_dataset.set_epoch(epoch)
         if stage == sb.Stage.TEST:
@@ -433,6 +523,9 @@ class Separation(sb.Brain):
         """
         stage_stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
+            if self.step <= self.skipped_batches:
+                # every batch was skipped: there is no training loss
+                stage_stats["loss"] = float("nan")
             stage_stats["skipped_batches"] = self.skipped_batches
             self.train_stats = stage_stats
         elif stage == sb.Stage.VALID:

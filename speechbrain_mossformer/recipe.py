@@ -41,6 +41,10 @@ class RecipeError(ValueError):
     """A recipe option is missing or inconsistent; the message says which."""
 
 
+class AudioReadError(RecipeError):
+    """An audio file named in a data CSV cannot be read."""
+
+
 def prepare_data(hparams, dataset):
     """Writes the CSV manifests of ``dataset``; returns their paths.
 
@@ -125,11 +129,19 @@ def _audio_reader(name):
     """Returns a pipeline function reading one signal, with a clear error."""
 
     def read(path):
+        if not os.path.isfile(path):
+            raise AudioReadError(
+                f"cannot read the {name} audio file {path}: not found (the "
+                "data CSVs name it; was the data folder changed after "
+                "preparation? run without --skip_prep to rebuild them)"
+            )
         try:
             return sb.dataio.dataio.read_audio(path)
         except Exception as err:
-            raise RuntimeError(
-                f"cannot read the {name} audio file {path}: {err}"
+            problem = str(err).strip().splitlines()
+            raise AudioReadError(
+                f"cannot read the {name} audio file {path}: "
+                f"{problem[0] if problem else type(err).__name__}"
             ) from None
 
     return read
@@ -204,6 +216,153 @@ def default_noise_folder(hparams, dataset):
         hparams["data_folder"], rate, hparams.get("version", "min"), split,
         "noise",
     )
+
+
+#: Settings that define a run's network or task. A run folder that holds
+#: checkpoints is only resumed with the same values (SpeechBrain would
+#: overwrite its hyperparams.yaml, then resume, or fail deep in torch).
+RUN_DEFINING_KEYS = (
+    "experiment_name", "num_spks", "sample_rate", "whamr", "whamr_targets",
+    "use_noise", "kernel_size", "kernel_stride", "N_encoder_out",
+    "out_channels", "num_blocks", "group_size", "query_key_dim",
+    "expansion_factor", "hidden_dims", "query_key_dims",
+)
+
+
+def check_settings(hparams):
+    """Checks option combinations; returns notes to log once logging runs.
+
+    * ``kernel_stride`` must be half of ``kernel_size``: SpeechBrain's
+      ``Encoder`` always strides by half its kernel, so another decoder
+      stride would silently train a model that cannot rebuild the signal.
+    * ``use_reverb`` needs the yaml's ``reverb`` (AddReverb) and an existing
+      ``rir_csv`` when one is given.
+    * WHAMR! with reverberant targets (``whamr_targets: reverb``): the
+      sources are already reverberant, so reverberating rebuilt mixtures
+      again is turned off (``use_reverb``), with a note.
+
+    Example
+    -------
+    >>> check_settings({"kernel_size": 16, "kernel_stride": 8})
+    []
+    >>> check_settings({"kernel_size": 32, "kernel_stride": 8})
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: kernel_stride is 8 but ...
+    """
+    notes = []
+    kernel = hparams.get("kernel_size")
+    stride = hparams.get("kernel_stride")
+    if kernel is not None and stride is not None and stride != kernel // 2:
+        raise RecipeError(
+            f"kernel_stride is {stride} but kernel_size is {kernel}: "
+            "SpeechBrain's Encoder strides by half its kernel, so the "
+            f"decoder's stride must be {kernel // 2} (leave kernel_stride "
+            "to the yaml)"
+        )
+    if hparams.get("use_reverb", False) and (
+        hparams.get("whamr_targets") == "reverb"
+    ):
+        hparams["use_reverb"] = False
+        notes.append(
+            "whamr_targets=reverb: the sources are already reverberant, so "
+            "use_reverb (reverberating rebuilt training mixtures) is off"
+        )
+    if hparams.get("use_reverb", False):
+        if hparams.get("reverb") is None:
+            raise RecipeError(
+                "use_reverb is True but the yaml defines no 'reverb' "
+                "(speechbrain.augment.time_domain.AddReverb)"
+            )
+        rir_csv = hparams.get("rir_csv")
+        if rir_csv and not os.path.isfile(rir_csv):
+            raise RecipeError(
+                f"rir_csv: {rir_csv} not found (a CSV of room impulse "
+                "responses: ID,duration,wav,wav_format,wav_opts; or null "
+                "for synthetic ones)"
+            )
+    return notes
+
+
+def _plain(value):
+    """A yaml scalar or list as a plain Python value, for comparison."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def check_run_folder(hparams):
+    """Refuses to resume a run folder with another network or task.
+
+    A folder whose ``save/`` holds checkpoints keeps them and its
+    ``hyperparams.yaml``: a run with other values of ``RUN_DEFINING_KEYS``
+    is an error (before anything is written). Other changed settings are
+    returned as notes (e.g. ``lr``: the learning rate comes from the
+    checkpoint's optimizer state when resuming).
+
+    Arguments
+    ---------
+    hparams : dict
+        The new run's hyperparameters.
+
+    Returns
+    -------
+    list of str
+        Notes to log.
+    """
+    import ruamel.yaml
+
+    folder = hparams["output_folder"]
+    saved = os.path.join(folder, "hyperparams.yaml")
+    save_folder = hparams.get("save_folder", os.path.join(folder, "save"))
+    has_ckpt = os.path.isdir(save_folder) and any(
+        name.startswith("CKPT+") for name in os.listdir(save_folder)
+    )
+    if not (has_ckpt and os.path.isfile(saved)):
+        return []
+    try:
+        with open(saved, encoding="utf-8") as f:
+            old = ruamel.yaml.YAML(typ="rt").load(f) or {}
+    except Exception as err:
+        raise RecipeError(
+            f"{saved}: cannot read the earlier run's settings: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    conflicts, notes = [], []
+    for key, old_value in old.items():
+        if key not in hparams or isinstance(old_value, dict):
+            continue
+        new_value = hparams[key]
+        if not isinstance(new_value, (bool, int, float, str, list, tuple)) \
+                and new_value is not None:
+            continue  # objects (modules, loggers, ...)
+        if _plain(old_value) == _plain(new_value):
+            continue
+        change = f"{key}: {old_value} -> {new_value}"
+        if key in RUN_DEFINING_KEYS:
+            conflicts.append(change)
+        else:
+            notes.append(change)
+    if conflicts:
+        raise RecipeError(
+            f"{folder} holds checkpoints of a run with other settings "
+            f"({'; '.join(conflicts)}); resume it with its own settings or "
+            "give another --output_folder (its checkpoints and "
+            "hyperparams.yaml are left as they are)"
+        )
+    if notes:
+        note = "resuming with changed settings: " + "; ".join(notes)
+        if any(n.startswith("lr:") for n in notes):
+            note += (
+                " (the learning rate comes from the checkpoint's optimizer "
+                "state, not from lr)"
+            )
+        return [note]
+    return []
 
 
 def resolve_precision(hparams, run_opts):
@@ -333,6 +492,13 @@ def load_initial_weights(hparams):
 
     if not os.path.isdir(folder):
         raise RecipeError(f"init_from: {folder} is not a folder")
+    rate = _folder_sample_rate(folder)
+    if rate is not None and rate != int(hparams["sample_rate"]):
+        logger.warning(
+            f"init_from {folder} was trained at {rate} Hz and this run "
+            f"uses {hparams['sample_rate']} Hz (the network runs at either "
+            "rate, but expect to need more fine-tuning)"
+        )
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
         if not os.path.isfile(path):
@@ -350,6 +516,21 @@ def load_initial_weights(hparams):
             ) from None
         module.load_state_dict(state)
     logger.info(f"initialised encoder, masknet and decoder from {folder}")
+
+
+def _folder_sample_rate(folder):
+    """``sample_rate`` in a pretrained folder's yaml, or None."""
+    import ruamel.yaml
+
+    path = os.path.join(folder, "hyperparams.yaml")
+    try:
+        with open(path, encoding="utf-8") as f:
+            rate = (ruamel.yaml.YAML(typ="rt").load(f) or {}).get(
+                "sample_rate"
+            )
+        return int(rate)
+    except Exception:  # no yaml or no plain sample_rate: nothing to compare
+        return None
 
 
 def run_recipe(argv, dataset):
@@ -373,6 +554,8 @@ def run_recipe(argv, dataset):
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
 
+    notes = check_settings(hparams)
+    notes += check_run_folder(hparams)
     sb.utils.distributed.ddp_init_group(run_opts)
     run_opts = resolve_precision(hparams, run_opts)
     sb.create_experiment_directory(
@@ -380,6 +563,8 @@ def run_recipe(argv, dataset):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    for note in notes:
+        logger.warning(note)
     resolve_checkpoint_interval(hparams, run_opts)
 
     csvs = {}
@@ -389,6 +574,12 @@ def run_recipe(argv, dataset):
     if not csvs:  # other DDP ranks: the main process wrote the CSVs
         hparams["skip_prep"] = True
         csvs.update(prepare_data(hparams, dataset))
+    for path in csvs.values():
+        if not os.path.isfile(path):
+            raise RecipeError(
+                f"skip_prep is True but {path} does not exist: run once "
+                "without --skip_prep (it writes the CSVs into save_folder)"
+            )
     run_on_main(ensure_rirs, args=[hparams])
     if hparams.get("use_reverb", False) and not hparams.get("rir_csv"):
         ensure_rirs(hparams)  # other ranks: only reads the existing files
@@ -423,13 +614,19 @@ def run_recipe(argv, dataset):
             train_loader_kwargs=train_opts,
             valid_loader_kwargs=hparams["eval_dataloader_opts"],
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, AudioReadError):
         # Nothing the user trained is lost: keep where we are.
         if separator.checkpointer is not None:
             separator._save_intra_epoch_ckpt()
-            logger.warning("interrupted: saved an intra-epoch checkpoint")
+            logger.warning("stopped: saved an intra-epoch checkpoint")
         raise
 
+    if hparams["checkpointer"].find_checkpoint(min_key="si-snr") is None:
+        raise RecipeError(
+            f"no end-of-epoch checkpoint in {hparams['save_folder']} to "
+            "evaluate (train first; an interrupted epoch's checkpoint has "
+            "no validation score): refusing to score random weights"
+        )
     separator.evaluate(
         datasets["test"],
         min_key="si-snr",
@@ -483,6 +680,25 @@ def exit_now(code):
     os._exit(code)
 
 
+def one_line(err):
+    """The message of one of our errors, also when a DataLoader worker
+    raised it (torch then prepends the worker's traceback).
+
+    Example
+    -------
+    >>> one_line(RecipeError("Caught AudioReadError in DataLoader worker "
+    ...     "process 0.\\nOriginal Traceback (most recent call last):\\n  ..."
+    ...     "\\nspeechbrain_mossformer.recipe.AudioReadError: cannot read x"))
+    'cannot read x'
+    """
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        last = lines[-1]
+        head, sep, tail = last.partition(": ")
+        return tail if sep and "Error" in head else last
+    return str(err)
+
+
 def main(dataset):
     """Entry point of a recipe's ``train.py``; returns the exit code."""
     code = 0
@@ -491,7 +707,7 @@ def main(dataset):
     except (RecipeError, ValueError, FileNotFoundError) as err:
         if not type(err).__module__.startswith("speechbrain_mossformer"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
     finally:
         distributed = end_distributed()

@@ -122,7 +122,8 @@ def data(tmp_path_factory):
     "dataset, yaml, key, extra",
     [
         ("wsj0mix", "mossformer.yaml", "wsj2", []),
-        ("wsj0mix", "mossformer-3mix.yaml", "wsj3", []),
+        ("wsj0mix", "mossformer-3mix.yaml", "wsj3",
+         ["--use_reverb=True", "--n_synthetic_rirs=4"]),  # any corpus
         ("wham", "mossformer-wham.yaml", "wham",
          ["--ckpt_interval_steps=2"]),  # replaces the yaml's 60 minutes
         ("wham", "mossformer-whamr.yaml", "whamr", ["--n_synthetic_rirs=4"]),
@@ -275,3 +276,149 @@ def test_clear_errors_for_bad_data_folders(data, tmp_path, case, message):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, last
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        # SpeechBrain's Encoder strides by kernel_size // 2
+        (["--kernel_size=32", "--kernel_stride=8"], "kernel_stride is 8"),
+        (["--use_reverb=True", "--rir_csv=/no/such/rirs.csv"], "rir_csv"),
+        (["--skip_prep=True"], "skip_prep is True but"),
+        (["--test_only"], "no end-of-epoch checkpoint"),
+    ],
+)
+def test_clear_errors_for_bad_options(data, tmp_path, extra, message):
+    out = str(tmp_path / "out")
+    proc = run_train(
+        "wsj0mix", "mossformer.yaml", data["wsj2"], out, *extra, check=False
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+    assert "Traceback" not in proc.stderr
+    assert not os.path.isfile(os.path.join(out, "test_results.csv"))
+
+
+def test_run_folder_is_not_resumed_with_another_model_or_task(data, tmp_path):
+    out = str(tmp_path / "out")
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out, "--N_epochs=1")
+    saved = os.path.join(out, "hyperparams.yaml")
+    before = open(saved).read()
+    for dataset, yaml, key, extra, change in [
+        ("wsj0mix", "mossformer.yaml", "wsj2", ["--sample_rate=16000"],
+         "sample_rate: 8000 -> 16000"),
+        ("wsj0mix", "mossformer.yaml", "wsj2", ["--num_blocks=2"],
+         "num_blocks: 1 -> 2"),
+        ("wham", "mossformer-wham.yaml", "wham", [], "experiment_name"),
+    ]:
+        proc = run_train(dataset, yaml, data[key], out, "--N_epochs=2",
+                         *extra, check=False)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert "holds checkpoints" in last and change in last, last
+        # the run's record is left as it was, and nothing trained
+        assert open(saved).read() == before
+        assert train_log_epochs(out) == [1]
+
+
+def test_unreadable_audio_mid_training_is_one_line_and_keeps_progress(
+    data, tmp_path
+):
+    import shutil
+
+    out = str(tmp_path / "out")
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out, "--N_epochs=1")
+    # the same corpus elsewhere, one training source gone after preparation
+    moved = str(tmp_path / "moved")
+    shutil.copytree(data["wsj2"], moved)
+    s2 = os.path.join(moved, "wav8k", "min", "tr", "s2")
+    gone = os.path.join(s2, sorted(os.listdir(s2))[-1])
+    os.remove(gone)
+    ckpts = set(os.listdir(os.path.join(out, "save")))
+    proc = run_train("wsj0mix", "mossformer.yaml", moved, out,
+                     "--N_epochs=2", "--skip_prep=True", "--num_workers=1",
+                     check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and gone in last and "not found" in last
+    assert "Traceback" not in last
+    # an intra-epoch checkpoint of epoch 2's progress was saved
+    assert len(set(os.listdir(os.path.join(out, "save"))) - ckpts) == 1
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "resuming with changed settings: data_folder" in log
+
+
+@pytest.mark.parametrize("kernel", [16, 32])
+@pytest.mark.parametrize(
+    "dataset, yaml",
+    [
+        ("wsj0mix", "mossformer.yaml"),
+        ("wsj0mix", "mossformer-3mix.yaml"),
+        ("wham", "mossformer-wham.yaml"),
+        ("wham", "mossformer-whamr.yaml"),
+        ("librimix", "mossformer-libri2mix.yaml"),
+        ("librimix", "mossformer-libri3mix.yaml"),
+    ],
+)
+def test_recipe_decoder_stride_follows_the_encoder_kernel(
+    dataset, yaml, kernel
+):
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {"data_folder": "unused", "kernel_size": kernel,
+                 "N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+                 "query_key_dim": 8}
+    with open(recipe_paths(dataset, yaml)[1]) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    encoder = hparams["modules"]["encoder"].conv1d
+    decoder = hparams["modules"]["decoder"]
+    assert encoder.stride[0] == decoder.stride[0] == kernel // 2
+    mix = torch.randn(1, 40 * kernel)
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        separate_with_modules,
+    )
+    est = separate_with_modules(
+        encoder=hparams["modules"]["encoder"],
+        masknet=hparams["modules"]["masknet"],
+        decoder=decoder, mix=mix, num_spks=hparams["num_spks"],
+    )
+    # every sample is estimated (a stride mismatch left the end at zero)
+    assert est[0, -kernel:].abs().sum() > 0
+
+
+def test_reverberant_whamr_targets_turn_reverb_augmentation_off():
+    from speechbrain_mossformer.recipe import check_settings
+
+    hparams = {"whamr": True, "whamr_targets": "reverb", "use_reverb": True,
+               "reverb": object(), "kernel_size": 16, "kernel_stride": 8}
+    notes = check_settings(hparams)
+    assert hparams["use_reverb"] is False
+    assert "already reverberant" in notes[0]
+    anechoic = dict(hparams, whamr_targets="anechoic", use_reverb=True)
+    assert check_settings(anechoic) == [] and anechoic["use_reverb"] is True
+
+
+def test_init_from_another_sample_rate_is_logged(tmp_path, caplog):
+    import logging
+
+    from speechbrain_mossformer.pretrained import (
+        load_modules,
+        render_hyperparams,
+        write_pretrained_folder,
+    )
+    from speechbrain_mossformer.recipe import load_initial_weights
+
+    cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+           "group_size": 4, "query_key_dim": 8, "sample_rate": 16000}
+    modules = load_modules(render_hyperparams(cfg))
+    folder = str(tmp_path / "pre")
+    write_pretrained_folder(
+        folder, cfg, {k: m.state_dict() for k, m in modules.items()}
+    )
+    fresh = load_modules(render_hyperparams(dict(cfg, sample_rate=8000)))
+    with caplog.at_level(logging.WARNING):
+        load_initial_weights(
+            {"init_from": folder, "sample_rate": 8000, "modules": fresh}
+        )
+    assert "trained at 16000 Hz and this run uses 8000 Hz" in caplog.text

@@ -1,0 +1,172 @@
+"""The shared ``Separation`` Brain: skipped batches, gradient accumulation,
+the reported training loss, its checkpointed state and saved audio."""
+
+import os
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+from speechbrain_mossformer.brain import Separation
+from speechbrain_mossformer.lobes.models.mossformer import MossFormerWrapper
+
+
+class ScriptedLoss(Separation):
+    """A Separation whose loss is NaN for the batches named ``bad*``."""
+
+    def compute_objectives(self, predictions, targets):
+        loss = super().compute_objectives(predictions, targets)
+        if self._current_id.startswith("bad"):
+            return loss * float("nan")
+        return loss
+
+    def compute_forward(self, batch, stage):
+        self._current_id = batch.id[0]
+        return super().compute_forward(batch, stage)
+
+
+def make_brain(factor, tmp_path=None, sgd=False, **hparams):
+    torch.manual_seed(0)
+    model = MossFormerWrapper(
+        encoder_out_nchannels=16, num_blocks=1, group_size=4,
+        query_key_dim=8,
+    )
+    modules = {
+        "encoder": model.encoder,
+        "masknet": model.masknet,
+        "decoder": model.decoder,
+    }
+    checkpointer = None
+    if tmp_path is not None:
+        checkpointer = sb.utils.checkpoints.Checkpointer(
+            str(tmp_path), recoverables=modules
+        )
+    brain = ScriptedLoss(
+        modules=modules,
+        # plain SGD: the step follows the gradients' scale (Adam's does not)
+        opt_class=(lambda params: torch.optim.SGD(params, 0.1)) if sgd
+        else (lambda params: torch.optim.Adam(params, 1e-3)),
+        hparams=dict({"num_spks": 2, "loss": get_si_snr_with_pitwrapper},
+                     **hparams),
+        # no clipping: it would hide the gradients' scale too
+        run_opts={"device": "cpu", "grad_accumulation_factor": factor,
+                  "max_grad_norm": 1e9},
+        checkpointer=checkpointer,
+    )
+    brain.init_optimizers()
+    brain.modules.train()
+    return brain
+
+
+def batch(name, seed):
+    gen = torch.Generator().manual_seed(seed)
+    s1, s2 = torch.randn(2, 160, generator=gen)
+    return PaddedBatch([
+        {"id": name, "mix_sig": s1 + s2, "s1_sig": s1, "s2_sig": s2}
+    ])
+
+
+def run_steps(brain, batches):
+    losses = []
+    for item in batches:
+        brain.step += 1
+        torch.manual_seed(brain.step)  # the same dropout masks in each run
+        loss = brain.fit_batch(item)
+        brain.avg_train_loss = brain.update_average(loss, brain.avg_train_loss)
+        losses.append(float(loss))
+    return losses
+
+
+def weights(brain):
+    return torch.cat([p.detach().flatten() for p in brain.modules.parameters()])
+
+
+def test_skipped_last_micro_batch_keeps_the_accumulated_gradients():
+    # factor 2: a good micro-batch, then a skipped one closing the window.
+    # The step must equal a step on the good micro-batch alone (the mean
+    # over the micro-batches not skipped); the old code threw the good
+    # micro-batch's gradients away and took no step.
+    accumulated = make_brain(2, sgd=True)
+    start = weights(accumulated)
+    run_steps(accumulated, [batch("good", 1), batch("bad", 2)])
+    assert accumulated.optimizer_step == 1
+    assert accumulated.skipped_batches == 1
+
+    alone = make_brain(1, sgd=True)
+    run_steps(alone, [batch("good", 1)])
+    assert not torch.equal(weights(alone), start)
+    assert torch.allclose(weights(accumulated), weights(alone), atol=1e-7)
+
+
+def test_skipped_first_micro_batch_then_a_good_one():
+    # the step uses the mean over the one micro-batch not skipped
+    accumulated = make_brain(2, sgd=True)
+    run_steps(accumulated, [batch("bad", 2), batch("good", 1)])
+    assert accumulated.optimizer_step == 1
+    alone = make_brain(1, sgd=True)
+    alone.step = 1  # the same dropout seed as the good micro-batch above
+    run_steps(alone, [batch("good", 1)])
+    assert torch.allclose(weights(accumulated), weights(alone), atol=1e-7)
+
+
+def test_a_window_of_skipped_micro_batches_takes_no_step():
+    brain = make_brain(2)
+    start = weights(brain)
+    run_steps(brain, [batch("bad", 1), batch("bad", 2)])
+    assert brain.optimizer_step == 0
+    assert torch.equal(weights(brain), start)
+
+
+def test_reported_training_loss_leaves_skipped_batches_out():
+    brain = make_brain(1)
+    losses = run_steps(
+        brain, [batch("good", 1), batch("bad", 2), batch("good", 3)]
+    )
+    assert torch.isnan(torch.tensor(losses[1]))
+    expected = (losses[0] + losses[2]) / 2
+    assert brain.avg_train_loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_epoch_of_skipped_batches_reports_no_loss(tmp_path):
+    brain = make_brain(1)
+    run_steps(brain, [batch("bad", 1), batch("bad", 2)])
+    brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+    assert torch.isnan(torch.tensor(brain.train_stats["loss"]))
+    assert brain.train_stats["skipped_batches"] == 2
+
+
+def test_skipped_batch_count_survives_an_intra_epoch_checkpoint(tmp_path):
+    brain = make_brain(1, tmp_path)
+    run_steps(brain, [batch("bad", 1), batch("good", 2)])
+    brain.checkpointer.save_checkpoint(end_of_epoch=False)
+
+    resumed = make_brain(1, tmp_path)
+    resumed.checkpointer.recover_if_possible()
+    assert (resumed.step, resumed.skipped_batches) == (2, 1)
+    # resuming inside the epoch does not reset the count
+    resumed.on_stage_start(sb.Stage.TRAIN, epoch=1)
+    assert resumed.skipped_batches == 1
+    losses = run_steps(resumed, [batch("good", 3)])
+    expected = (brain.avg_train_loss + losses[0]) / 2
+    assert resumed.avg_train_loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_saved_estimates_are_in_the_order_of_the_references(tmp_path):
+    brain = make_brain(1, output_folder=str(tmp_path), sample_rate=8000)
+    gen = torch.Generator().manual_seed(0)
+    # [T, S]
+    refs = torch.randn(800, 2, generator=gen)
+    ests = refs.flip(-1) + 0.01 * torch.randn(800, 2, generator=gen)
+    brain.save_audio("utt", refs.sum(-1), refs, ests)
+    folder = os.path.join(str(tmp_path), "audio_results")
+    for k in (1, 2):
+        ref, _ = sb.dataio.audio_io.load(
+            os.path.join(folder, f"utt_source{k}.wav")
+        )
+        est, _ = sb.dataio.audio_io.load(
+            os.path.join(folder, f"utt_source{k}hat.wav")
+        )
+        corr = torch.corrcoef(torch.stack([ref.flatten(), est.flatten()]))
+        assert corr[0, 1] > 0.99, k
