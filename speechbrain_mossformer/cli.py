@@ -15,16 +15,26 @@ to temporary float files, then converted to 16-bit. A track whose peak
 exceeds full scale is scaled down to fit instead of being clipped (a note
 says so); ``--normalize peak`` scales every track to full scale.
 
+Tracks never overwrite an input of the same run (that input fails with an
+error; choose another ``--out-dir``). When a folder is scanned, a file that
+is exactly a track of another input of the run (``<out-dir>/<name>_spkN.wav``,
+left by an earlier run) is skipped with a note, and rewritten.
+
 Exit codes: 0 every file was separated; 1 some files failed (the others
 were still written; each failure is one ``error: <file>: <problem>`` line on
-stderr); 2 usage error or the model could not be loaded.
+stderr); 2 usage error or the model could not be loaded (before any file is
+separated); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): the tracks
+of the file being separated are removed.
 
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
 import argparse
+import math
 import os
+import re
+import signal
 import sys
 
 import numpy as np
@@ -63,7 +73,8 @@ def build_parser():
         "pretrained folder. Writes <name>_spk1.wav, <name>_spk2.wav, ... "
         "(16-bit PCM).",
         epilog="Exit codes: 0 all files separated, 1 some files failed "
-        "(others written), 2 usage or model error.",
+        "(others written), 2 usage or model error, 130 interrupted, "
+        "143 terminated.",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -76,7 +87,8 @@ def build_parser():
     )
     parser.add_argument(
         "--out-dir", default=".", metavar="DIR",
-        help="where the tracks are written (default: current folder)",
+        help="where the tracks are written (default: current folder); "
+        "tracks never overwrite an input of the run",
     )
     parser.add_argument(
         "--device", default=None,
@@ -113,7 +125,13 @@ def build_parser():
 
 
 def _check_options(args):
-    """Raises ``UsageError`` for inconsistent numeric options."""
+    """Raises ``UsageError`` for inconsistent numeric options or paths."""
+    for name in ("chunk_seconds", "overlap_seconds"):
+        if not math.isfinite(getattr(args, name)):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} must be a finite number, got {getattr(args, name)}"
+            )
     if args.chunk_seconds < 0:
         raise UsageError("--chunk-seconds must be >= 0")
     if args.chunk_seconds > 0:
@@ -125,20 +143,45 @@ def _check_options(args):
             )
     if args.output_sample_rate is not None and args.output_sample_rate <= 0:
         raise UsageError("--output-sample-rate must be positive")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise UsageError(
+            f"--out-dir {args.out_dir}: exists and is not a folder"
+        )
+
+
+def _check_chunking(model, args):
+    """Raises ``UsageError`` if the model rejects the chunk/overlap sizes
+    (e.g. an overlap shorter than one encoder frame)."""
+    try:
+        model._chunk_sizes(args.chunk_seconds or None, args.overlap_seconds)
+    except ValueError as err:
+        raise UsageError(
+            f"--chunk-seconds {args.chunk_seconds:g} --overlap-seconds "
+            f"{args.overlap_seconds:g}: {err}"
+        ) from None
 
 
 def _is_audio_name(name):
     return name.lower().endswith(AUDIO_EXTENSIONS)
 
 
-def collect_inputs(inputs, recursive=False, out_dir=None):
+#: ``<stem>_spk<N>.wav``: the name of a track we write.
+_TRACK_NAME = re.compile(r"^(.+)_spk([0-9]+)\.wav$")
+#: Temporary files of a track being written (``separate_to_files``).
+_TEMP_NAME = re.compile(r"_spk[0-9]+\.wav\.part\.(caf|wav)$")
+
+
+def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
     """Expands files and folders into ``(path, relative_output_prefix)``.
 
     Files in folders keep their sub-folder below ``--out-dir`` (so that
-    equal names in different sub-folders do not collide). Our own outputs
-    (``*_spkN.wav`` inside ``out_dir``) are skipped when scanning folders.
-    Paths that do not exist are returned as they are (they fail later,
-    with the other per-file errors).
+    equal names in different sub-folders do not collide). When scanning
+    folders, a file is skipped only if it is exactly a track that another
+    input of this run writes (``<out_dir>/<its prefix>_spk<N>.wav``, same
+    real path): an earlier output, about to be overwritten. Our temporary
+    files (``*_spkN.wav.part.caf`` / ``.part.wav``) are skipped too. Paths
+    that do not exist are returned as they are (they fail later, with the
+    other per-file errors).
 
     Arguments
     ---------
@@ -146,8 +189,10 @@ def collect_inputs(inputs, recursive=False, out_dir=None):
         Command line inputs.
     recursive : bool
         Look into sub-folders.
-    out_dir : str, optional
+    out_dir : str
         Output folder.
+    skipped : list, optional
+        Gets ``(skipped file, the input that writes it)`` pairs.
 
     Returns
     -------
@@ -158,9 +203,18 @@ def collect_inputs(inputs, recursive=False, out_dir=None):
     -------
     >>> collect_inputs(["x/a.wav"])
     [('x/a.wav', 'a')]
+    >>> folder = getfixture("tmpdir")
+    >>> for name in ["a.wav", "a_spk1.wav", "b_spk1.wav"]:
+    ...     (folder / name).write_binary(b"")
+    >>> notes = []
+    >>> [os.path.basename(p) for p, _ in collect_inputs(
+    ...     [str(folder)], out_dir=str(folder), skipped=notes)]
+    ['a.wav', 'b_spk1.wav']
+    >>> [(os.path.basename(f), os.path.basename(i)) for f, i in notes]
+    [('a_spk1.wav', 'a.wav')]
     """
-    out_real = os.path.realpath(out_dir) if out_dir else None
     items = []
+    scanned = set()
     for item in inputs:
         if not os.path.isdir(item):
             stem = os.path.splitext(os.path.basename(item))[0]
@@ -177,23 +231,42 @@ def collect_inputs(inputs, recursive=False, out_dir=None):
                 if os.path.isfile(os.path.join(item, f))
             ]
         for path in found:
-            if not _is_audio_name(path) or _is_our_output(path, out_real):
-                continue
-            rel = os.path.relpath(path, item)
-            items.append((path, os.path.splitext(rel)[0]))
-    return items
+            if _is_audio_name(path) and not _TEMP_NAME.search(path):
+                rel = os.path.relpath(path, item)
+                items.append((path, os.path.splitext(rel)[0]))
+                scanned.add(len(items) - 1)
+    # a track of an input that is itself skipped is not rewritten, so it
+    # stays an input: whether its writer is kept is decided first
+    # (recursively; the writer's name is shorter, so this ends)
+    by_name = {}
+    for index, (path, prefix) in enumerate(items):
+        by_name.setdefault(os.path.basename(prefix), []).append(index)
+    writer = {}
 
+    def writer_of(index):
+        if index not in writer:
+            writer[index] = None
+            match = _TRACK_NAME.match(os.path.basename(items[index][0]))
+            if index in scanned and match:
+                real = os.path.realpath(items[index][0])
+                for other in by_name.get(match.group(1), []):
+                    other_prefix = items[other][1]
+                    track = os.path.join(
+                        out_dir, f"{other_prefix}_spk{match.group(2)}.wav"
+                    )
+                    if (other != index and writer_of(other) is None
+                            and os.path.realpath(track) == real):
+                        writer[index] = items[other][0]
+                        break
+        return writer[index]
 
-def _is_our_output(path, out_real):
-    if out_real is None:
-        return False
-    name = os.path.basename(path)
-    stem = os.path.splitext(name)[0]
-    head, _, tail = stem.rpartition("_spk")
-    return (
-        bool(head) and tail.isdigit() and name.lower().endswith(".wav")
-        and os.path.dirname(os.path.realpath(path)).startswith(out_real)
-    )
+    kept = []
+    for index, item in enumerate(items):
+        if writer_of(index) is None:
+            kept.append(item)
+        elif skipped is not None:
+            skipped.append((item[0], writer_of(index)))
+    return kept
 
 
 def separate_to_files(model, path, prefix, args, progress_factory=None):
@@ -331,8 +404,20 @@ def _progress_factory(args):
     return factory
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler of ``main`` (like KeyboardInterrupt,
+    it is not an ``Exception``, so cleanup runs and nothing swallows it)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     """Runs ``mossformer-separate``; returns the exit code.
+
+    SIGTERM (``kill``) is handled like Ctrl-C: the tracks being written are
+    removed and the exit code is 143 (130 for Ctrl-C).
 
     Arguments
     ---------
@@ -342,13 +427,33 @@ def main(argv=None):
     Returns
     -------
     int
-        0 all separated, 1 some files failed, 2 usage or model error.
+        0 all separated, 1 some files failed, 2 usage or model error,
+        130/143 interrupted/terminated.
 
     Example
     -------
     >>> main(["--model", "/no/such/folder", "a.wav"])
     2
     """
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv):
+    """``main`` without the signal handling."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -359,7 +464,9 @@ def main(argv=None):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    items = collect_inputs(args.inputs, args.recursive, args.out_dir)
+    skipped = []
+    items = collect_inputs(args.inputs, args.recursive, args.out_dir,
+                           skipped)
     if not items:
         print(
             f"error: no audio files found in {', '.join(args.inputs)} "
@@ -379,7 +486,20 @@ def main(argv=None):
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        _check_chunking(model, args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.quiet:
+        for path, writer in skipped:
+            print(
+                f"note: {path}: skipped, an earlier output of {writer} "
+                f"(it will be overwritten)",
+                file=sys.stderr,
+            )
     factory = _progress_factory(args)
+    inputs = {os.path.realpath(path) for path, _ in items}
     failures = 0
     used = {}
     for path, rel_prefix in items:
@@ -393,7 +513,18 @@ def main(argv=None):
             )
             failures += 1
             continue
-        used[key] = path
+        clash = [
+            f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)
+            if os.path.realpath(f"{prefix}_spk{k + 1}.wav") in inputs
+        ]
+        if clash:
+            print(
+                f"error: {path}: its output {clash[0]} would overwrite an "
+                f"input of this run; use another --out-dir",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
         try:
             written = separate_to_files(model, path, prefix, args, factory)
         except AudioInputError as err:
@@ -403,12 +534,17 @@ def main(argv=None):
         except KeyboardInterrupt:
             print(f"error: {path}: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print(f"error: {path}: terminated", file=sys.stderr)
+            return 143
         except Exception as err:
             text = str(err).strip().splitlines()
             problem = text[0] if text else type(err).__name__
             print(f"error: {path}: {problem}", file=sys.stderr)
             failures += 1
             continue
+        # only written outputs are reserved: a failed file leaves nothing
+        used[key] = path
         if not args.quiet:
             print(f"{path} -> {', '.join(written)}")
     return EXIT_SOME_FAILED if failures else EXIT_OK

@@ -280,9 +280,9 @@ def _load_bin(model_dir, name):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle error, ...
-        raise ConversionError(
-            f"{path}: cannot be read as a PyTorch state dict ({err})"
-        ) from None
+        from speechbrain_mossformer.inference import checkpoint_problem
+
+        raise ConversionError(f"{path}: {checkpoint_problem(err)}") from None
     if not isinstance(state, dict):
         raise ConversionError(f"{path}: expected a state dict")
     return state
@@ -316,6 +316,8 @@ def convert(model_dir, out_dir, sample_rate=8000):
     """
     if not os.path.isdir(model_dir):
         raise ConversionError(f"{model_dir}: not a folder")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConversionError(f"{out_dir}: exists and is not a folder")
     official = read_modelscope_config(model_dir)
     config = to_speechbrain_config(official, sample_rate)
     origin = {}
@@ -340,6 +342,11 @@ def convert(model_dir, out_dir, sample_rate=8000):
         )
     except (KeyError, ValueError) as err:
         raise ConversionError(str(err)) from None
+    except OSError as err:
+        raise ConversionError(
+            f"{out_dir}: cannot write the pretrained folder: "
+            f"{err.strerror or err}"
+        ) from None
     return config
 
 

@@ -25,12 +25,16 @@ Authors
 
 import argparse
 import glob
+import math
 import os
 import sys
 
 import torch
 
-from speechbrain_mossformer.inference import add_custom_interface
+from speechbrain_mossformer.inference import (
+    add_custom_interface,
+    checkpoint_problem,
+)
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
     write_pretrained_folder,
@@ -200,7 +204,8 @@ def find_best_checkpoint(recipe_dir, key="si-snr", mode="min"):
     Returns
     -------
     (str, float)
-        The checkpoint folder and its key value.
+        The checkpoint folder and its key value. Checkpoints whose value is
+        missing, not a number, NaN or infinite are not candidates.
 
     Example
     -------
@@ -228,11 +233,21 @@ def find_best_checkpoint(recipe_dir, key="si-snr", mode="min"):
             f"{recipe_dir}: no checkpoint (no save/CKPT+* folder)"
         )
     scored = []
+    not_finite = 0
     for ckpt in ckpts:
         value = read_checkpoint_meta(ckpt).get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            scored.append((float(value), ckpt))
+            if math.isfinite(value):
+                scored.append((float(value), ckpt))
+            else:
+                not_finite += 1
     if not scored:
+        if not_finite:
+            raise ExportError(
+                f"{save_dir}: none of the {len(ckpts)} checkpoints has a "
+                f"finite '{key}' in its CKPT.yaml ({not_finite} NaN or "
+                f"infinite; use --ckpt to pick one)"
+            )
         raise ExportError(
             f"{save_dir}: none of the {len(ckpts)} checkpoints has "
             f"'{key}' in its CKPT.yaml (use --ckpt to pick one)"
@@ -274,7 +289,7 @@ def load_checkpoint_states(ckpt_dir):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ExportError(f"{path}: cannot read: {err}") from None
+            raise ExportError(f"{path}: {checkpoint_problem(err)}") from None
         if not isinstance(state, dict):
             raise ExportError(f"{path}: expected a state dict")
         states[name] = _strip_prefixes(state)
@@ -306,6 +321,8 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
     """
     if not os.path.isdir(recipe_dir):
         raise ExportError(f"{recipe_dir}: no such folder")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ExportError(f"{out_dir}: exists and is not a folder")
     config = read_model_config(os.path.join(recipe_dir, "hyperparams.yaml"))
     value = None
     if ckpt is None:
@@ -322,6 +339,11 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
         raise ExportError(
             f"{ckpt}: the checkpoint does not match the model in "
             f"hyperparams.yaml: {err}"
+        ) from None
+    except OSError as err:
+        raise ExportError(
+            f"{out_dir}: cannot write the pretrained folder: "
+            f"{err.strerror or err}"
         ) from None
     add_custom_interface(out_dir)
     return {"checkpoint": ckpt, "value": value, "config": config}

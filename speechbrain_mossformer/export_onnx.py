@@ -167,9 +167,10 @@ def load_separator(folder):
         hparams = load_hyperpyyaml(text)
         modules = load_modules(text)
     except Exception as err:
+        lines = str(err).strip().splitlines() or [type(err).__name__]
         raise ExportError(
-            f"{folder}/hyperparams.yaml cannot be loaded: {err}"
-        ) from err
+            f"{folder}/hyperparams.yaml cannot be loaded: {lines[0]}"
+        ) from None
     if "num_spks" not in hparams:
         raise ExportError(f"{folder}/hyperparams.yaml does not set num_spks")
     for name in MODULE_NAMES:
@@ -177,7 +178,9 @@ def load_separator(folder):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ExportError(f"{path} cannot be read: {err}") from err
+            from speechbrain_mossformer.inference import checkpoint_problem
+
+            raise ExportError(f"{path}: {checkpoint_problem(err)}") from None
         try:
             check_state_dict(modules[name], state, name)
         except ValueError as err:
@@ -312,11 +315,21 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     try:
-        separator, info = load_separator(args.pretrained_dir)
         out_dir = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(out_dir):
             raise ExportError(f"output folder {out_dir} does not exist")
-        export_separator(separator, args.out)
+        if os.path.isdir(args.out):
+            raise ExportError(
+                f"{args.out}: is a folder; give the path of the .onnx file "
+                f"to write"
+            )
+        separator, info = load_separator(args.pretrained_dir)
+        try:
+            export_separator(separator, args.out)
+        except OSError as err:
+            raise ExportError(
+                f"{args.out}: cannot write: {err.strerror or err}"
+            ) from None
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

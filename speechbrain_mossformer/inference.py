@@ -33,7 +33,9 @@ Authors
 
 import contextlib
 import itertools
+import logging
 import math
+import numbers
 import os
 import sys
 
@@ -773,6 +775,14 @@ class MossFormerSeparation(SepformerSeparation):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for key in self.HPARAMS_NEEDED:
+            value = getattr(self.hparams, key)
+            if (not isinstance(value, numbers.Integral)
+                    or isinstance(value, bool) or value <= 0):
+                raise ModelLoadError(
+                    f"hyperparams.yaml: '{key}' must be a positive integer, "
+                    f"got {value!r}"
+                )
         missing = [
             name for name in self.MODULES_NEEDED
             if name not in self.mods or self.mods[name] is None
@@ -804,7 +814,8 @@ class MossFormerSeparation(SepformerSeparation):
                 )
             except Exception as err:
                 raise ModelLoadError(
-                    f"{path}: cannot read checkpoint of '{name}': {err}"
+                    f"{path}: cannot read checkpoint of '{name}': "
+                    f"{checkpoint_problem(err)}"
                 ) from None
             try:
                 check_state_dict(self.mods[name], state, name)
@@ -818,9 +829,17 @@ class MossFormerSeparation(SepformerSeparation):
         """Loads a pretrained folder (works offline for a local folder).
 
         Unlike SpeechBrain's loader, a local folder is checked first (a
-        mistyped path is an error, not a Hugging Face download), and a
-        checkpoint that does not match the yaml is a ``ModelLoadError``
-        naming the module and the key.
+        mistyped path is an error, not a Hugging Face download), and any
+        loading problem is a one-line ``ModelLoadError``: for a local folder
+        it names the file and the problem (unreadable yaml or checkpoint,
+        missing entry, a key or shape that does not match the yaml).
+        SpeechBrain's parameter-transfer warnings are held back while
+        loading, and dropped if loading fails.
+
+        A source is taken as a local folder when it exists, is absolute,
+        starts with ``.`` or ``~``, ends with a path separator, or has no
+        ``/`` or more than one; only ``<owner>/<name>`` is a Hugging Face
+        id, and a source with ``://`` a URL.
 
         Arguments
         ---------
@@ -843,18 +862,33 @@ class MossFormerSeparation(SepformerSeparation):
                 local = None
         if local is not None:
             _check_folder(local, hparams_file, cls.MODULES_NEEDED)
-        _check_device((kwargs.get("run_opts") or {}).get("device"))
+        run_opts = kwargs.get("run_opts")
+        if isinstance(run_opts, dict) and "device" in run_opts:
+            # SpeechBrain takes device strings only ("cuda:0", not objects)
+            device = run_opts["device"]
+            if isinstance(device, torch.device):
+                device = str(device)
+                kwargs["run_opts"] = dict(run_opts, device=device)
+            _check_device(device)
         try:
-            return super().from_hparams(
-                source, hparams_file=hparams_file, **kwargs
-            )
-        except RuntimeError as err:
-            # torch's load_state_dict raises on shape mismatches; say which
-            # module and key, in our words, when the folder is local.
+            with _held_back_transfer_warnings():
+                return super().from_hparams(
+                    source, hparams_file=hparams_file, **kwargs
+                )
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            # e.g. torch's load_state_dict on shape mismatches, an
+            # unreadable checkpoint, a yaml without 'pretrainer': say which
+            # file and what, in our words, when the folder is local.
             if local is not None:
-                _strict_check_folder(local, hparams_file, cls.MODULES_NEEDED)
+                _strict_check_folder(
+                    local, hparams_file, cls.MODULES_NEEDED,
+                    kwargs.get("overrides"),
+                    kwargs.get("overrides_must_match", True),
+                )
             raise ModelLoadError(
-                f"{source}: cannot load the model: {err}"
+                f"{source}: cannot load the model: {_first_line(err)}"
             ) from None
 
     @property
@@ -939,6 +973,14 @@ class MossFormerSeparation(SepformerSeparation):
         """Chunk and overlap lengths in model samples."""
         if chunk_seconds is None or chunk_seconds == 0:
             return None, 0
+        for name, value in (("chunk_seconds", chunk_seconds),
+                            ("overlap_seconds", overlap_seconds)):
+            if (not isinstance(value, numbers.Real)
+                    or isinstance(value, bool) or not math.isfinite(value)):
+                raise ValueError(
+                    f"{name} must be a finite number of seconds when "
+                    f"chunking, got {value!r}"
+                )
         if chunk_seconds < 0 or overlap_seconds < 0:
             raise ValueError("chunk and overlap lengths must be positive")
         chunk = int(round(chunk_seconds * self.sample_rate))
@@ -975,9 +1017,10 @@ class MossFormerSeparation(SepformerSeparation):
         chunk_seconds : float or None
             Chunk length; ``None`` or 0 separates the whole file at once.
         overlap_seconds : float
-            Overlap between chunks.
+            Overlap between chunks (a finite number when chunking).
         output_sample_rate : int, optional
-            Rate of the tracks (default: the file's rate).
+            Rate of the tracks, positive (default ``None``: the file's
+            rate).
         progress : callable, optional
             Called with the number of input frames read after each block.
 
@@ -986,6 +1029,11 @@ class MossFormerSeparation(SepformerSeparation):
         SeparationStream
         """
         chunk, overlap = self._chunk_sizes(chunk_seconds, overlap_seconds)
+        if output_sample_rate is not None and not output_sample_rate > 0:
+            raise ValueError(
+                f"output_sample_rate must be a positive rate in Hz (or None "
+                f"for the file's rate), got {output_sample_rate!r}"
+            )
         path = os.fspath(path)
         audio = open_audio(path)
         rate_in = audio.sample_rate
@@ -1081,9 +1129,10 @@ class MossFormerSeparation(SepformerSeparation):
         chunk_seconds : float or None
             Chunk length for long files (``None``/0: no chunking).
         overlap_seconds : float
-            Overlap between chunks.
+            Overlap between chunks (a finite number when chunking).
         output_sample_rate : int, optional
-            Rate of the result (default: the file's rate).
+            Rate of the result, positive (default ``None``: the file's
+            rate).
 
         Returns
         -------
@@ -1133,14 +1182,119 @@ def peak_normalize(est):
 
 
 def _looks_local(source):
-    """Whether a model source is meant as a local path (not a HF id)."""
+    """Whether a model source is meant as a local path (not a HF id/URL).
+
+    Only ``<owner>/<name>`` is a Hugging Face id and only ``...://...`` a
+    URL; anything else is a local path (a mistyped folder then fails at
+    once instead of going to the network).
+
+    Example
+    -------
+    >>> [_looks_local(s) for s in ["mymodel", "models/", "a/b/c",
+    ...                            "speechbrain/sepformer-wsj02mix",
+    ...                            "https://example.org/a/b"]]
+    [True, True, True, False, False]
+    """
+    if "://" in source:
+        return False
     return (
         os.path.exists(source)
         or os.path.isabs(source)
         or source.startswith((".", "~"))
-        or source.count("/") > 1
+        or source.endswith(("/", os.sep))
+        or source.count("/") != 1
         or os.sep != "/" and os.sep in source
     )
+
+
+def _first_line(err):
+    """First line of an exception's message (its type if it has none)."""
+    text = str(err).strip()
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        key = str(err.args[0])
+        text = key if " " in key else f"missing key {key!r}"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def checkpoint_problem(err):
+    """Says in one line why ``torch.load`` could not read a file.
+
+    Arguments
+    ---------
+    err : Exception
+        What ``torch.load(path, weights_only=True)`` raised.
+
+    Returns
+    -------
+    str
+        E.g. ``"not a PyTorch checkpoint (Unsupported operand 103)"``.
+
+    Example
+    -------
+    >>> checkpoint_problem(KeyError(174812789))
+    'not a PyTorch checkpoint (unrecognised data)'
+    >>> checkpoint_problem(RuntimeError("PytorchStreamReader failed. More"))
+    'not a PyTorch checkpoint (RuntimeError: PytorchStreamReader failed)'
+    """
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        # torch's weights-only message: the reason follows the marker
+        detail = text.split(marker, 1)[1].strip().splitlines()
+        detail = detail[0] if detail else "unsupported content"
+        detail = detail.split(". ")[0].rstrip(".")
+        return f"not a PyTorch checkpoint of plain tensors ({detail})"
+    if isinstance(err, KeyError):
+        # torch's legacy reader looked its first bytes up as a magic number
+        return "not a PyTorch checkpoint (unrecognised data)"
+    if isinstance(err, EOFError):
+        return "not a PyTorch checkpoint (empty or truncated file)"
+    detail = text.strip().splitlines()[0] if text.strip() else ""
+    detail = detail.split(". ")[0].rstrip(".")
+    name = type(err).__name__
+    return (
+        f"not a PyTorch checkpoint ({name}: {detail})" if detail
+        else f"not a PyTorch checkpoint ({name})"
+    )
+
+
+#: Loggers of SpeechBrain's parameter transfer (their warnings repeat the
+#: whole module for every key that does not match).
+_TRANSFER_LOGGERS = (
+    "speechbrain.utils.checkpoints",
+    "speechbrain.utils.parameter_transfer",
+)
+
+
+class _HoldBack(logging.Filter):
+    """Logger filter that keeps warnings (and worse) for later."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def filter(self, record):
+        if record.levelno >= logging.WARNING:
+            self.records.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _held_back_transfer_warnings():
+    """Holds back SpeechBrain's parameter-transfer warnings: dropped if the
+    block raises (our error says it better), re-emitted if it succeeds."""
+    loggers = [logging.getLogger(name) for name in _TRANSFER_LOGGERS]
+    hold = _HoldBack()
+    for logger in loggers:
+        logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold)
+    for record in hold.records:
+        logging.getLogger(record.name).handle(record)
 
 
 def _check_folder(folder, hparams_file, module_names):
@@ -1158,18 +1312,63 @@ def _check_folder(folder, hparams_file, module_names):
         )
 
 
-def _strict_check_folder(folder, hparams_file, module_names):
-    """Checks every checkpoint of a folder against its yaml (raises)."""
-    with open(os.path.join(folder, hparams_file), encoding="utf-8") as f:
-        modules = load_modules(f.read())
+def _strict_check_folder(folder, hparams_file, module_names,
+                         overrides=None, overrides_must_match=True):
+    """Checks a folder's yaml and every checkpoint against it.
+
+    Raises a one-line ``ModelLoadError`` naming the file and the problem
+    (unreadable yaml, missing 'modules' or 'pretrainer' entry, unreadable
+    checkpoint, missing/unexpected key or shape mismatch); returns if all
+    is well. ``overrides`` are applied as in ``from_hparams``.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    yaml_path = os.path.join(folder, hparams_file)
+    try:
+        with open(yaml_path, encoding="utf-8") as f:
+            hparams = load_hyperpyyaml(
+                f, overrides or {}, overrides_must_match
+            )
+    except Exception as err:
+        raise ModelLoadError(
+            f"{yaml_path}: cannot be loaded: {_first_line(err)}"
+        ) from None
+    if not isinstance(hparams, dict):
+        raise ModelLoadError(f"{yaml_path}: expected a mapping of entries")
+    for entry in ("modules", "pretrainer"):
+        if entry not in hparams:
+            raise ModelLoadError(
+                f"{yaml_path}: no '{entry}' entry (a pretrained folder's "
+                f"yaml defines 'modules' and 'pretrainer')"
+            )
+    modules = hparams["modules"]
+    lacking = [
+        name for name in module_names
+        if not isinstance(modules, dict) or modules.get(name) is None
+    ]
+    if lacking:
+        raise ModelLoadError(
+            f"{yaml_path}: 'modules' lacks {lacking}; a MossFormer "
+            f"separator needs {list(module_names)}"
+        )
     for name in module_names:
         path = os.path.join(folder, f"{name}.ckpt")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ModelLoadError(
+                f"{path}: {checkpoint_problem(err)}"
+            ) from None
+        if not isinstance(state, dict):
+            raise ModelLoadError(
+                f"{path}: expected a state dict, got {type(state).__name__}"
+            )
         try:
             check_state_dict(modules[name], state, name)
         except ValueError as err:
+            given = f" with overrides {overrides}" if overrides else ""
             raise ModelLoadError(
-                f"{path}: does not match {hparams_file}: {err}"
+                f"{path}: does not match {hparams_file}{given}: {err}"
             ) from None
 
 
@@ -1178,6 +1377,8 @@ def _check_device(device):
     if device is None:
         return
     device = str(device)
+    if device == "cpu" or device.startswith("cpu:") and device[4:].isdigit():
+        return
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ModelLoadError(
@@ -1193,7 +1394,7 @@ def _check_device(device):
     elif device.startswith("mps"):
         if not torch.backends.mps.is_available():
             raise ModelLoadError(f"device '{device}' is not available")
-    elif device != "cpu":
+    else:
         raise ModelLoadError(
             f"unknown device '{device}' (use cpu, cuda or cuda:N)"
         )

@@ -226,3 +226,153 @@ def test_console_script_exit_codes(model_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == [
         "good_spk1.wav", "good_spk2.wav"
     ]
+
+
+def test_folder_scan_skips_only_earlier_outputs_of_this_run(
+    model_dir, tmp_path, capsys, monkeypatch
+):
+    # default --out-dir ".": tracks of another program's run are inputs
+    data = tmp_path / "proj" / "data"
+    data.mkdir(parents=True)
+    for k in (1, 2):
+        write(data / f"call_spk{k}.wav", noise(0.2, SR, seed=k), SR)
+    monkeypatch.chdir(tmp_path / "proj")
+    code, _, err = run(capsys, "--model", model_dir, "--quiet", "data")
+    assert code == 0, err
+    assert os.path.exists("call_spk2_spk1.wav")
+    # a sibling folder whose name starts like --out-dir is not inside it
+    (tmp_path / "sep").mkdir()
+    sib = tmp_path / "sep2"
+    sib.mkdir()
+    write(sib / "talk_spk1.wav", noise(0.2, SR), SR)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "sep", "--quiet", sib)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "sep")) == [
+        "talk_spk1_spk1.wav", "talk_spk1_spk2.wav"]
+    # tracks of an input of this run are skipped (with a note) and
+    # rewritten; our temporary files are never inputs
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write(inp / "a.wav", noise(0.2, SR), SR)
+    for name in ("a_spk1.wav", "a_spk2.wav", "b_spk1.wav.part.wav"):
+        write(inp / name, noise(0.2, SR, seed=5), SR)
+    write(inp / "b_spk1.wav.part.caf", noise(0.2, SR, seed=5), SR)
+    before = sf.read(str(inp / "a_spk1.wav"))[0]
+    code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp, inp)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"{inp / 'a.wav'} -> {inp / 'a_spk1.wav'}, {inp / 'a_spk2.wav'}"]
+    assert err.splitlines() == [
+        f"note: {inp / f'a_spk{k}.wav'}: skipped, an earlier output of "
+        f"{inp / 'a.wav'} (it will be overwritten)" for k in (1, 2)
+    ]
+    assert not np.array_equal(sf.read(str(inp / "a_spk1.wav"))[0], before)
+    code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp,
+                         "--quiet", inp)
+    assert (code, out, err) == (0, "", "")
+
+
+def test_outputs_never_overwrite_an_input_of_the_run(model_dir, tmp_path,
+                                                     capsys):
+    # talk_spk1.wav is the user's own recording, not a track of talk.wav
+    talk = write(tmp_path / "talk.wav", noise(0.2, SR), SR)
+    mine = write(tmp_path / "talk_spk1.wav", noise(0.3, SR, seed=7), SR)
+    with open(mine, "rb") as f:
+        original = f.read()
+    code, out, err = run(capsys, "--model", model_dir, "--out-dir",
+                         tmp_path, talk, mine)
+    assert code == 1
+    assert error_lines(err) == [
+        f"error: {talk}: its output {tmp_path / 'talk_spk1.wav'} would "
+        f"overwrite an input of this run; use another --out-dir"
+    ]
+    with open(mine, "rb") as f:
+        assert f.read() == original
+    assert not os.path.exists(tmp_path / "talk_spk2.wav")
+    # the other input is still separated
+    assert os.path.exists(tmp_path / "talk_spk1_spk2.wav")
+
+
+def test_a_failed_file_does_not_reserve_its_output_names(model_dir,
+                                                        tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    bad = str(tmp_path / "a" / "x.wav")
+    with open(bad, "wb") as f:
+        f.write(b"RIFF\x24\x00\x00\x00WAVEfmt junkjunk")
+    good = write(tmp_path / "b" / "x.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       "--quiet", bad, good)
+    assert code == 1
+    assert len(error_lines(err)) == 1 and error_lines(err)[0].startswith(
+        f"error: {bad}: not a readable audio file")
+    assert sorted(os.listdir(out)) == ["x_spk1.wav", "x_spk2.wav"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--chunk-seconds", "nan"], "--chunk-seconds must be a finite "
+         "number, got nan"),
+        (["--overlap-seconds", "inf"], "--overlap-seconds must be a finite "
+         "number, got inf"),
+        (["--chunk-seconds", "0", "--overlap-seconds", "nan"],
+         "--overlap-seconds must be a finite number, got nan"),
+        # accepted by the option checks, rejected by the model (the overlap
+        # is shorter than one encoder frame)
+        (["--chunk-seconds", "0.001", "--overlap-seconds", "0.0005"],
+         "--chunk-seconds 0.001 --overlap-seconds 0.0005: the overlap must "
+         "be between 16 samples"),
+        (["--out-dir", "{file}"], "--out-dir {file}: exists and is not a "
+         "folder"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_work(
+    model_dir, tmp_path, capsys, options, message
+):
+    afile = str(tmp_path / "afile")
+    open(afile, "w").close()
+    options = [o.format(file=afile) for o in options]
+    a = write(tmp_path / "a.wav", noise(0.2, SR), SR)
+    b = write(tmp_path / "b.wav", noise(0.2, SR), SR)
+    out = ["--out-dir", tmp_path / "out"] if "--out-dir" not in options \
+        else []
+    code, stdout, err = run(capsys, "--model", model_dir, *out, *options,
+                            a, b)
+    assert code == 2
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: " + message.format(file=afile)), err
+    assert not os.path.exists(tmp_path / "out") and stdout == ""
+
+
+def test_sigterm_removes_the_partial_tracks_and_exits_143(
+    model_dir, tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    calls = []
+    real = MossFormerSeparation.separate_batch
+
+    def killed_on_second_chunk(self, mix):
+        calls.append(mix.shape[1])
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, mix)
+
+    monkeypatch.setattr(MossFormerSeparation, "separate_batch",
+                        killed_on_second_chunk)
+    first = write(tmp_path / "long.wav", noise(4.0, SR), SR)
+    second = write(tmp_path / "next.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    handler = signal.getsignal(signal.SIGTERM)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       "--chunk-seconds", 1, "--overlap-seconds", 0.25,
+                       "--quiet", first, second)
+    assert code == 143
+    assert error_lines(err) == [f"error: {first}: terminated"]
+    assert len(calls) == 2  # stopped there; the next file was not started
+    assert os.listdir(out) == []  # no tracks, no *.part.* files
+    assert signal.getsignal(signal.SIGTERM) is handler

@@ -253,3 +253,52 @@ def test_command_line(tmp_path, capsys):
     )
     assert done.returncode == 0, done.stderr
     assert "CKPT+2026-01-02" in done.stdout
+
+
+def test_nan_and_infinite_metrics_are_never_the_best(tmp_path):
+    # a NaN that comes first used to win min() and max()
+    recipe = str(tmp_path / "recipe")
+    ckpts = fabricate_recipe(recipe, [float("nan"), -3.0, float("-inf")])
+    for mode in ("min", "max"):
+        path, value = find_best_checkpoint(recipe, mode=mode)
+        assert (path, value) == (sorted(ckpts)[1], -3.0)
+    recipe2 = str(tmp_path / "recipe2")
+    fabricate_recipe(recipe2, [float("nan"), float("inf")])
+    with pytest.raises(ExportError, match=r"none of the 2 checkpoints has a "
+                       r"finite 'si-snr' .*\(2 NaN or infinite"):
+        find_best_checkpoint(recipe2)
+
+
+def test_output_and_checkpoint_problems_are_one_line_errors(tmp_path,
+                                                            capsys):
+    recipe = str(tmp_path / "recipe")
+    ckpts = fabricate_recipe(recipe, [-1.0])
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main([recipe, str(afile)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {afile}: exists and is not a folder\n")
+    with open(os.path.join(sorted(ckpts)[0], "masknet.ckpt"), "wb") as f:
+        f.write(b"junk\n")
+    assert main([recipe, str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "masknet.ckpt: not a PyTorch checkpoint (unrecognised data)\n")
+
+
+def test_converter_output_and_bin_problems_are_one_line_errors(tmp_path,
+                                                               capsys):
+    from speechbrain_mossformer.convert import main as convert_main
+
+    ms = tmp_path / "modelscope"
+    ms.mkdir()
+    (ms / "model_config.json").write_text("{}")
+    (ms / "encoder.bin").write_bytes(b"junk\n")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert convert_main([str(ms), str(afile)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {afile}: exists and is not a folder\n")
+    assert convert_main([str(ms), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {ms / 'encoder.bin'}: not a PyTorch checkpoint "
+        f"(unrecognised data)\n")

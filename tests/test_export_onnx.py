@@ -18,7 +18,7 @@ from speechbrain_mossformer.export_onnx import (  # noqa: E402
     load_separator,
     main,
 )
-from inference_helpers import fixture_dir  # noqa: E402
+from inference_helpers import fixture_dir, random_folder  # noqa: E402
 
 
 pytestmark = [
@@ -156,3 +156,19 @@ def test_export_of_a_module_traced_at_another_length(tmp_path):
         mix = torch.randn(2, length)
         got, expected = run_both(sep, session, mix)
         assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_output_path_problems_are_one_line_errors(tmp_path, capsys):
+    folder = random_folder(tmp_path / "micro")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main([folder, str(out_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out_dir}: is a folder; give the path of the .onnx file "
+        f"to write\n")
+    with open(os.path.join(folder, "decoder.ckpt"), "wb") as f:
+        f.write(b"junk\n")
+    assert main([folder, str(tmp_path / "x.onnx")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {os.path.join(folder, 'decoder.ckpt')}: not a PyTorch "
+        f"checkpoint (unrecognised data)\n")

@@ -1,6 +1,7 @@
 """MossFormerSeparation: loading, agreement with SpeechBrain, audio handling,
 bad input, and chunked separation of long recordings."""
 
+import logging
 import os
 import shutil
 import subprocess
@@ -179,6 +180,124 @@ def test_missing_folder_or_file_is_a_clear_error(tiny_dir, tmp_path,
         MossFormerSeparation.from_hparams(source=folder)
 
 
+def test_mistyped_local_sources_fail_at_once_without_network(
+    tmp_path, monkeypatch
+):
+    block_network(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    # a bare name and the README's "folder/" form are local folders
+    for source in ("mymodel", "mossformer-wsj0-2mix/", "a/b/c"):
+        with pytest.raises(ModelLoadError,
+                           match=f"{source}: model folder not found"):
+            MossFormerSeparation.from_hparams(source=source)
+    # only owner/name is a Hugging Face id; URLs go to SpeechBrain's fetch
+    assert not inference._looks_local("speechbrain/sepformer-wsj02mix")
+    assert not inference._looks_local("https://example.org/models/x")
+
+
+@pytest.fixture(scope="module")
+def micro_dir(tmp_path_factory):
+    return random_folder(tmp_path_factory.mktemp("micro"))
+
+
+def _broken_copy(micro_dir, tmp_path, name, content):
+    folder = tmp_path / "broken"
+    shutil.copytree(micro_dir, folder)
+    path = folder / name
+    if callable(content):
+        content = content(path.read_bytes() if name.endswith(".ckpt")
+                          else path.read_text())
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("masknet.ckpt", b"garbage\n",
+         r"masknet.ckpt: not a PyTorch checkpoint of plain tensors "
+         r"\(Unsupported operand 103\)"),
+        ("masknet.ckpt", lambda data: data[: len(data) // 2],
+         r"masknet.ckpt: not a PyTorch checkpoint \("),
+        ("hyperparams.yaml", lambda text: text.split("pretrainer:")[0],
+         r"hyperparams.yaml: no 'pretrainer' entry"),
+        ("hyperparams.yaml", lambda text: text.replace(
+            "\nmodules:", "\nunused:"), r"hyperparams.yaml: no 'modules' "
+         r"entry"),
+        ("hyperparams.yaml", lambda text: text + "\n  bad: [indent\n",
+         r"hyperparams.yaml: cannot be loaded: "),
+        ("hyperparams.yaml", lambda text: text.replace(
+            "sample_rate: 8000", "sample_rate: 0"),
+         r"hyperparams.yaml: 'sample_rate' must be a positive integer, "
+         r"got 0"),
+        ("hyperparams.yaml", lambda text: text.replace(
+            "sample_rate: 8000", "sample_rate: 8000.5"),
+         r"'sample_rate' must be a positive integer, got 8000.5"),
+    ],
+)
+def test_broken_folders_give_one_line_errors_naming_the_file(
+    micro_dir, tmp_path, name, content, message
+):
+    folder = _broken_copy(micro_dir, tmp_path, name, content)
+    with pytest.raises(ModelLoadError, match=message) as err:
+        MossFormerSeparation.from_hparams(source=folder)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_are_applied_to_the_strict_check(micro_dir):
+    with pytest.raises(ModelLoadError) as err:
+        MossFormerSeparation.from_hparams(
+            source=micro_dir, overrides={"num_spks": 3}
+        )
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "masknet.ckpt: does not match hyperparams.yaml with overrides" in msg
+    assert ("masknet: parameter 'conv1d_out.weight' has shape (32, 16, 1) "
+            "in the checkpoint but (48, 16, 1) in the model") in msg
+
+
+def test_transfer_warnings_are_held_back_and_dropped_on_failure(
+    micro_dir, tmp_path, caplog
+):
+    # the encoder's weights in place of the mask net's: SpeechBrain logs
+    # every missing key with the whole module (about 1,600 lines)
+    with open(os.path.join(micro_dir, "encoder.ckpt"), "rb") as f:
+        encoder = f.read()
+    folder = _broken_copy(micro_dir, tmp_path, "masknet.ckpt", encoder)
+    with caplog.at_level("WARNING"):
+        SepformerSeparation.from_hparams(source=folder)  # stock: warns
+    stock = [r for r in caplog.records if r.name.startswith("speechbrain")]
+    assert len(stock) > 10
+    caplog.clear()
+    with caplog.at_level("WARNING"), pytest.raises(
+        ModelLoadError, match="masknet.*missing keys"
+    ):
+        MossFormerSeparation.from_hparams(source=folder)
+    assert caplog.records == []
+    # warnings of a load that succeeds are given back afterwards
+    logger = logging.getLogger("speechbrain.utils.checkpoints")
+    with caplog.at_level("WARNING"):
+        with inference._held_back_transfer_warnings():
+            logger.warning("held")
+            assert caplog.records == []
+    assert [r.getMessage() for r in caplog.records] == ["held"]
+
+
+def test_device_objects_and_cpu_index_are_accepted(micro_dir):
+    for device in (torch.device("cpu"), "cpu:0"):
+        sep = MossFormerSeparation.from_hparams(
+            source=micro_dir, run_opts={"device": device}
+        )
+        assert sep.separate_batch(torch.randn(1, 100)).shape == (1, 100, 2)
+    with pytest.raises(ModelLoadError, match="unknown device 'gpu'"):
+        MossFormerSeparation.from_hparams(
+            source=micro_dir, run_opts={"device": "gpu"}
+        )
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="machine has CUDA")
 def test_unavailable_device_is_a_clear_error(tiny_dir):
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
@@ -219,6 +338,7 @@ def test_separate_batch_under_autocast_returns_float32(model):
         (torch.tensor([[0.1] * 100 + [float("nan")]]), "NaN or infinite"),
         (torch.tensor([[0.1] * 100 + [float("inf")]]), "NaN or infinite"),
         (torch.zeros(1, 400, dtype=torch.int16), "floating point"),
+        (torch.zeros(0, 800), r"the batch is empty .*\(0, 800\)"),
     ],
 )
 def test_separate_batch_rejects_bad_input_clearly(model, mix, message):
@@ -347,6 +467,28 @@ def test_bad_files_raise_audio_input_error_naming_file(model, tmp_path,
     assert str(err.value).startswith(f"{path}: ")
     assert problem in str(err.value)
     assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"output_sample_rate": 0}, "output_sample_rate must be a positive"),
+        ({"output_sample_rate": -8000}, "output_sample_rate must be a "
+         "positive"),
+        ({"chunk_seconds": 4, "overlap_seconds": None},
+         "overlap_seconds must be a finite number of seconds when chunking, "
+         "got None"),
+        ({"chunk_seconds": float("nan")}, "chunk_seconds must be a finite"),
+    ],
+)
+def test_bad_separate_file_options_are_clear_errors(model, tmp_path,
+                                                    options, message):
+    path = write(tmp_path / "x.wav", np.full(400, 0.1), SR)
+    with pytest.raises(ValueError, match=message):
+        model.separate_file(path, **options)
+    # None keeps meaning the file's rate
+    est = model.separate_file(path, output_sample_rate=None)
+    assert est.shape == (1, 400, 2)
 
 
 def test_shortest_valid_file_is_separated(model, tmp_path):

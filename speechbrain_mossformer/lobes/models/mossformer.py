@@ -1464,7 +1464,10 @@ def group_norm_channels_last(h, norm):
 
 
 def check_input_length(mix, kernel_size, where="MossFormer"):
-    """Raises a clear error for a mixture shorter than one encoder frame.
+    """Raises a clear error for a mixture the encoder cannot take.
+
+    That is a mixture that is not [B, T], an empty batch, or one shorter
+    than one encoder frame.
 
     Arguments
     ---------
@@ -1484,11 +1487,21 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
     ...     print(err)  # doctest: +NORMALIZE_WHITESPACE
     MossFormer: the mixture has 15 samples, fewer than one encoder frame
     (16 samples); give at least 16 samples
+    >>> try:
+    ...     check_input_length(torch.zeros(0, 800), 16)
+    ... except ValueError as err:
+    ...     print(err)
+    MossFormer: the batch is empty (mixture of shape (0, 800))
     """
     if mix.dim() != 2:
         raise ValueError(
             f"{where}: expected a mixture of shape [batch, time], got "
             f"shape {tuple(mix.shape)}"
+        )
+    if mix.shape[0] == 0:
+        raise ValueError(
+            f"{where}: the batch is empty (mixture of shape "
+            f"{tuple(mix.shape)})"
         )
     if mix.shape[-1] < kernel_size:
         raise ValueError(
