@@ -177,6 +177,16 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv):
             "(WSJ0-mix, WHAM!) or a LibriSpeech split such as "
             "train-clean-360 (LibriMix)"
         )
+    base_real = os.path.realpath(base)
+    data_real = os.path.realpath(hparams["data_folder"])
+    if os.path.commonpath([base_real, data_real]) in (base_real, data_real):
+        raise RecipeError(
+            f"base_folder_dm ({base}) and data_folder "
+            f"({hparams['data_folder']}) overlap: dynamic mixing draws from "
+            "the single-speaker corpus (WSJ0 si_tr_s, a LibriSpeech split), "
+            "not from the mixtures, whose test speakers would leak into "
+            "training"
+        )
     noise_folder = None
     if hparams.get("use_noise", False):
         noise_folder = hparams.get("noise_folder_dm") or default_noise_folder(

@@ -286,10 +286,13 @@ def test_clear_errors_for_bad_data_folders(data, tmp_path, case, message):
         (["--use_reverb=True", "--rir_csv=/no/such/rirs.csv"], "rir_csv"),
         (["--skip_prep=True"], "skip_prep is True but"),
         (["--test_only"], "no end-of-epoch checkpoint"),
+        # the mixtures themselves as the dynamic mixing pool
+        (["--dynamic_mixing=True", "--base_folder_dm=DATA"], "overlap"),
     ],
 )
 def test_clear_errors_for_bad_options(data, tmp_path, extra, message):
     out = str(tmp_path / "out")
+    extra = [arg.replace("DATA", data["wsj2"]) for arg in extra]
     proc = run_train(
         "wsj0mix", "mossformer.yaml", data["wsj2"], out, *extra, check=False
     )
