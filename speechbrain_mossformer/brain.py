@@ -86,6 +86,7 @@ class Separation(sb.Brain):
         super().__init__(*args, **kwargs)
         self.skipped_batches = 0
         self.window_backwards = 0
+        self.stage = None
         self.test_rows = []
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
@@ -353,8 +354,11 @@ class Separation(sb.Brain):
         """Running mean of the training loss over the batches not skipped.
 
         SpeechBrain's version divides by every step, so skipped batches
-        pulled the reported loss towards 0.
+        pulled the reported loss towards 0. Validation and test batches are
+        never skipped: their mean is SpeechBrain's.
         """
+        if self.stage != sb.Stage.TRAIN:
+            return super().update_average(loss, avg_loss)
         counted = self.step - self.skipped_batches
         if counted <= 0 or not torch.isfinite(loss):
             return avg_loss
@@ -503,6 +507,7 @@ class Separation(sb.Brain):
     # Stage hooks
     def on_stage_start(self, stage, epoch=None):
         """Starts a stage: new dynamic mixes per epoch, fresh counters."""
+        self.stage = stage
         if stage == sb.Stage.TRAIN:
             self.window_backwards = 0
             if self.step == 0:  # not when resuming inside the epoch

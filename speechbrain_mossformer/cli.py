@@ -237,25 +237,32 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
                 scanned.add(len(items) - 1)
     # a track of an input that is itself skipped is not rewritten, so it
     # stays an input: whether its writer is kept is decided first
-    # (recursively; the writer's name is shorter, so this ends)
-    by_name = {}
-    for index, (path, prefix) in enumerate(items):
-        by_name.setdefault(os.path.basename(prefix), []).append(index)
+    # (recursively; the writer's name is shorter, so this ends). Paths are
+    # compared with their folders resolved, through one dict lookup each.
+    real_dirs = {}
+
+    def where(path):
+        folder, name = os.path.split(path)
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder or ".")
+        return os.path.join(real_dirs[folder], name)
+
+    by_prefix = {}
+    for index, (_, prefix) in enumerate(items):
+        key = where(os.path.join(out_dir, prefix))
+        by_prefix.setdefault(key, []).append(index)
     writer = {}
 
     def writer_of(index):
         if index not in writer:
             writer[index] = None
-            match = _TRACK_NAME.match(os.path.basename(items[index][0]))
+            path = items[index][0]
+            match = _TRACK_NAME.match(os.path.basename(path))
             if index in scanned and match:
-                real = os.path.realpath(items[index][0])
-                for other in by_name.get(match.group(1), []):
-                    other_prefix = items[other][1]
-                    track = os.path.join(
-                        out_dir, f"{other_prefix}_spk{match.group(2)}.wav"
-                    )
-                    if (other != index and writer_of(other) is None
-                            and os.path.realpath(track) == real):
+                # the prefix whose track this file would be
+                key = where(os.path.join(os.path.dirname(path), match[1]))
+                for other in by_prefix.get(key, []):
+                    if other != index and writer_of(other) is None:
                         writer[index] = items[other][0]
                         break
         return writer[index]

@@ -564,8 +564,10 @@ def run_recipe(argv, dataset):
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
 
-    notes = check_settings(hparams)
-    notes += check_run_folder(hparams)
+    # the run folder is compared with the settings as given (before
+    # check_settings adjusts any), which is what hyperparams.yaml records
+    notes = check_run_folder(hparams)
+    notes += check_settings(hparams)
     sb.utils.distributed.ddp_init_group(run_opts)
     run_opts = resolve_precision(hparams, run_opts)
     sb.create_experiment_directory(

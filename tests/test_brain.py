@@ -57,6 +57,7 @@ def make_brain(factor, tmp_path=None, sgd=False, **hparams):
     )
     brain.init_optimizers()
     brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     return brain
 
 
@@ -222,3 +223,17 @@ def test_ddp_ranks_average_gradients_when_the_last_micro_batch_is_skipped(
             # gradient alone, or none, misses by more than 1
             assert torch.allclose(ranks[0]["state"][name][key], value,
                                   atol=1e-4), (name, key)
+
+
+def test_validation_mean_ignores_the_training_skips():
+    # the training epoch skipped 2 batches; validation skips none, and its
+    # mean (the checkpoints' si-snr) must be over all its batches
+    brain = make_brain(1)
+    brain.skipped_batches = 2
+    brain.step = 0
+    brain.on_stage_start(sb.Stage.VALID, epoch=1)
+    avg = 0.0
+    for loss in (-5.0, -10.0, -15.0):
+        brain.step += 1
+        avg = brain.update_average(torch.tensor(loss), avg)
+    assert avg == pytest.approx(-10.0)
