@@ -35,7 +35,10 @@ import torch
 import yaml
 from speechbrain.dataio import audio_io
 from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import (
+    if_main_process,
+    is_distributed_initialized,
+)
 
 from speechbrain_mossformer.lobes.models.mossformer import (
     separate_with_modules,
@@ -330,7 +333,7 @@ class Separation(sb.Brain):
             self.zero_grad(set_to_none=True)
             return
         params = [p for p in self.modules.parameters() if p.requires_grad]
-        if not synced and self._distributed():
+        if not synced and is_distributed_initialized():
             world = torch.distributed.get_world_size()
             for p in params:
                 if p.grad is None:
@@ -342,13 +345,6 @@ class Separation(sb.Brain):
                 if p.grad is not None:
                     p.grad.mul_(factor / done)
         self.optimizers_step()
-
-    @staticmethod
-    def _distributed():
-        return (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        )
 
     def update_average(self, loss, avg_loss):
         """Running mean of the training loss over the batches not skipped.
@@ -381,9 +377,7 @@ class Separation(sb.Brain):
         skip = loss is None or not bool(
             torch.isfinite(loss) and loss < upper
         )
-        if torch.distributed.is_available() and (
-            torch.distributed.is_initialized()
-        ):
+        if is_distributed_initialized():
             flag = torch.tensor(float(skip), device=self.device)
             torch.distributed.all_reduce(
                 flag, op=torch.distributed.ReduceOp.MAX

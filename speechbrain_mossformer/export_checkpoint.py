@@ -61,8 +61,16 @@ class ExportError(ValueError):
     """The recipe output cannot be exported; the message says why."""
 
 
-def _plain(value):
-    """ruamel round-trip values -> plain Python values."""
+def plain_value(value):
+    """ruamel round-trip values -> plain Python values.
+
+    Example
+    -------
+    >>> from ruamel.yaml import YAML
+    >>> data = YAML(typ="rt").load("lr: 1.5e-4\\nsizes: [1, 2]\\nname: x")
+    >>> [type(plain_value(v)).__name__ for v in data.values()]
+    ['float', 'list', 'str']
+    """
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -72,7 +80,7 @@ def _plain(value):
     if isinstance(value, str):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 
@@ -153,7 +161,7 @@ def read_model_config(hparams_path):
         )
     config = {}
     for key in REQUIRED_KEYS + OPTIONAL_KEYS:
-        value = _plain(_follow_refs(data, key, hparams_path))
+        value = plain_value(_follow_refs(data, key, hparams_path))
         if key in REQUIRED_KEYS and (
             isinstance(value, bool) or not isinstance(value, (int, float))
         ):

@@ -808,21 +808,9 @@ class MossFormerSeparation(SepformerSeparation):
             path = pretrainer.paths.get(name)
             if path is None:
                 raise ModelLoadError(f"no checkpoint collected for '{name}'")
-            try:
-                state = torch.load(
-                    path, map_location="cpu", weights_only=True
-                )
-            except Exception as err:
-                raise ModelLoadError(
-                    f"{path}: cannot read checkpoint of '{name}': "
-                    f"{checkpoint_problem(err)}"
-                ) from None
-            try:
-                check_state_dict(self.mods[name], state, name)
-            except ValueError as err:
-                raise ModelLoadError(
-                    f"{path}: does not match hyperparams.yaml: {err}"
-                ) from None
+            _check_checkpoint_file(
+                path, self.mods[name], name, "hyperparams.yaml"
+            )
 
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
@@ -1351,25 +1339,34 @@ def _strict_check_folder(folder, hparams_file, module_names,
             f"{yaml_path}: 'modules' lacks {lacking}; a MossFormer "
             f"separator needs {list(module_names)}"
         )
+    given = f" with overrides {overrides}" if overrides else ""
     for name in module_names:
-        path = os.path.join(folder, f"{name}.ckpt")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ModelLoadError(
-                f"{path}: {checkpoint_problem(err)}"
-            ) from None
-        if not isinstance(state, dict):
-            raise ModelLoadError(
-                f"{path}: expected a state dict, got {type(state).__name__}"
-            )
-        try:
-            check_state_dict(modules[name], state, name)
-        except ValueError as err:
-            given = f" with overrides {overrides}" if overrides else ""
-            raise ModelLoadError(
-                f"{path}: does not match {hparams_file}{given}: {err}"
-            ) from None
+        _check_checkpoint_file(
+            os.path.join(folder, f"{name}.ckpt"), modules[name], name,
+            f"{hparams_file}{given}",
+        )
+
+
+def _check_checkpoint_file(path, module, name, yaml_name):
+    """Reads one checkpoint and checks it strictly against ``module``.
+
+    Raises a one-line ``ModelLoadError`` naming ``path``: unreadable, not a
+    state dict, or a key or shape that does not match ``yaml_name``.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelLoadError(f"{path}: {checkpoint_problem(err)}") from None
+    if not isinstance(state, dict):
+        raise ModelLoadError(
+            f"{path}: expected a state dict, got {type(state).__name__}"
+        )
+    try:
+        check_state_dict(module, state, name)
+    except ValueError as err:
+        raise ModelLoadError(
+            f"{path}: does not match {yaml_name}: {err}"
+        ) from None
 
 
 def _check_device(device):

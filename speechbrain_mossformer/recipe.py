@@ -28,7 +28,10 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import (
+    is_distributed_initialized,
+    run_on_main,
+)
 
 from speechbrain_mossformer.brain import Separation
 
@@ -294,17 +297,6 @@ def check_settings(hparams):
     return notes
 
 
-def _plain(value):
-    """A yaml scalar or list as a plain Python value, for comparison."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 def check_run_folder(hparams):
     """Refuses to resume a run folder with another network or task.
 
@@ -325,6 +317,8 @@ def check_run_folder(hparams):
         Notes to log.
     """
     import ruamel.yaml
+
+    from speechbrain_mossformer.export_checkpoint import plain_value
 
     folder = hparams["output_folder"]
     saved = os.path.join(folder, "hyperparams.yaml")
@@ -350,7 +344,7 @@ def check_run_folder(hparams):
         if not isinstance(new_value, (bool, int, float, str, list, tuple)) \
                 and new_value is not None:
             continue  # objects (modules, loggers, ...)
-        if _plain(old_value) == _plain(new_value):
+        if plain_value(old_value) == plain_value(new_value):
             continue
         change = f"{key}: {old_value} -> {new_value}"
         if key in RUN_DEFINING_KEYS:
@@ -530,16 +524,15 @@ def load_initial_weights(hparams):
 
 def _folder_sample_rate(folder):
     """``sample_rate`` in a pretrained folder's yaml, or None."""
-    import ruamel.yaml
+    from speechbrain_mossformer.export_checkpoint import (
+        ExportError,
+        read_model_config,
+    )
 
-    path = os.path.join(folder, "hyperparams.yaml")
     try:
-        with open(path, encoding="utf-8") as f:
-            rate = (ruamel.yaml.YAML(typ="rt").load(f) or {}).get(
-                "sample_rate"
-            )
-        return int(rate)
-    except Exception:  # no yaml or no plain sample_rate: nothing to compare
+        path = os.path.join(folder, "hyperparams.yaml")
+        return int(read_model_config(path)["sample_rate"])
+    except ExportError:  # no yaml or no plain sample_rate: nothing to compare
         return None
 
 
@@ -661,7 +654,7 @@ def end_distributed():
     >>> end_distributed()  # a process without DDP
     False
     """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if is_distributed_initialized():
         torch.distributed.destroy_process_group()
         return True
     return False
