@@ -315,6 +315,20 @@ def check_run_folder(hparams):
     -------
     list of str
         Notes to log.
+
+    Example
+    -------
+    >>> run = getfixture("tmpdir")
+    >>> _ = (run / "save" / "CKPT+1").ensure(dir=True)
+    >>> _ = (run / "hyperparams.yaml").write_text(
+    ...     "sample_rate: 8000\\nlr: 0.00015\\n", encoding="utf-8")
+    >>> check_run_folder({"output_folder": str(run), "sample_rate": 8000,
+    ...                   "lr": 0.01})[0][:45]
+    'resuming with changed settings: lr: 0.00015 -'
+    >>> check_run_folder({"output_folder": str(run), "sample_rate": 16000})
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... (sample_rate: 8000 -> 16000); ...
     """
     import ruamel.yaml
 
