@@ -59,6 +59,10 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in bm.ALL_MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {bm.ALL_MODELS}")
+    if not args.models:
+        parser.error("--models is empty")
+    if args.repeats < 1 or args.threads < 1 or args.seconds <= 0:
+        parser.error("--repeats and --threads must be >= 1, --seconds > 0")
     return args
 
 

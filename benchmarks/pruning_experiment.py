@@ -202,6 +202,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.jobs < 1 or args.threads < 1:
+        parser.error(f"--jobs and --threads must be >= 1, got "
+                     f"{args.jobs} and {args.threads}")
     if args.steps is not None:
         try:
             steps = tuple(int(v) for v in args.steps.split(","))

@@ -83,7 +83,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="4 s only, 2 repeats (overrides --seconds and --repeats)",
+        help="4 s only, 2 repeats (overrides --seconds and --repeats); "
+        "writes speed_quick.* unless --name is given",
     )
     parser.add_argument(
         "--no-onnx", action="store_true", help="skip ONNX Runtime timing"
@@ -98,7 +99,7 @@ def parse_args(argv=None):
         "--name",
         default="speed",
         help="base name of the output files (default: speed -> speed.md, "
-        "speed.png, speed.json)",
+        "speed.png, speed.json; with --quick: speed_quick)",
     )
     parser.add_argument(
         "--tuned-malloc",
@@ -114,11 +115,24 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats = "4", 2
+        if args.name == "speed":
+            # never replace the full run's speed.md/.png/.json
+            args.name = "speed_quick"
     args.models = [m.strip().lower() for m in args.models.split(",") if m]
     unknown = [m for m in args.models if m not in bm.ALL_MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {bm.ALL_MODELS}")
-    args.seconds = [float(s) for s in str(args.seconds).split(",") if s]
+    try:
+        args.seconds = [float(s) for s in str(args.seconds).split(",") if s]
+    except ValueError:
+        parser.error(f"--seconds wants comma-separated numbers, got "
+                     f"{args.seconds!r}")
+    if not args.models:
+        parser.error("--models is empty")
+    if not args.seconds or min(args.seconds) <= 0:
+        parser.error(f"--seconds must be positive, got {args.seconds}")
+    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("--threads and --repeats must be >= 1, --warmup >= 0")
     return args
 
 

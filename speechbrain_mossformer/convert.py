@@ -36,35 +36,81 @@ class ConversionError(ValueError):
     """The ModelScope folder cannot be converted; the message says why."""
 
 
-# Official ModelScope names -> our names (mask net, after "mask_net." is
-# dropped, as in masknet.bin).
-_BLOCK = r"mdl\.att_mdl\.mossformerM\.layers\.(\d+)\."
-_FFCONVM = r"(to_hidden|to_qk|to_out)\."
-_MASKNET_RULES = [
-    (re.compile(_BLOCK + _FFCONVM + r"mdl\.0\.g$"), r"mossformer.blocks.\1.\2.norm.g"),
+# Mask-net parameter names: (official name in masknet.bin, after "mask_net."
+# is dropped; our name). "{block}" is a block index, the other fields take
+# one of the words listed in _NAME_FIELDS. One table serves both directions.
+_NAME_PAIRS = [
     (
-        re.compile(_BLOCK + _FFCONVM + r"mdl\.1\.(weight|bias)$"),
-        r"mossformer.blocks.\1.\2.linear.\3",
+        "mdl.att_mdl.mossformerM.layers.{block}.{ffconvm}.mdl.0.g",
+        "mossformer.blocks.{block}.{ffconvm}.norm.g",
     ),
     (
-        re.compile(_BLOCK + _FFCONVM + r"mdl\.3\.sequential\.1\.conv\.weight$"),
-        r"mossformer.blocks.\1.\2.conv.depthwise.weight",
+        "mdl.att_mdl.mossformerM.layers.{block}.{ffconvm}.mdl.1.{param}",
+        "mossformer.blocks.{block}.{ffconvm}.linear.{param}",
     ),
     (
-        re.compile(_BLOCK + r"qk_offset_scale\.(gamma|beta)$"),
-        r"mossformer.blocks.\1.qk_offset_scale.\2",
+        "mdl.att_mdl.mossformerM.layers.{block}.{ffconvm}"
+        ".mdl.3.sequential.1.conv.weight",
+        "mossformer.blocks.{block}.{ffconvm}.conv.depthwise.weight",
     ),
-    (re.compile(r"^mdl\.att_mdl\.norm\.norm\.(weight|bias)$"), r"mossformer.norm.\1"),
-    (re.compile(r"^mdl\.att_norm\.(weight|bias)$"), r"att_norm.\1"),
     (
-        re.compile(
-            r"^(norm|conv1d_encoder|conv1d_out|conv1_decoder|prelu|pos_enc"
-            r"|output\.0|output_gate\.0)\.(weight|bias|scale)$"
-        ),
-        r"\1.\2",
+        "mdl.att_mdl.mossformerM.layers.{block}.qk_offset_scale.{offset}",
+        "mossformer.blocks.{block}.qk_offset_scale.{offset}",
     ),
+    ("mdl.att_mdl.norm.norm.{param}", "mossformer.norm.{param}"),
+    ("mdl.att_norm.{param}", "att_norm.{param}"),
+    ("{top}.{tensor}", "{top}.{tensor}"),
 ]
-_ROTARY_FREQS = re.compile(_BLOCK + r"rotary_pos_emb\.freqs$")
+_NAME_FIELDS = {
+    "block": r"\d+",
+    "ffconvm": "to_hidden|to_qk|to_out",
+    "param": "weight|bias",
+    "offset": "gamma|beta",
+    "top": "norm|conv1d_encoder|conv1d_out|conv1_decoder|prelu|pos_enc"
+    r"|output\.0|output_gate\.0",
+    "tensor": "weight|bias|scale",
+}
+
+
+def _name_rule(source, target):
+    """A (regex, template) pair that renames ``source`` names to ``target``."""
+    pattern = re.escape(source)
+    for field, choices in _NAME_FIELDS.items():
+        pattern = pattern.replace(
+            re.escape("{" + field + "}"), f"(?P<{field}>{choices})"
+        )
+    return re.compile(f"^{pattern}$"), target
+
+
+_MASKNET_RULES = [_name_rule(official, ours) for official, ours in _NAME_PAIRS]
+_REVERSE_RULES = [_name_rule(ours, official) for official, ours in _NAME_PAIRS]
+_ROTARY_FREQS = re.compile(
+    r"^mdl\.att_mdl\.mossformerM\.layers\.\d+\.rotary_pos_emb\.freqs$"
+)
+
+
+def _rename(key, rules):
+    """``key`` renamed by the first matching rule, or None."""
+    for pattern, template in rules:
+        match = pattern.match(key)
+        if match:
+            return template.format(**match.groupdict())
+    return None
+
+
+def official_masknet_key(key):
+    """The official ``masknet.bin`` name of one of our mask-net keys.
+
+    Example
+    -------
+    >>> official_masknet_key("mossformer.blocks.1.to_qk.linear.weight")
+    'mdl.att_mdl.mossformerM.layers.1.to_qk.mdl.1.weight'
+    >>> official_masknet_key("conv1d_out.bias")
+    'conv1d_out.bias'
+    """
+    return _rename(key, _REVERSE_RULES) or key
+
+
 _POS_INV_FREQ = "pos_enc.inv_freq"
 
 #: The official config keys the converter reads, with the official defaults.
@@ -123,6 +169,10 @@ def read_modelscope_config(model_dir):
             data = json.load(f)
     except (OSError, ValueError) as err:
         raise ConversionError(f"{path}: cannot read JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(
+            f"{path}: expected a JSON object, got {type(data).__name__}"
+        )
     if name == "configuration.json":
         if not isinstance(data.get("model"), dict):
             raise ConversionError(
@@ -131,6 +181,26 @@ def read_modelscope_config(model_dir):
         data = {k: v for k, v in data["model"].items() if k != "type"}
     config = dict(OFFICIAL_DEFAULTS)
     config.update({k: v for k, v in data.items() if k in OFFICIAL_DEFAULTS})
+    for key, default in OFFICIAL_DEFAULTS.items():
+        value = config[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            wanted = "true or false"
+        elif isinstance(default, int):
+            ok = (isinstance(value, int) and not isinstance(value, bool)
+                  and value > 0)
+            wanted = "a positive integer"
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float))
+                  and not isinstance(value, bool) and value >= 0)
+            wanted = "a non-negative number"
+        else:
+            ok = isinstance(value, str)
+            wanted = "a string"
+        if not ok:
+            raise ConversionError(
+                f"{path}: '{key}' must be {wanted}, got {value!r}"
+            )
     return config
 
 
@@ -155,6 +225,16 @@ def to_speechbrain_config(official, sample_rate=8000):
     >>> cfg["N_encoder_out"], cfg["num_blocks"], cfg["num_spks"]
     (512, 24, 2)
     """
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, float))
+        or not float(sample_rate).is_integer()
+        or sample_rate <= 0
+    ):
+        raise ConversionError(
+            f"the sample rate must be a positive integer (Hz), got "
+            f"{sample_rate!r}"
+        )
     if official["causal"]:
         raise ConversionError(
             "causal=True checkpoints are not supported (the release is "
@@ -199,9 +279,7 @@ def to_speechbrain_config(official, sample_rate=8000):
     }
 
 
-def convert_masknet_state(
-    official_state, query_key_dim, out_channels, origin=None
-):
+def convert_masknet_state(official_state, query_key_dim, out_channels):
     """Renames an official ``masknet.bin`` state dict to our names.
 
     Frozen frequency tables (rotary ``freqs`` under every block and the
@@ -215,8 +293,6 @@ def convert_masknet_state(
         Query/key width (sets the rotary size, ``min(32, query_key_dim)``).
     out_channels : int
         Model width (sets the positional-encoding size).
-    origin : dict, optional
-        Filled with ``our key -> official key`` (for error messages).
 
     Returns
     -------
@@ -245,18 +321,13 @@ def convert_masknet_state(
         if key == _POS_INV_FREQ:
             _check_frozen(key, value, positional)
             continue
-        for pattern, replacement in _MASKNET_RULES:
-            if pattern.search(key):
-                new_key = pattern.sub(replacement, key)
-                break
-        else:
+        new_key = _rename(key, _MASKNET_RULES)
+        if new_key is None:
             raise ConversionError(
                 f"masknet.bin: unexpected key '{key}' (not part of the "
                 "official MossFormer mask net)"
             )
         converted[new_key] = value
-        if origin is not None:
-            origin[new_key] = key
     return converted
 
 
@@ -320,7 +391,6 @@ def convert(model_dir, out_dir, sample_rate=8000):
         raise ConversionError(f"{out_dir}: exists and is not a folder")
     official = read_modelscope_config(model_dir)
     config = to_speechbrain_config(official, sample_rate)
-    origin = {}
     states = {
         "encoder": _load_bin(model_dir, "encoder.bin"),
         "decoder": _load_bin(model_dir, "decoder.bin"),
@@ -328,10 +398,9 @@ def convert(model_dir, out_dir, sample_rate=8000):
             _load_bin(model_dir, "masknet.bin"),
             config["query_key_dim"],
             config["out_channels"],
-            origin,
         ),
     }
-    _check_shapes(config, states, origin)
+    _check_shapes(config, states)
     try:
         write_pretrained_folder(
             out_dir,
@@ -340,17 +409,12 @@ def convert(model_dir, out_dir, sample_rate=8000):
             origin=f"converted from ModelScope folder "
             f"{os.path.basename(os.path.abspath(model_dir))}",
         )
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError) as err:  # incl. OutputFolderError
         raise ConversionError(str(err)) from None
-    except OSError as err:
-        raise ConversionError(
-            f"{out_dir}: cannot write the pretrained folder: "
-            f"{err.strerror or err}"
-        ) from None
     return config
 
 
-def _check_shapes(config, states, origin):
+def _check_shapes(config, states):
     """Names the official key of any tensor whose shape does not fit."""
     from speechbrain_mossformer.pretrained import (
         load_modules,
@@ -360,11 +424,22 @@ def _check_shapes(config, states, origin):
     modules = load_modules(render_hyperparams(config))
     for name, state in states.items():
         expected = modules[name].state_dict()
+        # the official file's names, which the user can look up
+        official = official_masknet_key if name == "masknet" else str
+        missing = [official(key) for key in expected if key not in state]
+        if missing:
+            more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+            raise ConversionError(
+                f"{name}.bin: missing "
+                + ", ".join(f"'{k}'" for k in missing[:3])
+                + more
+                + f" (the configuration has {config['num_blocks']} blocks, "
+                f"{config['num_spks']} speakers)"
+            )
         for key, value in state.items():
             if key in expected and value.shape != expected[key].shape:
-                official = origin.get(key, key) if name == "masknet" else key
                 raise ConversionError(
-                    f"{name}.bin: '{official}' has shape "
+                    f"{name}.bin: '{official(key)}' has shape "
                     f"{tuple(value.shape)} but the configuration "
                     f"({config['num_blocks']} blocks, "
                     f"{config['out_channels']} channels, query/key "

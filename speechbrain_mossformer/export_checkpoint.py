@@ -31,12 +31,11 @@ import sys
 
 import torch
 
-from speechbrain_mossformer.inference import (
-    add_custom_interface,
-    checkpoint_problem,
-)
+from speechbrain_mossformer.inference import checkpoint_problem
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
+    OutputFolderError,
+    check_output_folder,
     write_pretrained_folder,
 )
 
@@ -337,23 +336,24 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
         ckpt, value = find_best_checkpoint(recipe_dir, key, mode)
     else:
         value = read_checkpoint_meta(ckpt).get(key)
+    try:
+        # never into the run folder (its hyperparams.yaml) or a checkpoint
+        check_output_folder(out_dir, protected=(recipe_dir, ckpt))
+    except OutputFolderError as err:
+        raise ExportError(str(err)) from None
     states = load_checkpoint_states(ckpt)
     origin = f"exported from {os.path.basename(os.path.normpath(ckpt))}"
     if value is not None:
         origin += f" ({key}: {value})"
     try:
         write_pretrained_folder(out_dir, config, states, origin=origin)
+    except OutputFolderError as err:
+        raise ExportError(str(err)) from None
     except (KeyError, ValueError) as err:
         raise ExportError(
             f"{ckpt}: the checkpoint does not match the model in "
             f"hyperparams.yaml: {err}"
         ) from None
-    except OSError as err:
-        raise ExportError(
-            f"{out_dir}: cannot write the pretrained folder: "
-            f"{err.strerror or err}"
-        ) from None
-    add_custom_interface(out_dir)
     return {"checkpoint": ckpt, "value": value, "config": config}
 
 

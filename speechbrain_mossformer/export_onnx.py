@@ -323,6 +323,19 @@ def main(argv=None):
                 f"{args.out}: is a folder; give the path of the .onnx file "
                 f"to write"
             )
+        model_files = ["hyperparams.yaml"] + [
+            f"{name}.ckpt" for name in MODULE_NAMES
+        ]
+        for name in model_files:
+            path = os.path.join(args.pretrained_dir, name)
+            if os.path.isfile(args.out) and os.path.isfile(path) and (
+                os.path.samefile(args.out, path)
+            ):
+                raise ExportError(
+                    f"{args.out}: is the pretrained folder's {name}; "
+                    "writing the graph there would destroy the model: give "
+                    "another .onnx path"
+                )
         separator, info = load_separator(args.pretrained_dir)
         try:
             export_separator(separator, args.out)

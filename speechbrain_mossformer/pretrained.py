@@ -40,10 +40,13 @@ DEFAULT_CONFIG = {
 
 MODULE_NAMES = ("encoder", "masknet", "decoder")
 
+#: First words of the provenance line of every yaml this package writes.
+WRITTEN_BY = "# Pretrained folder written by speechbrain_mossformer"
+
 _TEMPLATE = """\
 # ############################################################################
 # Model: MossFormer (Zhao & Ma, ICASSP 2023) for speech separation
-# Pretrained folder written by speechbrain_mossformer ({origin}).
+{written_by} ({origin}).
 # Load with:
 #   from speechbrain.inference.separation import SepformerSeparation
 #   model = SepformerSeparation.from_hparams(source="<this folder>")
@@ -140,7 +143,80 @@ def render_hyperparams(config, origin="speechbrain_mossformer"):
     values = dict(DEFAULT_CONFIG, **config)
     values["kernel_stride"] = int(values["kernel_size"]) // 2
     values = {k: _yaml_value(v) for k, v in values.items()}
-    return _TEMPLATE.format(origin=origin, **values)
+    return _TEMPLATE.format(origin=origin, written_by=WRITTEN_BY, **values)
+
+
+class OutputFolderError(ValueError):
+    """A pretrained folder cannot be written there (it would overwrite
+    something, or writing failed); the message says why."""
+
+
+def _same_path(a, b):
+    """Whether two paths name the same file or folder."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_folder(out_dir, protected=()):
+    """Checks that writing a pretrained folder to ``out_dir`` loses nothing.
+
+    Refused: an ``out_dir`` that is a file, that is one of the
+    ``protected`` folders (the folders being read: a model pruned into
+    itself, a recipe run exported into its own run folder), or that holds
+    a ``hyperparams.yaml`` not written by this package (e.g. a recipe's
+    own yaml), which would be overwritten. A pretrained folder written by
+    this package is replaced (writing the same export again).
+
+    Arguments
+    ---------
+    out_dir : str
+        The folder to write.
+    protected : sequence of str
+        Folders that must not be written into.
+
+    Raises
+    ------
+    OutputFolderError
+        With a one-line message naming the folder or file.
+
+    Example
+    -------
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> with open(os.path.join(tmp, "hyperparams.yaml"), "w") as f:
+    ...     _ = f.write("seed: 1\\n")
+    >>> try:
+    ...     check_output_folder(tmp)
+    ... except OutputFolderError as err:
+    ...     print("not written by" in str(err))
+    True
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputFolderError(f"{out_dir}: exists and is not a folder")
+    if not os.path.isdir(out_dir):
+        return
+    for source in protected:
+        if source is not None and os.path.isdir(source) and _same_path(
+            out_dir, source
+        ):
+            raise OutputFolderError(
+                f"{out_dir}: is the folder being read ({source}); writing "
+                "there would overwrite it: give another output folder"
+            )
+    yaml_path = os.path.join(out_dir, "hyperparams.yaml")
+    if os.path.isfile(yaml_path):
+        try:
+            with open(yaml_path, encoding="utf-8", errors="replace") as f:
+                head = f.read(4096)
+        except OSError:
+            head = ""
+        if WRITTEN_BY not in head:
+            raise OutputFolderError(
+                f"{yaml_path}: exists and was not written by "
+                "speechbrain_mossformer (e.g. a recipe's hyperparams.yaml); "
+                "it would be overwritten: give another output folder"
+            )
 
 
 def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
@@ -152,7 +228,10 @@ def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
     Arguments
     ---------
     out_dir : str
-        Folder to create (may exist; its model files are replaced).
+        Folder to create (may exist; the model files of a pretrained
+        folder written by this package are replaced; any other
+        ``hyperparams.yaml`` there is an error, see
+        ``check_output_folder``).
     config : dict
         Model configuration (see ``DEFAULT_CONFIG``).
     state_dicts : dict
@@ -183,21 +262,28 @@ def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
         if name not in state_dicts:
             raise KeyError(f"no state dict given for module '{name}'")
         check_state_dict(modules[name], state_dicts[name], name)
-    os.makedirs(out_dir, exist_ok=True)
-    yaml_path = os.path.join(out_dir, "hyperparams.yaml")
-    with open(yaml_path, "w", encoding="utf-8") as f:
-        f.write(text)
-    for name in MODULE_NAMES:
-        state = {k: v.detach().cpu() for k, v in state_dicts[name].items()}
-        torch.save(state, os.path.join(out_dir, f"{name}.ckpt"))
-    # Lets the Hugging Face hub widget (and users) see the interface.
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump({"speechbrain_interface": "SepformerSeparation"}, f)
+    check_output_folder(out_dir)
     # custom.py, for foreign_class(..., classname="MossFormerSeparation").
     # Imported here: the inference module imports this one.
     from speechbrain_mossformer.inference import add_custom_interface
 
-    add_custom_interface(out_dir)
+    yaml_path = os.path.join(out_dir, "hyperparams.yaml")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(yaml_path, "w", encoding="utf-8") as f:
+            f.write(text)
+        for name in MODULE_NAMES:
+            state = {k: v.detach().cpu() for k, v in state_dicts[name].items()}
+            torch.save(state, os.path.join(out_dir, f"{name}.ckpt"))
+        # Lets the Hugging Face hub widget (and users) see the interface.
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump({"speechbrain_interface": "SepformerSeparation"}, f)
+        add_custom_interface(out_dir)
+    except OSError as err:
+        raise OutputFolderError(
+            f"{out_dir}: cannot write the pretrained folder: "
+            f"{err.strerror or err}"
+        ) from None
     return yaml_path
 
 

@@ -311,6 +311,11 @@ def resolve_sizes(config, spec):
         target["hidden_fraction"] = _fraction(spec, "hidden_fraction") or 1.0
     if spec.get("query_key_dims") is not None:
         qk = _per_block(spec["query_key_dims"], new_blocks, "query_key_dims")
+        for q in qk:
+            if q < 1:
+                raise PruningError(
+                    f"query_key_dims must be positive, got {q}"
+                )
         rotary, new_rotary = sizes["rotary_dim"], min(32, min(qk))
         if new_rotary < rotary and (new_rotary % 2 or rotary % new_rotary):
             raise PruningError(
@@ -467,7 +472,12 @@ def _build_modules(config, state_dicts):
 
     modules = load_modules(render_hyperparams(config))
     for name, module in modules.items():
-        check_state_dict(module, state_dicts[name], name)
+        try:
+            check_state_dict(module, state_dicts[name], name)
+        except ValueError as err:
+            raise PruningError(
+                f"the checkpoints do not match the configuration: {err}"
+            ) from None
         module.load_state_dict(state_dicts[name])
         module.eval()
     return modules
@@ -752,6 +762,7 @@ def structured_prune(config, state_dicts, spec, calibration=None,
             raise PruningError(f"no state dict given for module '{name}'")
     sizes = model_sizes(config)
     target = resolve_sizes(config, spec)
+    _build_modules(config, state_dicts)  # checks they fit
     sd = state_dicts["masknet"]
     width = sizes["out_channels"]
     if sd["conv1d_encoder.weight"].shape[0] != width:
@@ -959,19 +970,38 @@ def read_pretrained(folder):
     except ExportError as err:
         raise PruningError(str(err)) from None
     config["sample_rate"] = int(config["sample_rate"])
+    try:
+        _build_modules(config, states)  # checks they fit
+    except PruningError as err:
+        raise PruningError(f"{folder}: {err}") from None
     return config, states
 
 
-def _write(out_dir, config, states, origin):
-    """Writes a pretrained folder (plus ``custom.py`` when available)."""
-    from speechbrain_mossformer.pretrained import write_pretrained_folder
+def _check_output(source, out_dir):
+    """Refuses an output folder that would overwrite the source or a
+    folder this package did not write (see ``check_output_folder``)."""
+    from speechbrain_mossformer.pretrained import (
+        OutputFolderError,
+        check_output_folder,
+    )
 
-    write_pretrained_folder(out_dir, config, states, origin=origin)
     try:
-        from speechbrain_mossformer.inference import add_custom_interface
-    except ImportError:  # pragma: no cover - optional
-        return
-    add_custom_interface(out_dir)
+        check_output_folder(out_dir, protected=(source,))
+    except OutputFolderError as err:
+        raise PruningError(str(err)) from None
+
+
+def _write(out_dir, config, states, origin):
+    """Writes a pretrained folder (``write_pretrained_folder``)."""
+    from speechbrain_mossformer.pretrained import (
+        OutputFolderError,
+        write_pretrained_folder,
+    )
+
+    try:
+        write_pretrained_folder(out_dir, config, states, origin=origin)
+    except OutputFolderError as err:
+        raise PruningError(str(err)) from None
 
 
 def prune_pretrained(source, out_dir, spec, calibration=None,
@@ -1012,6 +1042,7 @@ def prune_pretrained(source, out_dir, spec, calibration=None,
     >>> out["config"]["hidden_dims"], out["params"][1] < out["params"][0]
     ([32, 32], True)
     """
+    _check_output(source, out_dir)
     config, states = read_pretrained(source)
     new_config, new_states, report = structured_prune(
         config, states, spec, calibration, block_score
@@ -1167,6 +1198,7 @@ def unstructured_prune_pretrained(source, out_dir, amount, scope="global"):
     dict
         ``config``, ``zeroed`` and ``nonzero`` (parameters left).
     """
+    _check_output(source, out_dir)
     config, states = read_pretrained(source)
     modules = _build_modules(config, states)
     zeroed = unstructured_prune(modules, amount, scope)
@@ -1274,14 +1306,25 @@ def _read_spec_file(path):
     """Reads a json or yaml pruning spec."""
     if not os.path.isfile(path):
         raise PruningError(f"{path}: no such spec file")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PruningError(f"{path}: cannot read the spec file ({err})") \
+            from None
     if path.endswith(".json"):
-        spec = json.loads(text)
+        try:
+            spec = json.loads(text)
+        except ValueError as err:
+            raise PruningError(f"{path}: not valid JSON ({err})") from None
     else:
         import yaml
 
-        spec = yaml.safe_load(text)
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            first = " ".join(str(err).split())
+            raise PruningError(f"{path}: not valid YAML ({first})") from None
     if not isinstance(spec, dict):
         raise PruningError(f"{path}: the spec must be a mapping")
     return spec
@@ -1299,19 +1342,37 @@ def _int_list(text):
     return values[0] if len(values) == 1 else values
 
 
-def _read_mixtures(paths, sample_rate):
-    """Reads calibration mixtures at the model's sample rate."""
-    import soundfile as sf
+def _read_mixtures(paths, sample_rate, kernel_size=16):
+    """Reads calibration mixtures at the model's sample rate.
+
+    Files are checked like ``mossformer-separate``'s inputs (missing,
+    unreadable, empty, NaN/Inf, shorter than one encoder frame after
+    resampling): a ``PruningError`` names the file and the problem.
+    """
+    from speechbrain_mossformer.inference import (
+        AudioInputError,
+        open_audio,
+    )
 
     mixtures = []
     for path in paths:
-        signal, rate = sf.read(path, dtype="float32", always_2d=True)
-        signal = signal.mean(axis=1)
+        try:
+            audio = open_audio(path)
+            signal = torch.cat(list(audio.blocks()), dim=1)[0].numpy()
+        except AudioInputError as err:
+            raise PruningError(f"calibration file {err}") from None
+        rate = audio.sample_rate
         if rate != sample_rate:
             from scipy.signal import resample_poly
 
             g = math.gcd(int(rate), int(sample_rate))
             signal = resample_poly(signal, sample_rate // g, rate // g)
+        if signal.shape[0] < kernel_size:
+            raise PruningError(
+                f"calibration file {path}: too short: {audio.frames} "
+                f"samples at {rate} Hz; at least one encoder frame "
+                f"({kernel_size} samples at {sample_rate} Hz) is needed"
+            )
         mixtures.append(torch.as_tensor(signal, dtype=torch.float32))
     return mixtures
 
@@ -1357,6 +1418,17 @@ def main(argv=None):
         return int(stop.code or 0)
     try:
         if args.unstructured is not None:
+            structured = [
+                "--" + key.replace("_", "-")
+                for key in SPEC_KEYS + ("config", "calibration")
+                if getattr(args, key) is not None
+            ] + (["--block-score"] if args.block_score != "l1" else [])
+            if structured:
+                raise PruningError(
+                    f"--unstructured zeros weights and keeps every shape; "
+                    f"it does not use {', '.join(structured)} (structured "
+                    "pruning options): give one or the other"
+                )
             out = unstructured_prune_pretrained(
                 args.pretrained_dir, args.out_dir, args.unstructured,
                 args.scope,
@@ -1393,7 +1465,8 @@ def main(argv=None):
         if args.calibration:
             config, _ = read_pretrained(args.pretrained_dir)
             calibration = _read_mixtures(
-                args.calibration, int(config["sample_rate"])
+                args.calibration, int(config["sample_rate"]),
+                int(config["kernel_size"]),
             )
         out = prune_pretrained(
             args.pretrained_dir, args.out_dir, spec, calibration,

@@ -302,3 +302,86 @@ def test_converter_output_and_bin_problems_are_one_line_errors(tmp_path,
     assert capsys.readouterr().err == (
         f"error: {ms / 'encoder.bin'}: not a PyTorch checkpoint "
         f"(unrecognised data)\n")
+
+
+def test_export_never_overwrites_the_run_folder_or_a_checkpoint(tmp_path,
+                                                                capsys):
+    recipe = str(tmp_path / "recipe")
+    ckpts = fabricate_recipe(recipe, [-1.0])
+    ckpt = sorted(ckpts)[0]
+    yaml_path = os.path.join(recipe, "hyperparams.yaml")
+    with open(yaml_path) as f:
+        recipe_yaml = f.read()
+    with open(os.path.join(ckpt, "masknet.ckpt"), "rb") as f:
+        masknet = f.read()
+    for out in (recipe, recipe + "/", ckpt, os.path.join(ckpt, "..", "..")):
+        assert main([recipe, out]) == 2
+        err = capsys.readouterr().err
+        assert "folder being read" in err and len(err.splitlines()) == 1
+    # a folder holding another yaml (e.g. another run's) is not replaced
+    other = tmp_path / "other_run"
+    other.mkdir()
+    (other / "hyperparams.yaml").write_text("seed: 7\n")
+    assert main([recipe, str(other)]) == 2
+    assert "not written by speechbrain_mossformer" in capsys.readouterr().err
+    assert (other / "hyperparams.yaml").read_text() == "seed: 7\n"
+    with open(yaml_path) as f:
+        assert f.read() == recipe_yaml
+    with open(os.path.join(ckpt, "masknet.ckpt"), "rb") as f:
+        assert f.read() == masknet
+    assert not os.path.exists(os.path.join(ckpt, "hyperparams.yaml"))
+    # exporting again into a folder this package wrote replaces it
+    out = str(tmp_path / "exported")
+    assert main([recipe, out]) == 0
+    assert main([recipe, out]) == 0
+
+
+def test_converter_rejects_bad_settings_and_names_missing_official_keys(
+    tmp_path, capsys
+):
+    import json
+    import shutil
+
+    from inference_helpers import fixture_dir
+
+    from speechbrain_mossformer.convert import main as convert_main
+
+    fixture = fixture_dir("tiny-2spk")
+    assert convert_main([fixture, str(tmp_path / "sr"),
+                         "--sample-rate", "0"]) == 2
+    assert "sample rate must be a positive integer" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "sr").exists()
+    with open(os.path.join(fixture, "model_config.json")) as f:
+        settings = json.load(f)
+    ms = tmp_path / "ms"
+    ms.mkdir()
+    for name in ("encoder.bin", "decoder.bin", "masknet.bin"):
+        shutil.copy(os.path.join(fixture, name), ms / name)
+    for key, value in (("num_blocks", 2.7), ("num_blocks", "2"),
+                       ("kernel_size", "16"), ("num_spks", 0)):
+        bad = dict(settings, **{key: value})
+        (ms / "configuration.json").write_text(json.dumps({"model": bad}))
+        assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert f"'{key}' must be" in err and len(err.splitlines()) == 1
+    (ms / "configuration.json").write_text("[1, 2]")
+    assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+    assert "expected a JSON object" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # a missing key is named as the official file holds it
+    (ms / "configuration.json").write_text(json.dumps({"model": settings}))
+    state = torch.load(str(ms / "masknet.bin"))
+    official = "mdl.att_mdl.mossformerM.layers.1.to_qk.mdl.1.weight"
+    del state[official]
+    torch.save(state, str(ms / "masknet.bin"))
+    assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"masknet.bin: missing '{official}'" in err
+    # never over a recipe's (or any foreign) hyperparams.yaml
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hyperparams.yaml").write_text("seed: 7\n")
+    assert convert_main([fixture, str(run)]) == 2
+    assert "not written by" in capsys.readouterr().err
+    assert (run / "hyperparams.yaml").read_text() == "seed: 7\n"

@@ -172,3 +172,15 @@ def test_output_path_problems_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {os.path.join(folder, 'decoder.ckpt')}: not a PyTorch "
         f"checkpoint (unrecognised data)\n")
+
+
+def test_output_path_inside_the_model_folder_is_refused(tmp_path, capsys):
+    folder = random_folder(tmp_path / "micro")
+    target = os.path.join(folder, "masknet.ckpt")
+    with open(target, "rb") as f:
+        before = f.read()
+    assert main([folder, target, "--no-verify"]) == 2
+    err = capsys.readouterr().err
+    assert "masknet.ckpt" in err and len(err.splitlines()) == 1
+    with open(target, "rb") as f:
+        assert f.read() == before

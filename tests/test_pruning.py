@@ -469,6 +469,9 @@ def test_unstructured_folder_keeps_shapes(pruned_folder):
         ({"query_key_dims": 12}, "even divisor of 32"),
         ({"query_key_dims": [16, 16, 28]}, "at most 24 features"),
         ({"hidden_dims": 32, "hidden_fraction": 0.5}, "not both"),
+        ({"query_key_dims": 0}, "must be positive"),
+        ({"query_key_dims": -16}, "must be positive"),
+        ({"query_key_dims": [40, 40, 0]}, "must be positive"),
         ({"heads": 2}, "unknown pruning spec keys"),
     ],
 )
@@ -488,3 +491,115 @@ def test_measured_block_scores_need_calibration(states, score):
     with pytest.raises(pruning.PruningError, match="calibration"):
         pruning.structured_prune(CONFIG, states, {"num_blocks": 2},
                                  block_score=score)
+
+
+# ----------------------------------------------------------------------
+# Nothing the user made is lost; bad input is a one-line error
+def _cli_error(capsys, argv):
+    code = pruning.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    return err
+
+
+@pytest.mark.parametrize("extra", [["--hidden-fraction", "0.5"],
+                                   ["--unstructured", "0.5"]])
+def test_pruning_into_the_source_folder_is_refused(pruned_folder, capsys,
+                                                   tmp_path, extra):
+    import shutil
+
+    root, _ = pruned_folder
+    src = tmp_path / "model"
+    shutil.copytree(root / "dense", src)
+    before = (src / "masknet.ckpt").read_bytes()
+    yaml_before = (src / "hyperparams.yaml").read_text()
+    err = _cli_error(capsys, [str(src), str(src) + "/"] + extra)
+    assert "folder being read" in err
+    assert (src / "masknet.ckpt").read_bytes() == before
+    assert (src / "hyperparams.yaml").read_text() == yaml_before
+
+
+def test_pruning_never_overwrites_a_foreign_yaml_or_a_file(pruned_folder,
+                                                           capsys, tmp_path):
+    root, _ = pruned_folder
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hyperparams.yaml").write_text("seed: 1\nlr: 0.1\n")
+    err = _cli_error(capsys, [str(root / "dense"), str(run),
+                              "--hidden-fraction", "0.5"])
+    assert "not written by speechbrain_mossformer" in err
+    assert (run / "hyperparams.yaml").read_text() == "seed: 1\nlr: 0.1\n"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    err = _cli_error(capsys, [str(root / "dense"), str(afile),
+                              "--hidden-fraction", "0.5"])
+    assert "not a folder" in err
+    # a folder this package wrote is replaced (exporting again)
+    again = tmp_path / "again"
+    for _ in range(2):
+        assert pruning.main([str(root / "dense"), str(again),
+                             "--hidden-fraction", "0.5"]) == 0
+
+
+def test_mismatched_source_folder_is_a_one_line_error(pruned_folder, capsys,
+                                                      tmp_path):
+    import shutil
+
+    root, _ = pruned_folder
+    for blocks in (2, 4):
+        bad = tmp_path / f"bad{blocks}"
+        shutil.copytree(root / "dense", bad)
+        yaml = bad / "hyperparams.yaml"
+        yaml.write_text(yaml.read_text().replace(
+            "num_blocks: 3", f"num_blocks: {blocks}"))
+        for extra in (["--hidden-fraction", "0.5"], ["--unstructured", "0.3"]):
+            err = _cli_error(capsys, [str(bad), str(tmp_path / "o"), *extra])
+            assert str(bad) in err and "masknet" in err
+        assert not (tmp_path / "o").exists()
+
+
+def test_bad_spec_files_are_one_line_errors(pruned_folder, capsys, tmp_path):
+    root, _ = pruned_folder
+    bad_json = tmp_path / "spec.json"
+    bad_json.write_text('{"hidden_fraction": 0.5,')
+    bad_yaml = tmp_path / "spec.yaml"
+    bad_yaml.write_text("hidden_fraction: [0.5\n")
+    for path, what in ((bad_json, "not valid JSON"),
+                       (bad_yaml, "not valid YAML")):
+        err = _cli_error(capsys, [str(root / "dense"), str(tmp_path / "o"),
+                                  "--config", str(path)])
+        assert str(path) in err and what in err
+
+
+def test_bad_calibration_files_are_one_line_errors(pruned_folder, capsys,
+                                                   tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    root, _ = pruned_folder
+    nan = np.full(800, 0.1, dtype="float32")
+    nan[5] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), nan, 8000, subtype="FLOAT")
+    sf.write(str(tmp_path / "short.wav"), np.zeros(10, "float32"), 8000)
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, "float32"), 8000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF1234WAVEjunk")
+    for name, what in (("missing.wav", "no such file"),
+                       ("nan.wav", "NaN"),
+                       ("short.wav", "too short"),
+                       ("empty.wav", "no samples"),
+                       ("corrupt.wav", "not a readable audio file")):
+        err = _cli_error(capsys, [
+            str(root / "dense"), str(tmp_path / "o"), "--num-blocks", "2",
+            "--block-score", "contribution",
+            "--calibration", str(tmp_path / name)])
+        assert name in err and what in err, err
+
+
+def test_unstructured_refuses_structured_options(pruned_folder, capsys,
+                                                 tmp_path):
+    root, _ = pruned_folder
+    err = _cli_error(capsys, [str(root / "dense"), str(tmp_path / "o"),
+                              "--unstructured", "0.5", "--num-blocks", "2"])
+    assert "--num-blocks" in err
+    assert not (tmp_path / "o").exists()
