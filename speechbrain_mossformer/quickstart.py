@@ -18,7 +18,8 @@ actually reached, which is far from a full-size model trained for days.
 
 Usage::
 
-    python -m speechbrain_mossformer.quickstart [--output DIR] [--minutes M]
+    python -m speechbrain_mossformer.quickstart [--output DIR] [--epochs N]
+        [--epoch-size N]
 
 Authors
  * speechbrain-mossformer contributors 2026

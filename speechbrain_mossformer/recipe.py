@@ -34,6 +34,7 @@ from speechbrain.utils.distributed import (
 )
 
 from speechbrain_mossformer.brain import Separation
+from speechbrain_mossformer.dataprep.csv_manifest import DataPreparationError
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,16 @@ def audio_datasets(hparams, csvs):
         signals.append("noise")
     datasets = {}
     for split, path in csvs.items():
+        if "noise" in signals:
+            with open(path, encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+            if "noise_wav" not in header:
+                raise RecipeError(
+                    f"use_noise is True but {path} has no noise_wav column "
+                    "(the corpus has no noise folder: WSJ0-mix has none, "
+                    "LibriMix needs <split>/noise in every split); set "
+                    "use_noise False"
+                )
         ds = DynamicItemDataset.from_csv(
             csv_path=path, replacements={"data_root": hparams["data_folder"]}
         )
@@ -150,7 +161,55 @@ def _audio_reader(name):
     return read
 
 
-def dynamic_mixing_dataset(hparams, dataset, train_csv):
+def dm_reverberant_targets(hparams):
+    """True when dynamic mixing must make reverberant targets: WHAMR! with
+    ``whamr_targets: reverb`` (its validation and test targets are the
+    reverberant sources, so the training mixtures and targets must be
+    reverberant too, although ``use_reverb`` is off)."""
+    return bool(
+        hparams.get("dynamic_mixing", False)
+        and hparams.get("whamr", False)
+        and hparams.get("whamr_targets") == "reverb"
+    )
+
+
+def needs_rirs(hparams):
+    """True when the run uses room impulse responses."""
+    return bool(hparams.get("use_reverb", False)) or dm_reverberant_targets(
+        hparams
+    )
+
+
+def mixture_speakers(csv_path, dataset):
+    """Speakers of the mixtures of a manifest, read from their IDs.
+
+    WSJ0-mix and WHAM! IDs are ``<utt1>_<gain1>_<utt2>_<gain2>...`` with
+    the speaker as the first 3 characters of each utterance (WSJ0);
+    LibriMix IDs are ``<spk>-<chapter>-<utt>_<spk>-...``.
+
+    Example
+    -------
+    >>> import os
+    >>> path = os.path.join(str(getfixture("tmpdir")), "t.csv")
+    >>> _ = open(path, "w").write(
+    ...     "ID,duration\\n445c020f_1.9_442o030z_-1.9,1.0\\n")
+    >>> sorted(mixture_speakers(path, "wsj0mix"))
+    ['442', '445']
+    """
+    import csv
+
+    speakers = set()
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            parts = (row.get("ID") or "").split("_")
+            if dataset == "librimix":
+                speakers.update(p.split("-")[0] for p in parts if "-" in p)
+            else:
+                speakers.update(p[:3] for p in parts[0::2] if len(p) > 3)
+    return speakers
+
+
+def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
     """The on-the-fly training set (see ``dataprep.dynamic_mixing``).
 
     Arguments
@@ -163,6 +222,10 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv):
         Recipe dataset name.
     train_csv : str
         The static training CSV (its row count is the default epoch size).
+    test_csv : str or None
+        The test CSV: dynamic mixing may not draw a speaker of its
+        mixtures (e.g. ``base_folder_dm`` given as the whole WSJ0 or
+        LibriSpeech folder instead of its training split).
 
     Returns
     -------
@@ -195,10 +258,11 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv):
         noise_folder = hparams.get("noise_folder_dm") or default_noise_folder(
             hparams, dataset
         )
+        check_training_noise_folder(noise_folder)
     rirs = None
-    if hparams.get("use_reverb", False):
+    if needs_rirs(hparams):
         rirs = hparams.get("rir_csv")
-    return DynamicMixingDataset(
+    dm = DynamicMixingDataset(
         base,
         sample_rate=hparams["sample_rate"],
         num_spks=hparams["num_spks"],
@@ -209,7 +273,62 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv):
         noise_folder=noise_folder,
         rirs=rirs,
         seed=hparams.get("seed", 1234),
+        reverberant_targets=dm_reverberant_targets(hparams),
+        # shorter items cannot go through the encoder (and speed
+        # perturbation shortens them by up to 5 %)
+        min_length=4 * int(hparams.get("kernel_size") or 16),
     )
+    if test_csv is not None and os.path.isfile(test_csv):
+        leaked = sorted(set(dm.speakers) & mixture_speakers(test_csv, dataset))
+        if leaked:
+            raise RecipeError(
+                f"base_folder_dm ({base}) holds {len(leaked)} speakers of the "
+                f"test mixtures ({', '.join(leaked[:8])}"
+                f"{', ...' if len(leaked) > 8 else ''}): dynamic mixing "
+                "would train on held-out speakers; give the training split "
+                "only (WSJ0 si_tr_s, LibriSpeech train-clean-360)"
+            )
+    return dm
+
+
+#: Names of held-out split folders (WHAM! noise: cv, tt; LibriMix: dev,
+#: test); dynamic mixing must not draw noise from them.
+HELD_OUT_SPLITS = ("cv", "tt", "dev", "test")
+
+
+def check_training_noise_folder(noise_folder):
+    """Refuses a dynamic-mixing noise folder that holds held-out splits.
+
+    The noise files are searched recursively, so the root of the WHAM!
+    noise release (``wham_noise/`` with ``tr``, ``cv`` and ``tt`` inside)
+    would mix validation and test noise into training.
+
+    Example
+    -------
+    >>> root = str(getfixture("tmpdir"))
+    >>> for split in ("tr", "cv", "tt"):
+    ...     os.makedirs(os.path.join(root, split))
+    >>> check_training_noise_folder(os.path.join(root, "tr"))
+    >>> try:
+    ...     check_training_noise_folder(root)
+    ... except RecipeError as err:
+    ...     print("held-out" in str(err))
+    True
+    """
+    if not os.path.isdir(noise_folder):
+        return
+    held_out = sorted(
+        name
+        for name in os.listdir(noise_folder)
+        if name in HELD_OUT_SPLITS
+        and os.path.isdir(os.path.join(noise_folder, name))
+    )
+    if held_out:
+        raise RecipeError(
+            f"noise_folder_dm ({noise_folder}) holds the held-out folders "
+            f"{', '.join(held_out)}: dynamic mixing would train on their "
+            "noise; give the training part only (e.g. wham_noise/tr)"
+        )
 
 
 def default_noise_folder(hparams, dataset):
@@ -280,6 +399,12 @@ def check_settings(hparams):
         notes.append(
             "whamr_targets=reverb: the sources are already reverberant, so "
             "use_reverb (reverberating rebuilt training mixtures) is off"
+            + (
+                "; dynamic mixing reverberates its sources and trains on "
+                "the reverberant ones as targets"
+                if hparams.get("dynamic_mixing", False)
+                else ""
+            )
         )
     if hparams.get("use_reverb", False):
         if hparams.get("reverb") is None:
@@ -476,7 +601,7 @@ def ensure_rirs(hparams):
     are written to ``<save_folder>/rirs`` once and used instead (they are
     deterministic, so every DDP rank finds the same files).
     """
-    if not hparams.get("use_reverb", False) or hparams.get("rir_csv"):
+    if not needs_rirs(hparams) or hparams.get("rir_csv"):
         return
     from speechbrain_mossformer.dataprep.minidata import make_rirs
 
@@ -488,6 +613,52 @@ def ensure_rirs(hparams):
             sample_rate=hparams["sample_rate"],
         )
     hparams["rir_csv"] = csv_path
+
+
+def rir_sample_rate(rir_csv):
+    """The sample rate of the RIR files of ``rir_csv`` (all must share it).
+
+    SpeechBrain's ``AddReverb`` does not read the files' rate: it takes its
+    ``reverb_sample_rate`` argument for granted, so RIRs at another rate
+    than the yaml's ``sample_rate`` would be stretched or squeezed in time.
+    """
+    from speechbrain_mossformer.dataprep.csv_manifest import audio_info
+    from speechbrain_mossformer.dataprep.dynamic_mixing import read_rir_list
+
+    rates = {}
+    for path in read_rir_list(rir_csv):
+        rates.setdefault(audio_info(path).samplerate, path)
+    if len(rates) > 1:
+        examples = "; ".join(f"{p}: {r} Hz" for r, p in sorted(rates.items()))
+        raise RecipeError(
+            f"rir_csv {rir_csv}: the RIR files have different sample rates "
+            f"({examples}); resample them to one rate"
+        )
+    return next(iter(rates))
+
+
+def configure_reverb(hparams):
+    """Points the yaml's ``reverb`` (AddReverb) at ``rir_csv``.
+
+    AddReverb reads its CSV lazily and its paths may use ``$rir_root`` (the
+    CSV's folder). It resamples the RIRs from its ``reverb_sample_rate``
+    without reading the files, so that is set to the files' real rate.
+    """
+    if not (hparams.get("use_reverb", False) and "reverb" in hparams):
+        return
+    reverb = hparams["reverb"]
+    reverb.csv_file = hparams["rir_csv"]
+    reverb.replacements = {
+        "rir_root": os.path.dirname(os.path.abspath(hparams["rir_csv"]))
+    }
+    rate = rir_sample_rate(hparams["rir_csv"])
+    if rate != int(hparams["sample_rate"]):
+        logger.info(
+            f"the RIRs of {hparams['rir_csv']} are at {rate} Hz: resampled "
+            f"to {hparams['sample_rate']} Hz"
+        )
+    reverb.reverb_sample_rate = rate
+    reverb.clean_sample_rate = int(hparams["sample_rate"])
 
 
 def load_initial_weights(hparams):
@@ -600,7 +771,7 @@ def run_recipe(argv, dataset):
                 "without --skip_prep (it writes the CSVs into save_folder)"
             )
     run_on_main(ensure_rirs, args=[hparams])
-    if hparams.get("use_reverb", False) and not hparams.get("rir_csv"):
+    if needs_rirs(hparams) and not hparams.get("rir_csv"):
         ensure_rirs(hparams)  # other ranks: only reads the existing files
     datasets = audio_datasets(hparams, csvs)
     load_initial_weights(hparams)
@@ -615,15 +786,12 @@ def run_recipe(argv, dataset):
     train_set = datasets["train"]
     train_opts = dict(hparams["dataloader_opts"])
     if hparams.get("dynamic_mixing", False):
-        train_set = dynamic_mixing_dataset(hparams, dataset, csvs["train"])
+        train_set = dynamic_mixing_dataset(
+            hparams, dataset, csvs["train"], csvs["test"]
+        )
         separator.dynamic_mixing_dataset = train_set
         train_opts["collate_fn"] = PaddedBatch
-    if hparams.get("use_reverb", False) and "reverb" in hparams:
-        # AddReverb reads its CSV lazily; paths may use $rir_root.
-        hparams["reverb"].csv_file = hparams["rir_csv"]
-        hparams["reverb"].replacements = {
-            "rir_root": os.path.dirname(os.path.abspath(hparams["rir_csv"]))
-        }
+    configure_reverb(hparams)
 
     try:
         separator.fit(
@@ -633,7 +801,7 @@ def run_recipe(argv, dataset):
             train_loader_kwargs=train_opts,
             valid_loader_kwargs=hparams["eval_dataloader_opts"],
         )
-    except (KeyboardInterrupt, AudioReadError):
+    except (KeyboardInterrupt, AudioReadError, DataPreparationError):
         # Nothing the user trained is lost: keep where we are.
         if separator.checkpointer is not None:
             separator._save_intra_epoch_ckpt()

@@ -467,3 +467,76 @@ def test_make_all_exact_layouts(tmp_path):
     assert int(np.argmax(corr)) - (len(dry) - 1) == 0
     with open(paths["rirs_csv"]) as f:
         assert f.readline().strip() == "ID,duration,wav,wav_format,wav_opts"
+
+
+# ---------------------------------------------------------------------------
+# Regressions: stale manifests, multi-channel files, duplicate IDs
+
+
+def test_skip_prep_refuses_a_manifest_of_more_speakers(mini, tmp_path):
+    save = str(tmp_path / "save")
+    prepare_wsj0mix(mini["wsj3"], save, num_spks=3)
+    with pytest.raises(DataPreparationError, match=r"\['s3_wav'\].*num_spks"):
+        prepare_wsj0mix(mini["wsj3"], save, num_spks=2, skip_prep=True)
+
+
+def test_skip_prep_refuses_whamr_manifest_of_other_targets(mini, tmp_path):
+    save = str(tmp_path / "save")
+    prepare_wham(mini["whamr"], save, reverb=True)  # anechoic targets
+    with pytest.raises(DataPreparationError, match="s1_reverb"):
+        prepare_wham(
+            mini["whamr"], save, reverb=True, targets="reverb", skip_prep=True
+        )
+    # and the other way round
+    prepare_wham(mini["whamr"], save, reverb=True, targets="reverb")
+    with pytest.raises(DataPreparationError, match="s1_anechoic"):
+        prepare_wham(mini["whamr"], save, reverb=True, skip_prep=True)
+
+
+def test_multichannel_file_is_a_clear_error(tmp_path):
+    data = make_wsj0mix(str(tmp_path), **SMALL)
+    folder = os.path.join(data, "wav8k", "min", "tt", "s1")
+    path = os.path.join(folder, sorted(os.listdir(folder))[0])
+    x, sr = sf.read(path)
+    sf.write(path, np.stack([x, x], axis=1), sr)
+    with pytest.raises(AudioFileError, match="2 channels") as err:
+        prepare_wsj0mix(data, str(tmp_path / "save"))
+    assert path in str(err.value)
+
+
+def test_same_name_with_two_extensions_is_a_clear_error(tmp_path):
+    data = make_wsj0mix(str(tmp_path), **SMALL)
+    for sub in ("mix", "s1", "s2"):
+        folder = os.path.join(data, "wav8k", "min", "tt", sub)
+        name = sorted(os.listdir(folder))[0]
+        x, sr = sf.read(os.path.join(folder, name))
+        sf.write(os.path.join(folder, name[:-4] + ".flac"), x, sr)
+    with pytest.raises(FileMismatchError, match=r"\.flac and .*\.wav"):
+        prepare_wsj0mix(data, str(tmp_path / "save"))
+
+
+def test_speaker_splits_do_not_depend_on_the_utterance_duration(tmp_path):
+    # A long duration drops speakers without a long enough clip; the
+    # remaining speakers must keep their split, or a mixture set and a
+    # dynamic-mixing pool built with other durations share test speakers
+    # (the quickstart's 2 s Libri2Mix and 3 s LibriSpeech pool did).
+    from speechbrain_mossformer.dataprep import minidata
+    from speechbrain_mossformer.dataprep.minidata import _Corpus
+
+    short = _Corpus(None, 8000, 2.0, 0)
+    long = _Corpus(None, 8000, 4.0, 0)
+    assert set(long.bank) < set(short.bank)
+    for split in ("train", "valid", "test"):
+        assert set(long.splits[split]) <= set(short.splits[split])
+    mixtures = minidata.make_librimix(
+        str(tmp_path), num_spks=2, n_train=2, n_valid=2, n_test=6,
+        duration=2.0,
+    )
+    pool = minidata.make_librispeech(str(tmp_path), duration=3.0)
+    test = os.listdir(os.path.join(mixtures, "wav8k", "min", "test", "s1"))
+    test_speakers = {
+        part.split("-")[0]
+        for name in test
+        for part in os.path.splitext(name)[0].split("_")
+    }
+    assert test_speakers and not test_speakers & set(os.listdir(pool))

@@ -396,3 +396,41 @@ def test_errors(data, tmp_path):
         make_ds(data).plan(16)
     with pytest.raises(ValueError, match="corpus"):
         make_ds(data, corpus="timit")
+
+
+# ---------------------------------------------------------------------------
+# Regressions: too-short utterances, reverberant targets
+
+
+def test_too_short_utterances_are_never_drawn(tmp_path):
+    folder = tmp_path / "si_tr_s"
+    for spk in ("aaa", "bbb"):
+        (folder / spk).mkdir(parents=True)
+        sf.write(str(folder / spk / f"{spk}00001.wav"), np.ones(4000) * 0.1, SR)
+    sf.write(str(folder / "bbb" / "bbb00002.wav"), np.ones(10) * 0.1, SR)
+    ds = DynamicMixingDataset(
+        str(folder), sample_rate=SR, epoch_size=32, min_length=64
+    )
+    for i in range(len(ds)):
+        assert ds.plan(i)["length"] >= 64
+        assert not any(f.endswith("bbb00002.wav") for f in ds.plan(i)["files"])
+    # a speaker with nothing long enough: a clear error naming it
+    (folder / "aaa" / "aaa00001.wav").unlink()
+    sf.write(str(folder / "aaa" / "aaa00001.wav"), np.ones(10) * 0.1, SR)
+    ds = DynamicMixingDataset(
+        str(folder), sample_rate=SR, epoch_size=4, min_length=64
+    )
+    with pytest.raises(DataPreparationError, match="'aaa'.*shorter than 64"):
+        ds[0]
+
+
+def test_reverberant_targets(data):
+    anechoic = make_ds(data, rirs=data["rir_csv"])
+    wet = make_ds(data, rirs=data["rir_csv"], reverberant_targets=True)
+    a, w = anechoic[3], wet[3]
+    assert torch.allclose(a["mix_sig"], w["mix_sig"])
+    # the mixture is the sum of the reverberant targets
+    assert torch.allclose(w["mix_sig"], w["s1_sig"] + w["s2_sig"], atol=1e-5)
+    assert not torch.allclose(a["mix_sig"], a["s1_sig"] + a["s2_sig"])
+    with pytest.raises(ValueError, match="needs rirs"):
+        make_ds(data, reverberant_targets=True)

@@ -425,3 +425,171 @@ def test_init_from_another_sample_rate_is_logged(tmp_path, caplog):
             {"init_from": folder, "sample_rate": 8000, "modules": fresh}
         )
     assert "trained at 16000 Hz and this run uses 8000 Hz" in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# Regressions: dynamic mixing with reverberant WHAMR! targets, test speakers
+# in the dynamic mixing folder, RIR sample rates, use_noise without noise,
+# unreadable dynamic mixing files
+
+
+def dm_hparams(data, tmp_path, **extra):
+    hparams = {
+        "data_folder": data["whamr"], "save_folder": str(tmp_path / "save"),
+        "sample_rate": 8000, "num_spks": 2, "whamr": True,
+        "whamr_targets": "anechoic", "use_reverb": True, "use_noise": True,
+        "reverb": object(), "rir_csv": None, "n_synthetic_rirs": 4,
+        "dynamic_mixing": True, "base_folder_dm": data["si_tr_s"],
+        "training_signal_len": 4000, "dm_epoch_size": 4, "seed": 1,
+        "kernel_size": 16, "kernel_stride": 8,
+    }
+    hparams.update(extra)
+    return hparams
+
+
+def test_dynamic_mixing_with_reverberant_whamr_targets_reverberates(
+    data, tmp_path
+):
+    from speechbrain_mossformer.recipe import (
+        check_settings, dynamic_mixing_dataset, ensure_rirs, prepare_data)
+
+    hparams = dm_hparams(data, tmp_path, whamr_targets="reverb")
+    check_settings(hparams)
+    csvs = prepare_data(hparams, "wham")
+    ensure_rirs(hparams)
+    dm = dynamic_mixing_dataset(hparams, "wham", csvs["train"], csvs["test"])
+    # the validation/test targets are reverberant: so are the training ones
+    assert dm.rir_files and dm.reverberant_targets
+    item = dm[0]
+    rebuilt = item["s1_sig"] + item["s2_sig"] + item["noise_sig"]
+    assert torch.allclose(item["mix_sig"], rebuilt, atol=1e-5)
+
+
+def test_dynamic_mixing_refuses_test_speakers(data, tmp_path):
+    import shutil
+
+    from speechbrain_mossformer.recipe import (
+        RecipeError, dynamic_mixing_dataset, mixture_speakers, prepare_data)
+
+    # --base_folder_dm given as the whole WSJ0 folder: si_tr_s plus the
+    # evaluation speakers (here: the test mixtures' own first sources)
+    wsj0 = str(tmp_path / "wsj0")
+    shutil.copytree(data["si_tr_s"], os.path.join(wsj0, "si_tr_s"))
+    tt = os.path.join(data["wsj2"], "wav8k", "min", "tt", "s1")
+    for name in os.listdir(tt):
+        utt = name.split("_")[0]
+        folder = os.path.join(wsj0, "si_et_05", utt[:3])
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(os.path.join(tt, name), os.path.join(folder, utt + ".wav"))
+    hparams = {"data_folder": data["wsj2"],
+               "save_folder": str(tmp_path / "save"), "sample_rate": 8000,
+               "num_spks": 2, "base_folder_dm": wsj0,
+               "training_signal_len": 4000, "seed": 1}
+    csvs = prepare_data(hparams, "wsj0mix")
+    assert mixture_speakers(csvs["test"], "wsj0mix")
+    with pytest.raises(RecipeError, match="speakers of the test mixtures"):
+        dynamic_mixing_dataset(hparams, "wsj0mix", csvs["train"], csvs["test"])
+    # the training split alone is fine
+    hparams["base_folder_dm"] = data["si_tr_s"]
+    dynamic_mixing_dataset(hparams, "wsj0mix", csvs["train"], csvs["test"])
+    # LibriMix IDs: <spk>-<chapter>-<utt>_...
+    hparams = {"data_folder": data["libri2"],
+               "save_folder": str(tmp_path / "save2"), "sample_rate": 8000,
+               "num_spks": 2}
+    csvs = prepare_data(hparams, "librimix")
+    test_spk = mixture_speakers(csvs["test"], "librimix")
+    first_id = open(csvs["test"]).readlines()[1].split(",")[0]
+    assert first_id.split("-")[0] in test_spk
+
+
+def test_rirs_at_another_sample_rate_are_resampled(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from speechbrain.augment.time_domain import AddReverb
+
+    from speechbrain_mossformer.recipe import RecipeError, configure_reverb
+
+    rir = np.zeros(3200)
+    rir[0], rir[1600] = 1.0, 0.5  # an echo 0.1 s after the direct path
+    sf.write(str(tmp_path / "r.wav"), rir, 16000)
+    csv_path = str(tmp_path / "rirs.csv")
+    with open(csv_path, "w") as f:
+        f.write("ID,duration,wav,wav_format,wav_opts\n"
+                "r,0.2,$rir_root/r.wav,wav,\n")
+    reverb = AddReverb(csv_file=None, reverb_sample_rate=8000,
+                       clean_sample_rate=8000)  # as the 8 kHz yamls build it
+    hparams = {"use_reverb": True, "reverb": reverb, "rir_csv": csv_path,
+               "sample_rate": 8000}
+    configure_reverb(hparams)
+    x = torch.zeros(1, 8000)
+    x[0, 100] = 1.0
+    y = reverb(x)[0].abs()
+    peaks = (y > 0.2 * y.max()).nonzero().flatten()
+    assert abs(int(peaks[-1] - peaks[0]) - 800) <= 2  # 0.1 s at 8 kHz
+    # RIRs of mixed rates: a clear error
+    sf.write(str(tmp_path / "q.wav"), rir, 8000)
+    with open(csv_path, "a") as f:
+        f.write("q,0.4,$rir_root/q.wav,wav,\n")
+    with pytest.raises(RecipeError, match="different sample rates"):
+        configure_reverb(hparams)
+
+
+def test_use_noise_without_noise_column_is_a_clear_error(data, tmp_path):
+    from speechbrain_mossformer.recipe import (
+        RecipeError, audio_datasets, prepare_data)
+
+    hparams = {"data_folder": data["wsj2"],
+               "save_folder": str(tmp_path / "save"), "sample_rate": 8000,
+               "num_spks": 2, "use_noise": True}
+    csvs = prepare_data(hparams, "wsj0mix")
+    with pytest.raises(RecipeError, match="no noise_wav column"):
+        audio_datasets(hparams, csvs)
+
+
+def test_unreadable_dynamic_mixing_file_keeps_progress(data, tmp_path):
+    import shutil
+
+    pool = str(tmp_path / "si_tr_s")
+    shutil.copytree(data["si_tr_s"], pool)
+    spk = sorted(os.listdir(pool))[0]
+    bad = os.path.join(pool, spk, spk + "zzzz.wav")
+    with open(bad, "w") as f:
+        f.write("not audio")
+    for name in os.listdir(os.path.join(pool, spk)):  # the only file left
+        if os.path.join(pool, spk, name) != bad:
+            os.remove(os.path.join(pool, spk, name))
+    out = str(tmp_path / "out")
+    proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                     "--N_epochs=1", "--dynamic_mixing=True",
+                     f"--base_folder_dm={pool}", "--training_signal_len=4000",
+                     "--dm_epoch_size=40", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and bad in last
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "stopped: saved an intra-epoch checkpoint" in log
+    assert any(n.startswith("CKPT+") for n in os.listdir(out + "/save"))
+
+
+def test_dynamic_mixing_refuses_held_out_noise(data, tmp_path):
+    import shutil
+
+    from speechbrain_mossformer.recipe import (
+        RecipeError, dynamic_mixing_dataset, prepare_data)
+
+    hparams = dm_hparams(data, tmp_path, use_reverb=False)
+    csvs = prepare_data(hparams, "wham")
+    # the root of the WHAM! noise release: tr, cv and tt side by side
+    root = tmp_path / "wham_noise"
+    for split in ("tr", "cv", "tt"):
+        shutil.copytree(
+            os.path.join(data["whamr"], "wav8k", "min", split, "noise"),
+            root / split,
+        )
+    hparams["noise_folder_dm"] = str(root)
+    with pytest.raises(RecipeError, match="held-out folders cv, tt"):
+        dynamic_mixing_dataset(hparams, "wham", csvs["train"], csvs["test"])
+    hparams["noise_folder_dm"] = str(root / "tr")
+    assert dynamic_mixing_dataset(hparams, "wham", csvs["train"])[0][
+        "noise_sig"
+    ].numel()

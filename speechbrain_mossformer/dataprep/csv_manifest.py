@@ -23,6 +23,7 @@ Authors
 import csv
 import logging
 import os
+import re
 
 import soundfile as sf
 
@@ -462,6 +463,16 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
         raise EmptyDataFolderError(
             "The mixture folder %s holds no .wav/.flac files." % mix_dir
         )
+    seen = {}
+    for name in mix_files:
+        stem = os.path.splitext(name)[0]
+        if stem in seen:
+            raise FileMismatchError(
+                "The mixture folder %s holds both %s and %s: two files with "
+                "the same name (ID %r) but different extensions; keep one."
+                % (mix_dir, seen[stem], name, stem)
+            )
+        seen[stem] = name
     listed = {key: set(list_audio_files(paths[key])) for key in keys[1:]}
     for key in keys[1:]:
         missing = [f for f in mix_files if f not in listed[key]]
@@ -490,7 +501,7 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
     rows = []
     for name in mix_files:
         mix_path = os.path.join(mix_dir, name)
-        mix_info = audio_info(mix_path, sample_rate)
+        mix_info = _mono(audio_info(mix_path, sample_rate), mix_path)
         row = {
             "ID": os.path.splitext(name)[0],
             "duration": repr(mix_info.frames / mix_info.samplerate),
@@ -498,7 +509,7 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
         for key in keys:
             path = os.path.join(paths[key], name)
             if key != "mix":
-                info = audio_info(path, sample_rate)
+                info = _mono(audio_info(path, sample_rate), path)
                 if info.frames != mix_info.frames:
                     raise FileMismatchError(
                         "The file %s has %d samples but its mixture %s has "
@@ -510,6 +521,19 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
             row[key + "_wav_opts"] = ""
         rows.append(row)
     return rows
+
+
+def _mono(info, path):
+    """Returns ``info`` if the file is mono, else raises AudioFileError
+    (the recipes read every signal as ``[T]``: a multi-channel file would
+    only fail, deep in the model, once training reaches it)."""
+    if info.channels != 1:
+        raise AudioFileError(
+            "The audio file %s has %d channels; the mixtures, sources and "
+            "noise of a separation corpus must be mono (1 channel)."
+            % (path, info.channels)
+        )
+    return info
 
 
 def write_manifest(rows, csv_path, columns):
@@ -546,7 +570,11 @@ def write_manifest(rows, csv_path, columns):
 
 
 def validate_manifest(
-    csv_path, columns, expected_fragment=None, data_root=None
+    csv_path,
+    columns,
+    expected_fragment=None,
+    data_root=None,
+    column_fragments=None,
 ):
     """Checks an existing manifest against the requested configuration.
 
@@ -562,6 +590,13 @@ def validate_manifest(
     data_root : str or None
         If given, the first row's paths must exist once ``$data_root`` is
         replaced by it.
+    column_fragments : dict or None
+        ``{column: fragment}``: like ``expected_fragment`` for other path
+        columns (e.g. ``s1_wav`` must be in ``/s1_anechoic/``), so that a
+        manifest of other sources is not taken for this one.
+
+    A manifest with more source columns (``s<k>_wav``) than ``columns`` is
+    refused too: it was made for more speakers.
 
     Returns
     -------
@@ -593,19 +628,39 @@ def validate_manifest(
             "current options (it has %s). Delete it or run with "
             "skip_prep=False." % (csv_path, absent, header)
         )
+    extra = [
+        c
+        for c in header
+        if re.fullmatch(r"s\d+_wav", c) and c not in columns
+    ]
+    if extra:
+        raise DataPreparationError(
+            "The existing manifest %s has the source columns %s that the "
+            "current options do not use: it was made for more speakers "
+            "(check num_spks). Delete it or run with skip_prep=False."
+            % (csv_path, extra)
+        )
     if not rows:
         raise DataPreparationError(
             "The existing manifest %s has no rows. Delete it or run with "
             "skip_prep=False." % csv_path
         )
+    fragments = dict(column_fragments or {})
     if expected_fragment is not None:
+        fragments["mix_wav"] = expected_fragment
+    for col, fragment in fragments.items():
         for row in rows:
-            if expected_fragment not in row.get("mix_wav", ""):
+            if fragment not in (row.get(col) or ""):
                 raise DataPreparationError(
                     "The existing manifest %s was made with other options: "
-                    "its mixture %s is not in a '%s' folder. Delete it or "
+                    "its %s %s is not in a '%s' folder. Delete it or "
                     "run with skip_prep=False."
-                    % (csv_path, row.get("mix_wav"), expected_fragment)
+                    % (
+                        csv_path,
+                        "mixture" if col == "mix_wav" else col,
+                        row.get(col),
+                        fragment,
+                    )
                 )
     if data_root is not None:
         for col in header:
@@ -682,12 +737,19 @@ def create_manifests(
         for key, (split, _) in splits.items():
             path = csv_paths[key]
             if os.path.isfile(path):
-                fragment = _relative(
-                    os.path.join(split_root, split, folders["mix"]),
-                    data_root,
-                ) + "/"
+                fragments = {
+                    k + "_wav": _relative(
+                        os.path.join(split_root, split, sub), data_root
+                    )
+                    + "/"
+                    for k, sub in folders.items()
+                }
                 validate_manifest(
-                    path, columns, fragment, data_root=data_root
+                    path,
+                    columns,
+                    fragments.pop("mix_wav"),
+                    data_root=data_root,
+                    column_fragments=fragments,
                 )
             else:
                 logger.warning(

@@ -21,7 +21,8 @@ How an item is made (choices documented here):
 
 1. ``num_spks`` *different* speakers are drawn without replacement, with
    probability proportional to their number of utterances (as upstream),
-   and one utterance uniformly for each.
+   and one utterance uniformly for each (utterances shorter than
+   ``min_length`` samples are skipped).
 2. Files are read at ``sample_rate``; a file with another rate is resampled
    (``scipy.signal.resample_poly``) on the fly, only the segment needed.
    Multi-channel files use their first channel.
@@ -38,7 +39,9 @@ How an item is made (choices documented here):
    own random room impulse response (RIR). The RIR is shifted so that its
    peak (the direct path) is at index 0 and scaled so that the peak is 1:
    the reverberant source stays time-aligned with, and at the direct-path
-   level of, the anechoic source, which is the target (dereverberation).
+   level of, the anechoic source, which is the target (dereverberation;
+   with ``reverberant_targets=True`` the reverberant sources are the
+   targets, as in WHAMR! with reverberant targets).
 6. Optional noise: a random file of ``noise_folder`` (WHAM! noise), cropped
    at a random offset or looped if too short. With ``gain_style="wsj0"`` it
    is scaled to an SNR drawn from ``noise_snr_range`` (default U(-6, 3) dB,
@@ -592,6 +595,16 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         Loudness range of the noise for ``gain_style="loudness"``.
     pool : dict or None
         Ready ``{speaker: [paths]}`` to use instead of ``base_folder``.
+    reverberant_targets : bool
+        With ``rirs``: return the reverberant sources as the targets
+        (``s<k>_sig``), for the WHAMR! task with reverberant targets;
+        False (default): the anechoic sources (dereverberation).
+    min_length : int
+        Utterances shorter than this many samples (at ``sample_rate``) are
+        never drawn: another utterance of the same speaker is drawn instead
+        (deterministically), and a speaker with none long enough is an
+        error naming its files. A mixture shorter than the model's encoder
+        kernel cannot be separated.
 
     Example
     -------
@@ -631,6 +644,8 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         source_lufs_range=(-33.0, -25.0),
         noise_lufs_range=(-38.0, -30.0),
         pool=None,
+        reverberant_targets=False,
+        min_length=1,
     ):
         super().__init__()
         if corpus not in ("wsj0", "librispeech"):
@@ -689,6 +704,11 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
                     % noise_folder
                 )
         self.rir_files = None if rirs is None else read_rir_list(rirs)
+        self.reverberant_targets = bool(reverberant_targets)
+        if self.reverberant_targets and self.rir_files is None:
+            raise ValueError("reverberant_targets=True needs rirs")
+        self.min_length = max(1, int(min_length))
+        self._short_warned = set()
 
         if epoch_size is None:
             if train_csv is not None:
@@ -758,10 +778,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
             len(self.speakers), self.num_spks, replace=False, p=self._spk_prob
         )
         speakers = [self.speakers[k] for k in chosen]
-        files = [
-            self.pool[s][int(rng.integers(len(self.pool[s])))]
-            for s in speakers
-        ]
+        files = [self._draw_file(rng, s) for s in speakers]
         lengths = [
             _num_samples(self._info(f), self.sample_rate) for f in files
         ]
@@ -804,6 +821,46 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
                 for _ in range(self.num_spks)
             ]
         return plan
+
+    def _draw_file(self, rng, speaker):
+        """One utterance of ``speaker`` at least ``min_length`` long.
+
+        A too-short draw is replaced by another draw from the same
+        generator, so the choice stays a function of ``(seed, epoch, i)``.
+        """
+        files = self.pool[speaker]
+        path = files[int(rng.integers(len(files)))]
+        if self.min_length <= 1:
+            return path
+        for _ in range(8 * len(files)):
+            n = _num_samples(self._info(path), self.sample_rate)
+            if n >= self.min_length:
+                return path
+            if path not in self._short_warned:
+                self._short_warned.add(path)
+                logger.warning(
+                    "dynamic mixing: %s has %d samples at %d Hz, fewer than "
+                    "%d; it is skipped",
+                    path,
+                    n,
+                    self.sample_rate,
+                    self.min_length,
+                )
+            path = files[int(rng.integers(len(files)))]
+        long_enough = [
+            f
+            for f in files
+            if _num_samples(self._info(f), self.sample_rate)
+            >= self.min_length
+        ]
+        if not long_enough:
+            raise DataPreparationError(
+                "Dynamic mixing: every utterance of speaker %r is shorter "
+                "than %d samples at %d Hz (%s); remove them from the "
+                "dynamic mixing folder."
+                % (speaker, self.min_length, self.sample_rate, files[:4])
+            )
+        return long_enough[int(rng.integers(len(long_enough)))]
 
     def _rir(self, path):
         """Reads, resamples and aligns an RIR (cached)."""
@@ -858,6 +915,8 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
             ]
         else:
             wet = sources
+        if self.reverberant_targets:
+            sources = wet
         mix = np.sum(wet, axis=0)
         noise = None
         if "noise" in plan:

@@ -333,7 +333,16 @@ class _Corpus:
         self.bank = _utterances(
             speech_dir, sample_rate, duration, seed, per_clip
         )
-        self.splits = speaker_splits(list(self.bank), seed)
+        # Split every speaker of the clips, not only those with a clip long
+        # enough for ``duration``: the split must not depend on it, or a
+        # mixture set and a dynamic-mixing pool built with other durations
+        # would share test speakers. A speaker without a long enough clip
+        # is left out of its split.
+        speakers = {spk for spk, _ in _resampled_clips(speech_dir, sample_rate)}
+        self.splits = {
+            split: [spk for spk in members if spk in self.bank]
+            for split, members in speaker_splits(sorted(speakers), seed).items()
+        }
         self.codes = _wsj_codes(self.bank)
 
     def draw(self, rng, split, num_spks):
