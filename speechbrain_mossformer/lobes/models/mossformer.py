@@ -91,7 +91,9 @@ def _in_place_ok():
     chosen by memory address, which a compiled graph cannot follow; the
     compiler plans its own buffers) and no autocast region is active
     (``--eval_precision=bf16``, ``torch.autocast``: the matmuls then return
-    bf16/fp16 tensors, which cannot be written into float32 buffers). The
+    bf16/fp16 tensors, which cannot be written into float32 buffers), nor
+    a ``torch.func`` transform (``vmap``: its batched tensors take no
+    ``out=`` arguments and have no memory address of their own). The
     fast in-place variants below give the same numbers as the plain
     expressions they replace.
 
@@ -106,6 +108,7 @@ def _in_place_ok():
     """
     return not (
         torch.is_grad_enabled()
+        or torch._C._are_functorch_transforms_active()
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
         or any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
@@ -135,9 +138,25 @@ def _complex_view_ok(x, dim):
     )
 
 
+def _hooked(module):
+    """True when ``module`` itself has a forward hook or pre-hook."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _stock(*pairs):
+    """True when each ``(module, cls)`` pair has ``type(module) is cls``.
+
+    The fast paths read the weights of these layers and skip calling
+    them; a replaced layer (an ``nn.Linear`` subclass with an adapter, a
+    dynamically quantized ``Linear``, ...) must be called instead.
+    """
+    return all(type(module) is cls for module, cls in pairs)
+
+
 def _hooks_inside(module):
     """True when a forward hook or pre-hook (global, or on a submodule of
-    ``module``, ``module`` itself excluded) is registered.
+    ``module``, ``module`` itself excluded) is registered, or, with
+    autograd on, a backward hook or pre-hook.
 
     The fast paths skip some submodule calls (fused projections, the
     depthwise convolution run from its weight) and change some outputs in
@@ -152,6 +171,21 @@ def _hooks_inside(module):
         or torch_module._global_forward_pre_hooks
     ):
         return True
+    if torch.is_grad_enabled():
+        # backward hooks fire only for submodules that are called
+        if (
+            torch_module._global_backward_hooks
+            or torch_module._global_backward_pre_hooks
+        ):
+            return True
+        return any(
+            m._forward_hooks
+            or m._forward_pre_hooks
+            or m._backward_hooks
+            or m._backward_pre_hooks
+            for m in module.modules()
+            if m is not module
+        )
     return any(
         m._forward_hooks or m._forward_pre_hooks
         for m in module.modules()
@@ -348,7 +382,7 @@ class ConvModule(nn.Module):
         ``out`` (inference only): a [B, T, C] tensor to write the result
         into (see ``residual_depthwise_conv``).
         """
-        if _hooks_inside(self):
+        if _hooks_inside(self) or not _stock((self.depthwise, nn.Conv1d)):
             # [B, T, C]: the module itself, so that its hooks fire
             return x + self.depthwise(x.transpose(1, 2)).transpose(1, 2)
         # [B, T, C]
@@ -391,7 +425,7 @@ class FFConvM(nn.Module):
         ``scratch`` (a ``Scratch``, inference only) holds the linear output;
         ``result`` (inference only) receives the output.
         """
-        plain = _hooks_inside(self)
+        plain = _hooks_inside(self) or not _stock_ffconvm(self)
         if self.linear.out_features < self.linear.in_features and not plain:
             # A narrowing layer scales its (smaller) output rather than its
             # input: (x * s) W^T + b = (x W^T) * s + b, s = g / rms(x).
@@ -410,9 +444,21 @@ class FFConvM(nn.Module):
         # [B, T, dim_out]
         x = F.silu(x, inplace=_in_place_ok() and not plain)
         # [B, T, dim_out]
-        x = self.conv(x, None if plain else result)
+        x = self.conv(x) if plain else self.conv(x, result)
         # [B, T, dim_out]
         return self.dropout(x)
+
+
+def _stock_ffconvm(ff):
+    """True when ``ff`` (an FFConvM) has its own layer types, whose
+    weights its fast paths (and ``shared_input_ffconvm``) may read."""
+    layers = ff._modules
+    return (
+        type(layers["norm"]) is ScaleNorm
+        and type(layers["linear"]) is nn.Linear
+        and type(layers["conv"]) is ConvModule
+        and type(layers["conv"]._modules["depthwise"]) is nn.Conv1d
+    )
 
 
 def shared_input_ffconvm(modules, x, scratch=None):
@@ -642,6 +688,10 @@ class RotaryEmbedding(nn.Module):
         rotated_half = torch.matmul(rot, self.half_turn)
         # [..., T, dim]
         rot = rot * cos + rotated_half * sin
+        if rot.dtype != self.half_turn.dtype:
+            # a half-precision model (``model.half()``): float32 tables
+            # would promote the heads to float32
+            rot = rot.to(self.half_turn.dtype)
         if inplace:
             x[..., : self.dim] = rot
             return x
@@ -684,7 +734,9 @@ class ScaledSinuEmbedding(nn.Module):
         sinusoid = torch.outer(positions, self.inv_freq)
         # [T, dim]
         emb = torch.cat((sinusoid.sin(), sinusoid.cos()), dim=-1)
-        return emb * self.scale
+        # in the model's dtype (float32 positions would promote a
+        # half-precision model's activations to float32)
+        return (emb * self.scale).to(self.scale.dtype)
 
 
 def pad_time(x, frames):
@@ -938,16 +990,22 @@ class MossFormerBlock(nn.Module):
         self.to_out = FFConvM(hidden_dim // 2, dim, dropout, kernel_size)
         self.attn_dropout = nn.Dropout(dropout)
 
-    def forward(self, x, cos_sin=None, scratch=None):
+    def forward(self, x, cos_sin=None, scratch=None, keep_output=False):
         """Processes ``x`` [B, T, dim].
 
         ``cos_sin`` caches the rotary tables; ``scratch`` (a ``Scratch``,
         inference only) lends buffers for the large intermediate results.
-        With a forward hook inside the block (see ``_hooks_inside``) the
-        block runs its plain path: the same numbers, every submodule
-        called, no buffers shared.
+        ``keep_output``: write the output into fresh memory, not into a
+        ``scratch`` buffer (the stack asks for it when a hook on the next
+        block may keep its input). With a forward hook inside the block
+        (see ``_hooks_inside``) the block runs its plain path: the same
+        numbers, every submodule called, no buffers shared.
         """
-        plain = _hooks_inside(self)
+        plain = (
+            _hooks_inside(self)
+            or not _stock_ffconvm(self.to_hidden)
+            or not _stock_ffconvm(self.to_qk)
+        )
         if plain:
             scratch = None
         # [B, T, D]
@@ -991,10 +1049,11 @@ class MossFormerBlock(nn.Module):
         else:
             gated = (att_u * v) * torch.sigmoid(att_v * u)
         # [B, T, D]: into a buffer other than the one holding x, unless a
-        # forward hook on the block may keep the output (it must stay
-        # valid; hooks inside the block or global ones made it plain)
+        # forward hook on the block (or a hook on the next block, which
+        # sees it as its input) may keep the output (it must stay valid;
+        # hooks inside the block or global ones made it plain)
         out = None
-        if scratch is not None and not self._forward_hooks:
+        if scratch is not None and not (self._forward_hooks or keep_output):
             out = scratch.get_unlike(("out_a", "out_b"), x.shape, x, x)
         out = self.to_out(gated, scratch, out)
         # [B, T, D]
@@ -1222,13 +1281,29 @@ class MossFormerStack(nn.Module):
 
     def forward(self, x):
         """Processes ``x`` [B, T, dim]."""
+        dim = self.norm.normalized_shape[0]
+        if x.dim() != 3 or x.shape[-1] != dim or 0 in x.shape:
+            raise ValueError(
+                f"MossFormerStack expects [B >= 1, T >= 1, {dim}] input, got "
+                f"shape {tuple(x.shape)}"
+            )
         # [T, rotary_dim] each, computed once for all blocks
         cos_sin = self.rotary.angles(x.shape[1], x.device)
         # buffers shared by the blocks, inference only
         scratch = Scratch() if _in_place_ok() else None
-        for block in self.blocks:
-            # [B, T, D]
-            x = block(x, cos_sin, scratch)
+        blocks = self.blocks
+        for i, block in enumerate(blocks):
+            if (
+                scratch is not None
+                and i + 1 < len(blocks)
+                and _hooked(blocks[i + 1])
+            ):
+                # a (pre-)hook on the next block may keep this output, its
+                # input: it must not go into a buffer reused later
+                x = block(x, cos_sin, scratch, keep_output=True)
+            else:
+                # [B, T, D]
+                x = block(x, cos_sin, scratch)
         # [B, T, D]
         return self.norm(x)
 
@@ -1350,7 +1425,16 @@ class MossFormerMaskNet(nn.Module):
             )
         if x.shape[-1] < 1:
             raise ValueError("MossFormerMaskNet got an input of 0 frames")
-        if _in_place_ok() and not _hooks_inside(self):
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"MossFormerMaskNet: the batch is empty (encoder output of "
+                f"shape {tuple(x.shape)})"
+            )
+        if (
+            _in_place_ok()
+            and not _hooks_inside(self)
+            and self._stock_head()
+        ):
             # [S, B, N, L]
             return self.masks_channels_last(x)
         # [B, N, L]
@@ -1380,6 +1464,22 @@ class MossFormerMaskNet(nn.Module):
         # [B, S, N, L] -> [S, B, N, L], non-negative masks
         masks = F.relu(h.reshape(B, self.num_spks, self.in_channels, L))
         return masks.transpose(0, 1)
+
+    def _stock_head(self):
+        """True when the layers ``masks_channels_last`` reads the weights
+        of (or computes by hand) are of their own types."""
+        return _stock(
+            (self.norm, nn.GroupNorm),
+            (self.conv1d_encoder, nn.Conv1d),
+            (self.att_norm, nn.GroupNorm),
+            (self.prelu, nn.PReLU),
+            (self.conv1d_out, nn.Conv1d),
+            (self.output[0], nn.Conv1d),
+            (self.output[1], nn.Tanh),
+            (self.output_gate[0], nn.Conv1d),
+            (self.output_gate[1], nn.Sigmoid),
+            (self.conv1_decoder, nn.Conv1d),
+        )
 
     def masks_channels_last(self, x):
         """``forward`` without autograd, channels-last: [B, N, L] -> masks
@@ -1587,6 +1687,11 @@ class MossFormerWrapper(nn.Module):
     def forward(self, mix):
         """Separates ``mix`` [B, T] into estimates [B, T, num_spks]."""
         check_input_length(mix, self.kernel_size, "MossFormerWrapper")
+        if not mix.is_floating_point():
+            raise ValueError(
+                f"MossFormerWrapper: expected a floating point mixture, got "
+                f"{mix.dtype}"
+            )
         return separate_with_modules(
             self.encoder, self.masknet, self.decoder, mix, self.num_spks
         )
