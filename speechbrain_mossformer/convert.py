@@ -29,7 +29,11 @@ import sys
 
 import torch
 
-from speechbrain_mossformer.pretrained import write_pretrained_folder
+from speechbrain_mossformer.pretrained import (
+    OutputFolderError,
+    check_output_folder,
+    write_pretrained_folder,
+)
 
 
 class ConversionError(ValueError):
@@ -389,6 +393,11 @@ def convert(model_dir, out_dir, sample_rate=8000):
         raise ConversionError(f"{model_dir}: not a folder")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: exists and is not a folder")
+    try:
+        # never into the ModelScope folder being read
+        check_output_folder(out_dir, protected=(model_dir,))
+    except OutputFolderError as err:
+        raise ConversionError(str(err)) from None
     official = read_modelscope_config(model_dir)
     config = to_speechbrain_config(official, sample_rate)
     states = {

@@ -338,7 +338,10 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
         value = read_checkpoint_meta(ckpt).get(key)
     try:
         # never into the run folder (its hyperparams.yaml) or a checkpoint
-        check_output_folder(out_dir, protected=(recipe_dir, ckpt))
+        check_output_folder(
+            out_dir,
+            protected=(recipe_dir, os.path.join(recipe_dir, "save"), ckpt),
+        )
     except OutputFolderError as err:
         raise ExportError(str(err)) from None
     states = load_checkpoint_states(ckpt)

@@ -314,7 +314,8 @@ def test_export_never_overwrites_the_run_folder_or_a_checkpoint(tmp_path,
         recipe_yaml = f.read()
     with open(os.path.join(ckpt, "masknet.ckpt"), "rb") as f:
         masknet = f.read()
-    for out in (recipe, recipe + "/", ckpt, os.path.join(ckpt, "..", "..")):
+    for out in (recipe, recipe + "/", ckpt, os.path.join(ckpt, "..", ".."),
+                os.path.join(recipe, "save")):
         assert main([recipe, out]) == 2
         err = capsys.readouterr().err
         assert "folder being read" in err and len(err.splitlines()) == 1

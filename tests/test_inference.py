@@ -755,8 +755,8 @@ def test_memory_does_not_grow_with_file_length(tmp_path):
     tracks 35 MB more. Measured: 5-11 MB for 1, 10 and 30 minutes alike
     (chunk buffers, the activations of one 8-s chunk, allocator noise of
     a few MB). The unchunked 1-minute run checks that the measurement sees
-    length-dependent memory (about 70 MB with this micro model; 700 MB for
-    10 minutes)."""
+    length-dependent memory (about 60 MB with this micro model; about
+    550 MB for 10 minutes)."""
     model_dir = random_folder(tmp_path / "micro")
     rng = np.random.default_rng(0)
     warm = write(tmp_path / "warm.wav", 0.1 * rng.standard_normal(10 * SR),

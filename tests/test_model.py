@@ -149,6 +149,20 @@ def test_converter_cli_exit_codes(tmp_path):
     assert main([str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
 
 
+def test_converter_never_writes_into_the_modelscope_folder(tmp_path, capsys):
+    import shutil
+
+    from speechbrain_mossformer.convert import main
+
+    src = tmp_path / "modelscope"
+    shutil.copytree(fixture_dir("tiny-2spk"), src)
+    before = sorted(os.listdir(src))
+    assert main([str(src), str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "folder being read" in err and len(err.splitlines()) == 1
+    assert sorted(os.listdir(src)) == before
+
+
 @pytest.mark.parametrize("size", ["s", "m", "l"])
 def test_model_sizes_match_the_paper(size):
     counts = model_sizes(os.path.join(REPO, "hparams"))
