@@ -91,6 +91,7 @@ class Separation(sb.Brain):
         self.window_backwards = 0
         self.stage = None
         self.test_rows = []
+        self.test_unscored = 0
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
 
@@ -272,6 +273,13 @@ class Separation(sb.Brain):
     # Objectives and the training step
     def compute_objectives(self, predictions, targets):
         """Per-utterance loss [B]: negative SI-SNR with PIT, in fp32."""
+        if predictions.shape != targets.shape:
+            # SpeechBrain's cal_si_snr only has a bare ``assert`` for this
+            raise ValueError(
+                f"estimates {tuple(predictions.shape)} and targets "
+                f"{tuple(targets.shape)} must have the same [B, T, S] shape "
+                "(sources as long as the mixture, num_spks sources)"
+            )
         return self.hparams.loss(targets.float(), predictions.float())
 
     def fit_batch(self, batch):
@@ -423,6 +431,21 @@ class Separation(sb.Brain):
         total = mix.shape[1]
         for i, snt_id in enumerate(batch.id):
             length = int(round(float(mix_lens[i]) * total))
+            if not bool(torch.isfinite(predictions[i, :length]).all()):
+                # The model failed on this mixture: its row (and so the
+                # mean) is NaN, as in SpeechBrain's recipes; leaving it out
+                # would report the mean of the utterances that worked.
+                logger.warning(
+                    f"{snt_id}: the estimates contain NaN or Inf values; "
+                    "its metrics (and their mean) are NaN"
+                )
+                self.test_rows.append(
+                    dict(
+                        snt_id=snt_id,
+                        **{key: float("nan") for key in RESULT_FIELDS[1:]},
+                    )
+                )
+                continue
             try:
                 metrics = separation_metrics(
                     mix[i, :length].cpu(),
@@ -432,6 +455,7 @@ class Separation(sb.Brain):
             except ValueError as err:
                 # e.g. a silent reference: SI-SNR is undefined
                 logger.warning(f"{snt_id}: not scored ({err})")
+                self.test_unscored += 1
                 continue
             self.test_rows.append(dict(snt_id=snt_id, **metrics))
             if self._hp("save_audio", False) and self.audio_saved < int(
@@ -480,6 +504,20 @@ class Separation(sb.Brain):
     def write_test_results(self):
         """Writes ``test_results.csv`` (main process) and returns the means."""
         rows = self.test_rows
+        unscored = getattr(self, "test_unscored", 0)
+        if unscored:
+            logger.warning(
+                f"{unscored} test utterance(s) could not be scored (see the "
+                f"warnings above); the means are over the other {len(rows)}"
+            )
+        failed = sum(
+            1 for r in rows if any(r[k] != r[k] for k in RESULT_FIELDS[1:])
+        )
+        if failed:
+            logger.warning(
+                f"{failed} of {len(rows)} test utterances have non-finite "
+                "estimates: the means in test_results.csv are NaN"
+            )
         if not rows:
             return {}
         means = {
@@ -510,6 +548,7 @@ class Separation(sb.Brain):
                 self.dynamic_mixing_dataset.set_epoch(epoch)
         if stage == sb.Stage.TEST:
             self.test_rows = []
+            self.test_unscored = 0
             self.audio_saved = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):

@@ -237,3 +237,65 @@ def test_validation_mean_ignores_the_training_skips():
         brain.step += 1
         avg = brain.update_average(torch.tensor(loss), avg)
     assert avg == pytest.approx(-10.0)
+
+
+class OracleEstimates(Separation):
+    """Estimates = targets + noise; NaN for the utterances named ``nan*``."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        targets = self.stack_targets(batch)
+        gen = torch.Generator().manual_seed(0)
+        est = targets + 0.1 * torch.randn(targets.shape, generator=gen)
+        for i, snt_id in enumerate(batch.id):
+            if snt_id.startswith("nan"):
+                est[i, 5, 0] = float("nan")
+        return est, targets
+
+
+def test_utterances_with_nan_estimates_are_not_left_out_of_the_mean(
+    tmp_path,
+):
+    # a model that fails (NaN) on a test mixture must not be reported with
+    # the mean over the mixtures it did not fail on
+    import csv
+    import math
+
+    model = MossFormerWrapper(
+        encoder_out_nchannels=16, num_blocks=1, group_size=4,
+        query_key_dim=8,
+    )
+    brain = OracleEstimates(
+        modules={"encoder": model.encoder, "masknet": model.masknet,
+                 "decoder": model.decoder},
+        opt_class=lambda params: torch.optim.Adam(params, 1e-3),
+        hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper,
+                 "output_folder": str(tmp_path)},
+        run_opts={"device": "cpu"},
+    )
+    brain.on_stage_start(sb.Stage.TEST)
+    for name in ("ok", "nan1"):
+        brain.evaluate_batch(batch(name, seed=len(name)), sb.Stage.TEST)
+    means = brain.write_test_results()
+    with open(os.path.join(str(tmp_path), "test_results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["snt_id"] for r in rows] == ["ok", "nan1", "avg"]
+    assert math.isfinite(float(rows[0]["si-snr"]))
+    for key in ("sdr", "sdr_i", "si-snr", "si-snr_i"):
+        assert math.isnan(float(rows[1][key]))
+        assert math.isnan(float(rows[2][key]))
+        assert math.isnan(means[key])
+
+
+@pytest.mark.parametrize("source_len, mix_len", [(820, 800), (800, 820)])
+def test_sources_and_mixture_of_different_lengths_name_the_shapes(
+    source_len, mix_len
+):
+    brain = make_brain(1)
+    brain.modules.eval()
+    item = PaddedBatch([{
+        "id": "x", "mix_sig": torch.randn(mix_len),
+        "s1_sig": torch.randn(source_len), "s2_sig": torch.randn(source_len),
+    }])
+    with pytest.raises(ValueError, match=r"\(1, 8[02]0, 2\).*\(1, 8[02]0, 2\)"):
+        brain.evaluate_batch(item, sb.Stage.TEST)
