@@ -167,7 +167,9 @@ def check_output_folder(out_dir, protected=()):
     itself, a recipe run exported into its own run folder), or that holds
     a ``hyperparams.yaml`` not written by this package (e.g. a recipe's
     own yaml), which would be overwritten. A pretrained folder written by
-    this package is replaced (writing the same export again).
+    this package is replaced (writing the same export again). A
+    SpeechBrain checkpoint folder (one holding ``CKPT.yaml``) is refused
+    too: its module files would be replaced.
 
     Arguments
     ---------
@@ -204,6 +206,15 @@ def check_output_folder(out_dir, protected=()):
                 f"{out_dir}: is the folder being read ({source}); writing "
                 "there would overwrite it: give another output folder"
             )
+    if os.path.isfile(os.path.join(out_dir, "CKPT.yaml")):
+        # any SpeechBrain checkpoint (e.g. another CKPT+* folder of the run
+        # being exported): its encoder/masknet/decoder.ckpt would be
+        # replaced by other weights
+        raise OutputFolderError(
+            f"{out_dir}: is a SpeechBrain checkpoint folder (it holds "
+            "CKPT.yaml); writing there would overwrite its weights: give "
+            "another output folder"
+        )
     yaml_path = os.path.join(out_dir, "hyperparams.yaml")
     if os.path.isfile(yaml_path):
         try:

@@ -721,6 +721,47 @@ def _folder_sample_rate(folder):
         return None
 
 
+def save_progress(separator, err):
+    """Saves an intra-epoch checkpoint after ``err`` stopped training.
+
+    Saving a checkpoint is collective under DDP (SpeechBrain broadcasts
+    the checkpoint folder from rank 0), so it is only safe when every
+    process stops at once (``KeyboardInterrupt``). A data error (an
+    unreadable file, a dynamic-mixing item) stops one process only, while
+    the others wait in the gradient all-reduce of their step: saving there
+    would hang every process until the DDP timeout, and save nothing.
+    Such a run keeps its last periodic checkpoint.
+
+    Arguments
+    ---------
+    separator : Separation
+        The Brain.
+    err : BaseException
+        What stopped training.
+
+    Returns
+    -------
+    bool
+        Whether a checkpoint was saved.
+    """
+    if separator.checkpointer is None:
+        return False
+    if (
+        not isinstance(err, KeyboardInterrupt)
+        and is_distributed_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
+        logger.warning(
+            "stopped on one DDP process: no intra-epoch checkpoint (saving "
+            "needs every process, and the others are mid-step); the last "
+            "periodic checkpoint is kept"
+        )
+        return False
+    separator._save_intra_epoch_ckpt()
+    logger.warning("stopped: saved an intra-epoch checkpoint")
+    return True
+
+
 def run_recipe(argv, dataset):
     """Runs a whole recipe: prepare, train, evaluate.
 
@@ -801,11 +842,9 @@ def run_recipe(argv, dataset):
             train_loader_kwargs=train_opts,
             valid_loader_kwargs=hparams["eval_dataloader_opts"],
         )
-    except (KeyboardInterrupt, AudioReadError, DataPreparationError):
+    except (KeyboardInterrupt, AudioReadError, DataPreparationError) as err:
         # Nothing the user trained is lost: keep where we are.
-        if separator.checkpointer is not None:
-            separator._save_intra_epoch_ckpt()
-            logger.warning("stopped: saved an intra-epoch checkpoint")
+        save_progress(separator, err)
         raise
 
     if hparams["checkpointer"].find_checkpoint(min_key="si-snr") is None:

@@ -386,3 +386,19 @@ def test_converter_rejects_bad_settings_and_names_missing_official_keys(
     assert convert_main([fixture, str(run)]) == 2
     assert "not written by" in capsys.readouterr().err
     assert (run / "hyperparams.yaml").read_text() == "seed: 7\n"
+
+
+def test_export_never_overwrites_another_checkpoint_of_the_run(tmp_path,
+                                                               capsys):
+    recipe = str(tmp_path / "recipe")
+    # the best checkpoint (-5.0) is exported; the other one must survive
+    ckpts = fabricate_recipe(recipe, [-1.0, -5.0])
+    for other in ckpts:
+        with open(os.path.join(other, "masknet.ckpt"), "rb") as f:
+            before = f.read()
+        assert main([recipe, other]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("error: ")
+        with open(os.path.join(other, "masknet.ckpt"), "rb") as f:
+            assert f.read() == before
+        assert not os.path.exists(os.path.join(other, "hyperparams.yaml"))

@@ -593,3 +593,33 @@ def test_dynamic_mixing_refuses_held_out_noise(data, tmp_path):
     assert dynamic_mixing_dataset(hparams, "wham", csvs["train"])[0][
         "noise_sig"
     ].numel()
+
+
+def test_a_data_error_under_ddp_saves_no_checkpoint(monkeypatch):
+    # Saving is collective under DDP: a data error stops one process while
+    # the others wait in their step's all-reduce, so saving there hangs.
+    import torch
+
+    from speechbrain_mossformer import recipe
+    from speechbrain_mossformer.dataprep.csv_manifest import (
+        DataPreparationError)
+
+    class FakeBrain:
+        checkpointer = object()
+        saved = 0
+
+        def _save_intra_epoch_ckpt(self):
+            self.saved += 1
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    brain = FakeBrain()
+    for err in (DataPreparationError("x"), recipe.AudioReadError("x")):
+        assert recipe.save_progress(brain, err) is False
+    assert brain.saved == 0
+    # Ctrl-C reaches every process: still saved
+    assert recipe.save_progress(brain, KeyboardInterrupt()) is True
+    assert brain.saved == 1
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 1)
+    assert recipe.save_progress(brain, DataPreparationError("x")) is True
+    assert brain.saved == 2
