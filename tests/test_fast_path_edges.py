@@ -66,6 +66,8 @@ def test_backward_hooks_inside_a_block_fire_in_training():
         assert torch.allclose(out, ref_block(block, x), atol=1e-5)
 
 
+# torch's own note that vmap has no fast batching rule for baddbmm_
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
 @pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad])
 def test_vmap_without_autograd_matches_the_batch(context):
     # vmap's batched tensors take no out= arguments: the fast path failed
@@ -137,6 +139,9 @@ class AdapterLinear(torch.nn.Linear):
         return super().forward(x) + x @ self.down.t() @ self.up.t()
 
 
+# torch.ao.quantization's deprecation notices (the API still works here)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
 @pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad,
                                      torch.enable_grad])
 def test_replaced_layers_are_called(context):
