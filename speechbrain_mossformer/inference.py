@@ -50,6 +50,8 @@ from speechbrain_mossformer.lobes.models.mossformer import (
 )
 from speechbrain_mossformer.pretrained import check_state_dict, load_modules
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "AudioInputError",
     "ModelLoadError",
@@ -521,6 +523,41 @@ def align_to_previous(previous, current):
     return perms[best].to(previous.device)
 
 
+#: A track whose mean power in an overlap is below this fraction of the
+#: loudest track's mean power over the chunk (-30 dB) counts as silent
+#: there when checking the speaker order.
+SILENT_TRACK_RATIO = 1e-3
+
+
+def _order_is_undetermined(overlap, chunk):
+    """Whether an overlap [B, T, S] has fewer than S - 1 active tracks in
+    some item: then the silent tracks can be swapped at no cost, and no
+    alignment on the overlap can tell their order.
+
+    A track is active when its mean power in the overlap reaches
+    ``SILENT_TRACK_RATIO`` of the loudest track's mean power over
+    ``chunk`` [B, T', S] (the chunk being aligned), so that a pause full
+    of low-level residue counts as silent too.
+
+    Example
+    -------
+    >>> speech, pause = torch.ones(1, 100, 2), torch.zeros(1, 10, 2)
+    >>> _order_is_undetermined(speech[:, :10], speech)
+    False
+    >>> _order_is_undetermined(pause + 1e-3, speech)
+    True
+    """
+    # [B, S]: mean power of each track in the overlap
+    power = overlap.double().pow(2).mean(1)
+    # [B, 1]: the loudest track of the chunk (or of the overlap)
+    reference = torch.maximum(
+        chunk.double().pow(2).mean(1).amax(1, keepdim=True),
+        power.amax(1, keepdim=True),
+    )
+    active = (power > SILENT_TRACK_RATIO * reference) & (reference > 0)
+    return bool((active.sum(1) < overlap.shape[2] - 1).any())
+
+
 class ChunkedSeparator:
     """Overlap-add separation of a stream, in a consistent speaker order.
 
@@ -570,6 +607,9 @@ class ChunkedSeparator:
         self.chunk_size = chunk_size
         self.overlap_size = overlap_size
         self.num_chunks = 0
+        #: starts of chunks whose speaker order could not be checked (the
+        #: overlap had fewer than S - 1 active tracks)
+        self.undetermined_borders = []
         self._buf = None
         self._buf_start = 0
         self._total = 0
@@ -642,6 +682,18 @@ class ChunkedSeparator:
             prev = self._pending[:, start - self._pending_start :]
             ov = prev.shape[1]
             perm = align_to_previous(prev, est[:, :ov])
+            if _order_is_undetermined(prev, est):
+                # the overlap cannot tell the quiet tracks apart: the order
+                # kept is a guess, and speakers may swap at this border
+                self.undetermined_borders.append(start)
+                if len(self.undetermined_borders) == 1:
+                    logger.warning(
+                        "chunk border at sample %d: fewer than %d tracks "
+                        "are active in the overlap, so the speaker order "
+                        "cannot be checked there (a longer "
+                        "overlap avoids this)", start,
+                        self._pending.shape[2] - 1,
+                    )
             # [B, T, S]: reorder each item's speakers
             est = torch.gather(
                 est, 2, perm[:, None, :].expand(-1, est.shape[1], -1)
