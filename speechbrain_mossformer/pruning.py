@@ -1285,6 +1285,7 @@ def recipe_overrides(config):
     sizes = model_sizes(config)
     kernel = int(config.get("kernel_size", 16))
     args = [
+        f"--num_spks={int(config.get('num_spks', 2))}",
         f"--N_encoder_out={int(config['N_encoder_out'])}",
         f"--out_channels={sizes['out_channels']}",
         f"--num_blocks={sizes['num_blocks']}",
@@ -1488,10 +1489,12 @@ def main(argv=None):
         "measure the speed, parameters are not time"
     )
     print("fine-tune with a recipe, e.g.:")
+    # the LibriMix yaml of the model's speaker count (3 for 3 or more)
+    mix = "Libri3Mix" if int(cfg.get("num_spks", 2)) >= 3 else "Libri2Mix"
     print(
         "  python recipes/LibriMix/separation/train.py "
-        "recipes/LibriMix/separation/hparams/mossformer-libri2mix.yaml "
-        f"--data_folder=<Libri2Mix> --init_from={args.out_dir} "
+        f"recipes/LibriMix/separation/hparams/mossformer-{mix.lower()}.yaml "
+        f"--data_folder=<{mix}> --init_from={args.out_dir} "
         + " ".join(f"'{a}'" if "[" in a else a for a in out["overrides"])
     )
     return 0

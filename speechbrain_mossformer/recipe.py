@@ -667,9 +667,11 @@ def load_initial_weights(hparams):
     ``init_from`` names a SpeechBrain pretrained folder (a converted
     ModelScope model, an exported recipe checkpoint or a pruned model). Its
     ``encoder``/``masknet``/``decoder`` checkpoints are loaded strictly into
-    the recipe's modules: a size mismatch is an error naming the parameter.
-    A checkpoint of the run itself, when there is one, is recovered
-    afterwards and wins, so an interrupted fine-tuning resumes normally.
+    the recipe's modules: a size mismatch is an error naming the parameter,
+    another ``sample_rate`` or ``group_size`` (no parameters) a warning.
+    A run that already holds a checkpoint of its own resumes from it:
+    ``init_from`` is then neither read nor loaded (it may have moved since),
+    so an interrupted fine-tuning resumes normally.
     """
     folder = hparams.get("init_from")
     if not folder:
@@ -679,14 +681,37 @@ def load_initial_weights(hparams):
         check_state_dict,
     )
 
+    checkpointer = hparams.get("checkpointer")
+    if checkpointer is not None and checkpointer.find_checkpoint() is not None:
+        # resuming: the run's own checkpoint wins, so init_from is neither
+        # needed (it may be gone) nor loaded
+        logger.info(
+            f"{checkpointer.checkpoints_dir} holds a checkpoint of this "
+            f"run: resuming from it, init_from {folder} is not loaded"
+        )
+        return
     if not os.path.isdir(folder):
         raise RecipeError(f"init_from: {folder} is not a folder")
-    rate = _folder_sample_rate(folder)
-    if rate is not None and rate != int(hparams["sample_rate"]):
+    config = _folder_config(folder)
+    rate = config.get("sample_rate")
+    if rate is not None and int(rate) != int(hparams["sample_rate"]):
         logger.warning(
-            f"init_from {folder} was trained at {rate} Hz and this run "
+            f"init_from {folder} was trained at {int(rate)} Hz and this run "
             f"uses {hparams['sample_rate']} Hz (the network runs at either "
             "rate, but expect to need more fine-tuning)"
+        )
+    group = config.get("group_size")
+    if (
+        group is not None
+        and hparams.get("group_size") is not None
+        and int(group) != int(hparams["group_size"])
+    ):
+        logger.warning(
+            f"init_from {folder} was trained with group_size {int(group)} "
+            f"and this run uses group_size {hparams['group_size']}: the "
+            "weights load (group_size has no parameters) but the network "
+            f"computes differently; give --group_size={int(group)} to "
+            "fine-tune the model of that folder"
         )
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
@@ -699,16 +724,16 @@ def load_initial_weights(hparams):
         except ValueError as err:
             raise RecipeError(
                 f"init_from {folder}: {err}; give the recipe the model "
-                "size of that folder (its hyperparams.yaml: N_encoder_out, "
-                "out_channels, num_blocks, query_key_dim, hidden_dims, "
-                "query_key_dims)"
+                "size of that folder (its hyperparams.yaml: num_spks, "
+                "kernel_size, N_encoder_out, out_channels, num_blocks, "
+                "query_key_dim, hidden_dims, query_key_dims)"
             ) from None
         module.load_state_dict(state)
     logger.info(f"initialised encoder, masknet and decoder from {folder}")
 
 
-def _folder_sample_rate(folder):
-    """``sample_rate`` in a pretrained folder's yaml, or None."""
+def _folder_config(folder):
+    """The model configuration in a pretrained folder's yaml, or {}."""
     from speechbrain_mossformer.export_checkpoint import (
         ExportError,
         read_model_config,
@@ -716,9 +741,9 @@ def _folder_sample_rate(folder):
 
     try:
         path = os.path.join(folder, "hyperparams.yaml")
-        return int(read_model_config(path)["sample_rate"])
-    except ExportError:  # no yaml or no plain sample_rate: nothing to compare
-        return None
+        return read_model_config(path)
+    except ExportError:  # no yaml or no plain model keys: nothing to compare
+        return {}
 
 
 def save_progress(separator, err):
@@ -847,12 +872,20 @@ def run_recipe(argv, dataset):
         save_progress(separator, err)
         raise
 
-    if hparams["checkpointer"].find_checkpoint(min_key="si-snr") is None:
-        raise RecipeError(
-            f"no end-of-epoch checkpoint in {hparams['save_folder']} to "
-            "evaluate (train first; an interrupted epoch's checkpoint has "
-            "no validation score): refusing to score random weights"
-        )
+    checkpointer = hparams["checkpointer"]
+    if checkpointer.find_checkpoint(min_key="si-snr") is None:
+        if hparams.get("init_from") and checkpointer.find_checkpoint() is None:
+            # nothing trained in this run: the weights are init_from's
+            logger.warning(
+                f"no checkpoint in {hparams['save_folder']}: evaluating the "
+                f"weights of init_from {hparams['init_from']}"
+            )
+        else:
+            raise RecipeError(
+                f"no end-of-epoch checkpoint in {hparams['save_folder']} to "
+                "evaluate (train first; an interrupted epoch's checkpoint "
+                "has no validation score): refusing to score random weights"
+            )
     separator.evaluate(
         datasets["test"],
         min_key="si-snr",
