@@ -40,6 +40,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
+from speechbrain_mossformer.errors import first_line
 from speechbrain_mossformer.inference import (
     AUDIO_EXTENSIONS,
     DEFAULT_CHUNK_SECONDS,
@@ -487,9 +488,8 @@ def _main(argv):
     try:
         model = _load_model(args)
     except Exception as err:  # any loading problem is a model error
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(
-            f"error: --model {args.model}: {msg or type(err).__name__}",
+            f"error: --model {args.model}: {first_line(err)}",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -545,9 +545,7 @@ def _main(argv):
             print(f"error: {path}: terminated", file=sys.stderr)
             return 143
         except Exception as err:
-            text = str(err).strip().splitlines()
-            problem = text[0] if text else type(err).__name__
-            print(f"error: {path}: {problem}", file=sys.stderr)
+            print(f"error: {path}: {first_line(err)}", file=sys.stderr)
             failures += 1
             continue
         # only written outputs are reserved: a failed file leaves nothing

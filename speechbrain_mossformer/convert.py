@@ -391,8 +391,6 @@ def convert(model_dir, out_dir, sample_rate=8000):
     """
     if not os.path.isdir(model_dir):
         raise ConversionError(f"{model_dir}: not a folder")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ConversionError(f"{out_dir}: exists and is not a folder")
     try:
         # never into the ModelScope folder being read
         check_output_folder(out_dir, protected=(model_dir,))

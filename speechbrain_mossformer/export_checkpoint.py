@@ -328,8 +328,6 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
     """
     if not os.path.isdir(recipe_dir):
         raise ExportError(f"{recipe_dir}: no such folder")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ExportError(f"{out_dir}: exists and is not a folder")
     config = read_model_config(os.path.join(recipe_dir, "hyperparams.yaml"))
     value = None
     if ckpt is None:

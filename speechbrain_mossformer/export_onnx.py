@@ -36,10 +36,14 @@ import warnings
 import torch
 import torch.nn as nn
 
+from speechbrain_mossformer.errors import first_line
+from speechbrain_mossformer.inference import (
+    ModelLoadError,
+    load_checked_state,
+)
 from speechbrain_mossformer.lobes.models.mossformer import pad_time
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
-    check_state_dict,
     load_modules,
 )
 
@@ -167,24 +171,19 @@ def load_separator(folder):
         hparams = load_hyperpyyaml(text)
         modules = load_modules(text)
     except Exception as err:
-        lines = str(err).strip().splitlines() or [type(err).__name__]
         raise ExportError(
-            f"{folder}/hyperparams.yaml cannot be loaded: {lines[0]}"
+            f"{folder}/hyperparams.yaml cannot be loaded: {first_line(err)}"
         ) from None
     if "num_spks" not in hparams:
         raise ExportError(f"{folder}/hyperparams.yaml does not set num_spks")
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            from speechbrain_mossformer.inference import checkpoint_problem
-
-            raise ExportError(f"{path}: {checkpoint_problem(err)}") from None
-        try:
-            check_state_dict(modules[name], state, name)
-        except ValueError as err:
-            raise ExportError(f"{folder}: {err}") from err
+            state = load_checked_state(
+                path, modules[name], name, "hyperparams.yaml"
+            )
+        except ModelLoadError as err:
+            raise ExportError(str(err)) from None
         modules[name].load_state_dict(state, strict=True)
     separator = SeparatorForExport(
         modules["encoder"],

@@ -44,6 +44,7 @@ import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
+from speechbrain_mossformer.errors import first_line
 from speechbrain_mossformer.lobes.models.mossformer import (
     check_input_length,
     separate_with_modules,
@@ -67,6 +68,7 @@ __all__ = [
     "MossFormerSeparation",
     "CUSTOM_INTERFACE",
     "add_custom_interface",
+    "load_checked_state",
 ]
 
 #: Default chunk length (seconds) for long files. WSJ0-2mix and Libri2Mix
@@ -860,7 +862,7 @@ class MossFormerSeparation(SepformerSeparation):
             path = pretrainer.paths.get(name)
             if path is None:
                 raise ModelLoadError(f"no checkpoint collected for '{name}'")
-            _check_checkpoint_file(
+            load_checked_state(
                 path, self.mods[name], name, "hyperparams.yaml"
             )
 
@@ -928,7 +930,7 @@ class MossFormerSeparation(SepformerSeparation):
                     kwargs.get("overrides_must_match", True),
                 )
             raise ModelLoadError(
-                f"{source}: cannot load the model: {_first_line(err)}"
+                f"{source}: cannot load the model: {first_line(err)}"
             ) from None
 
     @property
@@ -1247,15 +1249,6 @@ def _looks_local(source):
     )
 
 
-def _first_line(err):
-    """First line of an exception's message (its type if it has none)."""
-    text = str(err).strip()
-    if isinstance(err, KeyError) and len(err.args) == 1:
-        key = str(err.args[0])
-        text = key if " " in key else f"missing key {key!r}"
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def checkpoint_problem(err):
     """Says in one line why ``torch.load`` could not read a file.
 
@@ -1371,7 +1364,7 @@ def _strict_check_folder(folder, hparams_file, module_names,
             )
     except Exception as err:
         raise ModelLoadError(
-            f"{yaml_path}: cannot be loaded: {_first_line(err)}"
+            f"{yaml_path}: cannot be loaded: {first_line(err)}"
         ) from None
     if not isinstance(hparams, dict):
         raise ModelLoadError(f"{yaml_path}: expected a mapping of entries")
@@ -1393,17 +1386,48 @@ def _strict_check_folder(folder, hparams_file, module_names,
         )
     given = f" with overrides {overrides}" if overrides else ""
     for name in module_names:
-        _check_checkpoint_file(
+        load_checked_state(
             os.path.join(folder, f"{name}.ckpt"), modules[name], name,
             f"{hparams_file}{given}",
         )
 
 
-def _check_checkpoint_file(path, module, name, yaml_name):
+def load_checked_state(path, module, name, yaml_name):
     """Reads one checkpoint and checks it strictly against ``module``.
 
-    Raises a one-line ``ModelLoadError`` naming ``path``: unreadable, not a
-    state dict, or a key or shape that does not match ``yaml_name``.
+    Arguments
+    ---------
+    path : str
+        The ``.ckpt`` file.
+    module : torch.nn.Module
+        The module the yaml builds.
+    name : str
+        The module's name (``encoder``, ``masknet``, ``decoder``).
+    yaml_name : str
+        How to name the yaml in a mismatch message.
+
+    Returns
+    -------
+    dict
+        The state dict, every key and shape matching ``module``.
+
+    Raises
+    ------
+    ModelLoadError
+        One line naming ``path``: unreadable, not a state dict, or a key
+        or shape that does not match ``yaml_name``.
+
+    Example
+    -------
+    >>> path = os.path.join(str(getfixture("tmpdir")), "lin.ckpt")
+    >>> torch.save(torch.nn.Linear(2, 3).state_dict(), path)
+    >>> sorted(load_checked_state(path, torch.nn.Linear(2, 3), "lin", "y"))
+    ['bias', 'weight']
+    >>> try:
+    ...     load_checked_state(path, torch.nn.Linear(2, 4), "lin", "y")
+    ... except ModelLoadError as err:
+    ...     print("does not match y" in str(err))
+    True
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -1419,6 +1443,7 @@ def _check_checkpoint_file(path, module, name, yaml_name):
         raise ModelLoadError(
             f"{path}: does not match {yaml_name}: {err}"
         ) from None
+    return state
 
 
 def _check_device(device):

@@ -942,6 +942,41 @@ def structured_prune(config, state_dicts, spec, calibration=None,
 
 # ----------------------------------------------------------------------
 # Pretrained folders
+def read_pretrained_config(folder):
+    """The model configuration of a pretrained folder (its yaml only).
+
+    Arguments
+    ---------
+    folder : str
+        A pretrained folder.
+
+    Returns
+    -------
+    dict
+        The model configuration, ``sample_rate`` as an int.
+
+    Example
+    -------
+    >>> read_pretrained_config("no/such/folder")
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.pruning.PruningError: no/such/folder: no such pretrained folder
+    """
+    from speechbrain_mossformer.export_checkpoint import (
+        ExportError,
+        read_model_config,
+    )
+
+    if not os.path.isdir(folder):
+        raise PruningError(f"{folder}: no such pretrained folder")
+    try:
+        config = read_model_config(os.path.join(folder, "hyperparams.yaml"))
+    except ExportError as err:
+        raise PruningError(str(err)) from None
+    config["sample_rate"] = int(config["sample_rate"])
+    return config
+
+
 def read_pretrained(folder):
     """Reads the configuration and state dicts of a pretrained folder.
 
@@ -959,17 +994,13 @@ def read_pretrained(folder):
     from speechbrain_mossformer.export_checkpoint import (
         ExportError,
         load_checkpoint_states,
-        read_model_config,
     )
 
-    if not os.path.isdir(folder):
-        raise PruningError(f"{folder}: no such pretrained folder")
+    config = read_pretrained_config(folder)
     try:
-        config = read_model_config(os.path.join(folder, "hyperparams.yaml"))
         states = load_checkpoint_states(folder)
     except ExportError as err:
         raise PruningError(str(err)) from None
-    config["sample_rate"] = int(config["sample_rate"])
     try:
         _build_modules(config, states)  # checks they fit
     except PruningError as err:
@@ -1464,7 +1495,7 @@ def main(argv=None):
             )
         calibration = None
         if args.calibration:
-            config, _ = read_pretrained(args.pretrained_dir)
+            config = read_pretrained_config(args.pretrained_dir)
             calibration = _read_mixtures(
                 args.calibration, int(config["sample_rate"]),
                 int(config["kernel_size"]),

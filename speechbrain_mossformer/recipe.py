@@ -35,6 +35,7 @@ from speechbrain.utils.distributed import (
 
 from speechbrain_mossformer.brain import Separation
 from speechbrain_mossformer.dataprep.csv_manifest import DataPreparationError
+from speechbrain_mossformer.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,9 @@ def _audio_reader(name):
         try:
             return sb.dataio.dataio.read_audio(path)
         except Exception as err:
-            problem = str(err).strip().splitlines()
             raise AudioReadError(
                 f"cannot read the {name} audio file {path}: "
-                f"{problem[0] if problem else type(err).__name__}"
+                f"{first_line(err)}"
             ) from None
 
     return read
@@ -473,7 +473,7 @@ def check_run_folder(hparams):
     except Exception as err:
         raise RecipeError(
             f"{saved}: cannot read the earlier run's settings: "
-            f"{str(err).splitlines()[0]}"
+            f"{first_line(err)}"
         ) from None
     conflicts, notes = [], []
     for key, old_value in old.items():
