@@ -504,7 +504,7 @@ class Separation(sb.Brain):
     def write_test_results(self):
         """Writes ``test_results.csv`` (main process) and returns the means."""
         rows = self.test_rows
-        unscored = getattr(self, "test_unscored", 0)
+        unscored = self.test_unscored
         if unscored:
             logger.warning(
                 f"{unscored} test utterance(s) could not be scored (see the "

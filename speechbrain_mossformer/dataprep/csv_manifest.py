@@ -569,13 +569,7 @@ def write_manifest(rows, csv_path, columns):
     os.replace(tmp_path, csv_path)
 
 
-def validate_manifest(
-    csv_path,
-    columns,
-    expected_fragment=None,
-    data_root=None,
-    column_fragments=None,
-):
+def validate_manifest(csv_path, columns, fragments=None, data_root=None):
     """Checks an existing manifest against the requested configuration.
 
     Arguments
@@ -584,16 +578,14 @@ def validate_manifest(
         The CSV file.
     columns : list of str
         Columns it must have (e.g. ``s3_wav`` for three speakers).
-    expected_fragment : str or None
-        A string every ``mix_wav`` path must contain (e.g.
-        ``"/wav8k/min/tr/mix/"``), to detect a CSV made with other options.
+    fragments : dict or None
+        ``{column: fragment}``: a string every path of that column must
+        contain (e.g. ``mix_wav`` in ``"/wav8k/min/tr/mix/"``, ``s1_wav`` in
+        ``/s1_anechoic/``), to detect a CSV made with other options or of
+        other sources.
     data_root : str or None
         If given, the first row's paths must exist once ``$data_root`` is
         replaced by it.
-    column_fragments : dict or None
-        ``{column: fragment}``: like ``expected_fragment`` for other path
-        columns (e.g. ``s1_wav`` must be in ``/s1_anechoic/``), so that a
-        manifest of other sources is not taken for this one.
 
     A manifest with more source columns (``s<k>_wav``) than ``columns`` is
     refused too: it was made for more speakers.
@@ -609,7 +601,7 @@ def validate_manifest(
     >>> path = os.path.join(str(getfixture("tmpdir")), "x.csv")
     >>> write_manifest([{"ID": "a", "mix_wav": "$data_root/tr/mix/a.wav"}],
     ...                path, ["ID", "mix_wav"])
-    >>> validate_manifest(path, ["ID", "mix_wav"], "/tr/mix/")
+    >>> validate_manifest(path, ["ID", "mix_wav"], {"mix_wav": "/tr/mix/"})
     1
     """
     try:
@@ -645,10 +637,7 @@ def validate_manifest(
             "The existing manifest %s has no rows. Delete it or run with "
             "skip_prep=False." % csv_path
         )
-    fragments = dict(column_fragments or {})
-    if expected_fragment is not None:
-        fragments["mix_wav"] = expected_fragment
-    for col, fragment in fragments.items():
+    for col, fragment in (fragments or {}).items():
         for row in rows:
             if fragment not in (row.get(col) or ""):
                 raise DataPreparationError(
@@ -737,6 +726,7 @@ def create_manifests(
         for key, (split, _) in splits.items():
             path = csv_paths[key]
             if os.path.isfile(path):
+                # every path column in its own folder of this split
                 fragments = {
                     k + "_wav": _relative(
                         os.path.join(split_root, split, sub), data_root
@@ -744,13 +734,7 @@ def create_manifests(
                     + "/"
                     for k, sub in folders.items()
                 }
-                validate_manifest(
-                    path,
-                    columns,
-                    fragments.pop("mix_wav"),
-                    data_root=data_root,
-                    column_fragments=fragments,
-                )
+                validate_manifest(path, columns, fragments, data_root)
             else:
                 logger.warning(
                     "skip_prep=True but the manifest %s does not exist; "

@@ -601,9 +601,9 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         False (default): the anechoic sources (dereverberation).
     min_length : int
         Utterances shorter than this many samples (at ``sample_rate``) are
-        never drawn: another utterance of the same speaker is drawn instead
-        (deterministically), and a speaker with none long enough is an
-        error naming its files. A mixture shorter than the model's encoder
+        never drawn (with a warning): each speaker's utterance is drawn
+        among its long enough ones, and a speaker with none is an error
+        naming its files. A mixture shorter than the model's encoder
         kernel cannot be separated.
 
     Example
@@ -708,7 +708,8 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         if self.reverberant_targets and self.rir_files is None:
             raise ValueError("reverberant_targets=True needs rirs")
         self.min_length = max(1, int(min_length))
-        self._short_warned = set()
+        # {speaker: the utterances long enough to draw}, filled on first use
+        self._long_enough = {}
 
         if epoch_size is None:
             if train_csv is not None:
@@ -823,44 +824,41 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         return plan
 
     def _draw_file(self, rng, speaker):
-        """One utterance of ``speaker`` at least ``min_length`` long.
-
-        A too-short draw is replaced by another draw from the same
-        generator, so the choice stays a function of ``(seed, epoch, i)``.
-        """
-        files = self.pool[speaker]
-        path = files[int(rng.integers(len(files)))]
-        if self.min_length <= 1:
-            return path
-        for _ in range(8 * len(files)):
-            n = _num_samples(self._info(path), self.sample_rate)
-            if n >= self.min_length:
-                return path
-            if path not in self._short_warned:
-                self._short_warned.add(path)
-                logger.warning(
-                    "dynamic mixing: %s has %d samples at %d Hz, fewer than "
-                    "%d; it is skipped",
-                    path,
-                    n,
-                    self.sample_rate,
-                    self.min_length,
+        """One utterance of ``speaker``, drawn uniformly among those at
+        least ``min_length`` long (a function of ``(seed, epoch, i)``)."""
+        files = self._long_enough.get(speaker)
+        if files is None:
+            files = self.pool[speaker]
+            if self.min_length > 1:
+                files = [f for f in files if self._long_enough_file(f)]
+            if not files:
+                raise DataPreparationError(
+                    "Dynamic mixing: every utterance of speaker %r is "
+                    "shorter than %d samples at %d Hz (%s); remove them "
+                    "from the dynamic mixing folder."
+                    % (
+                        speaker,
+                        self.min_length,
+                        self.sample_rate,
+                        self.pool[speaker][:4],
+                    )
                 )
-            path = files[int(rng.integers(len(files)))]
-        long_enough = [
-            f
-            for f in files
-            if _num_samples(self._info(f), self.sample_rate)
-            >= self.min_length
-        ]
-        if not long_enough:
-            raise DataPreparationError(
-                "Dynamic mixing: every utterance of speaker %r is shorter "
-                "than %d samples at %d Hz (%s); remove them from the "
-                "dynamic mixing folder."
-                % (speaker, self.min_length, self.sample_rate, files[:4])
+            self._long_enough[speaker] = files
+        return files[int(rng.integers(len(files)))]
+
+    def _long_enough_file(self, path):
+        """Whether ``path`` has ``min_length`` samples (warns if not)."""
+        n = _num_samples(self._info(path), self.sample_rate)
+        if n < self.min_length:
+            logger.warning(
+                "dynamic mixing: %s has %d samples at %d Hz, fewer than "
+                "%d; it is skipped",
+                path,
+                n,
+                self.sample_rate,
+                self.min_length,
             )
-        return long_enough[int(rng.integers(len(long_enough)))]
+        return n >= self.min_length
 
     def _rir(self, path):
         """Reads, resamples and aligns an RIR (cached)."""
