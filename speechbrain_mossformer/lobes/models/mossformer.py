@@ -166,28 +166,22 @@ def _hooks_inside(module):
     """
     from torch.nn.modules import module as torch_module
 
+    # backward hooks fire only for the submodules that are called
+    backward = torch.is_grad_enabled()
     if (
         torch_module._global_forward_hooks
         or torch_module._global_forward_pre_hooks
-    ):
-        return True
-    if torch.is_grad_enabled():
-        # backward hooks fire only for submodules that are called
-        if (
+        or backward
+        and (
             torch_module._global_backward_hooks
             or torch_module._global_backward_pre_hooks
-        ):
-            return True
-        return any(
-            m._forward_hooks
-            or m._forward_pre_hooks
-            or m._backward_hooks
-            or m._backward_pre_hooks
-            for m in module.modules()
-            if m is not module
         )
+    ):
+        return True
     return any(
-        m._forward_hooks or m._forward_pre_hooks
+        _hooked(m)
+        or backward
+        and bool(m._backward_hooks or m._backward_pre_hooks)
         for m in module.modules()
         if m is not module
     )
@@ -453,11 +447,11 @@ def _stock_ffconvm(ff):
     """True when ``ff`` (an FFConvM) has its own layer types, whose
     weights its fast paths (and ``shared_input_ffconvm``) may read."""
     layers = ff._modules
-    return (
-        type(layers["norm"]) is ScaleNorm
-        and type(layers["linear"]) is nn.Linear
-        and type(layers["conv"]) is ConvModule
-        and type(layers["conv"]._modules["depthwise"]) is nn.Conv1d
+    return _stock(
+        (layers["norm"], ScaleNorm),
+        (layers["linear"], nn.Linear),
+        (layers["conv"], ConvModule),
+        (layers["conv"]._modules["depthwise"], nn.Conv1d),
     )
 
 
