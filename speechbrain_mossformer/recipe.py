@@ -165,7 +165,17 @@ def dm_reverberant_targets(hparams):
     """True when dynamic mixing must make reverberant targets: WHAMR! with
     ``whamr_targets: reverb`` (its validation and test targets are the
     reverberant sources, so the training mixtures and targets must be
-    reverberant too, although ``use_reverb`` is off)."""
+    reverberant too, although ``use_reverb`` is off).
+
+    Example
+    -------
+    >>> dm_reverberant_targets({"dynamic_mixing": True, "whamr": True,
+    ...                         "whamr_targets": "reverb"})
+    True
+    >>> dm_reverberant_targets({"dynamic_mixing": True, "whamr": True,
+    ...                         "whamr_targets": "anechoic"})
+    False
+    """
     return bool(
         hparams.get("dynamic_mixing", False)
         and hparams.get("whamr", False)
@@ -174,7 +184,13 @@ def dm_reverberant_targets(hparams):
 
 
 def needs_rirs(hparams):
-    """True when the run uses room impulse responses."""
+    """True when the run uses room impulse responses.
+
+    Example
+    -------
+    >>> needs_rirs({"use_reverb": True}), needs_rirs({"use_reverb": False})
+    (True, False)
+    """
     return bool(hparams.get("use_reverb", False)) or dm_reverberant_targets(
         hparams
     )
@@ -621,6 +637,17 @@ def rir_sample_rate(rir_csv):
     SpeechBrain's ``AddReverb`` does not read the files' rate: it takes its
     ``reverb_sample_rate`` argument for granted, so RIRs at another rate
     than the yaml's ``sample_rate`` would be stretched or squeezed in time.
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf
+    >>> tmp = getfixture("tmpdir")
+    >>> sf.write(str(tmp / "r.wav"), np.zeros(160), 16000)
+    >>> _ = (tmp / "rirs.csv").write_text(
+    ...     "ID,duration,wav,wav_format,wav_opts\\n"
+    ...     "r,0.01,$rir_root/r.wav,wav,\\n", encoding="utf-8")
+    >>> rir_sample_rate(str(tmp / "rirs.csv"))
+    16000
     """
     from speechbrain_mossformer.dataprep.csv_manifest import audio_info
     from speechbrain_mossformer.dataprep.dynamic_mixing import read_rir_list
@@ -643,6 +670,23 @@ def configure_reverb(hparams):
     AddReverb reads its CSV lazily and its paths may use ``$rir_root`` (the
     CSV's folder). It resamples the RIRs from its ``reverb_sample_rate``
     without reading the files, so that is set to the files' real rate.
+    Nothing to do without ``use_reverb``.
+
+    Example
+    -------
+    >>> from speechbrain.augment.time_domain import AddReverb
+    >>> import numpy as np, soundfile as sf
+    >>> tmp = getfixture("tmpdir")
+    >>> sf.write(str(tmp / "r.wav"), np.zeros(160), 16000)
+    >>> _ = (tmp / "rirs.csv").write_text(
+    ...     "ID,duration,wav,wav_format,wav_opts\\n"
+    ...     "r,0.01,$rir_root/r.wav,wav,\\n", encoding="utf-8")
+    >>> reverb = AddReverb(csv_file=None, reverb_sample_rate=8000,
+    ...                    clean_sample_rate=8000)
+    >>> configure_reverb({"use_reverb": True, "reverb": reverb,
+    ...     "rir_csv": str(tmp / "rirs.csv"), "sample_rate": 8000})
+    >>> reverb.reverb_sample_rate, reverb.clean_sample_rate
+    (16000, 8000)
     """
     if not (hparams.get("use_reverb", False) and "reverb" in hparams):
         return
@@ -768,6 +812,13 @@ def save_progress(separator, err):
     -------
     bool
         Whether a checkpoint was saved.
+
+    Example
+    -------
+    >>> class Brain:  # stands in for a Separation without a checkpointer
+    ...     checkpointer = None
+    >>> save_progress(Brain(), KeyboardInterrupt())
+    False
     """
     if separator.checkpointer is None:
         return False
