@@ -5,6 +5,7 @@ One command runs the whole experiment (from the repository root)::
     python benchmarks/pruning_experiment.py            # full, ~20 min
     python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
     python benchmarks/pruning_experiment.py --retime   # speed only, ~3 min
+    python benchmarks/pruning_experiment.py --rewrite  # report only
     python benchmarks/pruning_experiment.py --seed 1   # a repetition
     python benchmarks/pruning_experiment.py --summarize 0,1,2
 
@@ -53,7 +54,7 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
    this script from the exported best checkpoints with the package's
    metrics (cross-checked against the recipe's own ``test_results.csv``),
    with the standard error of each model's paired difference to the
-   reference.
+   reference, robust to test mixtures that share a source utterance.
 
 ``--seed K`` repeats the experiment with other recipe seeds (same data,
 sizes and steps) into ``pruning_seedK.md``; ``--summarize`` writes
@@ -189,6 +190,10 @@ def parse_args(argv=None):
                         "(fine-tuning); data and test set stay the same. "
                         "K > 0 works in WORK-seedK and writes "
                         "pruning_seedK.md/.png")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="only rewrite the report of a finished run "
+                        "from its results.json (the current code's "
+                        "statistics; nothing is trained or timed)")
     parser.add_argument("--steps", default=None, metavar="P,F",
                         help="pre-training and fine-tuning steps instead "
                         "of the mode's (full: 2500,1500); use another "
@@ -448,12 +453,22 @@ def recipe_average(output):
 
 # ----------------------------------------------------------------------
 # Evaluation
+def test_mixture_names(test_dir):
+    """The mixture file names of a split, sorted (the order of every
+    per-mixture list in ``results.json``)."""
+    folder = os.path.join(test_dir, "mix_clean")
+    if not os.path.isdir(folder):
+        raise SystemExit(f"{folder} not found: the experiment's data is "
+                         "gone; run the experiment again")
+    return sorted(os.listdir(folder))
+
+
 def load_test_set(test_dir):
     """Mixtures and references of the test split (sorted by name)."""
     import soundfile as sf
 
     items = []
-    for name in sorted(os.listdir(os.path.join(test_dir, "mix_clean"))):
+    for name in test_mixture_names(test_dir):
         mix, _ = sf.read(os.path.join(test_dir, "mix_clean", name),
                          dtype="float32")
         refs = [
@@ -497,9 +512,127 @@ def si_snri(folder, test_set):
 
 
 def paired_se(values, reference):
-    """Standard error of the mean per-mixture difference."""
+    """Standard error of the mean per-mixture difference, taking the
+    mixtures as independent."""
     diffs = [a - b for a, b in zip(values, reference)]
     return statistics.stdev(diffs) / len(diffs) ** 0.5
+
+
+def mixture_utterances(name):
+    """The source utterances of a LibriMix-style mixture file name
+    (``minidata`` numbers a pair drawn again ``_1``, ``_2``, ...).
+
+    Example
+    -------
+    >>> mixture_utterances("198-100-0000_2412-100-0002.wav")
+    ('198-100-0000', '2412-100-0002')
+    >>> mixture_utterances("198-100-0001_p226-100-0004_2.wav")
+    ('198-100-0001', 'p226-100-0004')
+    """
+    parts = os.path.splitext(os.path.basename(name))[0].split("_")
+    if len(parts) > 2 and parts[-1].isdigit():
+        parts = parts[:-1]
+    return tuple(parts)
+
+
+def utterance_robust_se(diffs, mixtures):
+    """Standard error of the mean of per-mixture values that allows any
+    correlation between mixtures sharing a source utterance.
+
+    The test mixtures reuse their utterances (150 mixtures from 27
+    utterances here), so they are not independent samples. This is the
+    dyadic cluster-robust estimator of Aronow, Samii and Assenova (2015,
+    "Cluster-robust variance estimation for dyadic data"): the variance of
+    the mean is ``sum(e_i * e_j) / n**2`` over every pair of mixtures
+    ``i, j`` (``i == j`` included) that share an utterance, ``e`` being
+    the deviations from the mean, times ``G / (G - 1)`` for ``G``
+    utterances. It is never reported below the independent-mixture
+    standard error.
+
+    Arguments
+    ---------
+    diffs : list of float
+        One value per mixture (e.g. SI-SNRi minus the reference's).
+    mixtures : list of str
+        The mixtures' file names, ``utt1_utt2.wav``, in the same order.
+
+    Returns
+    -------
+    float
+        The standard error of ``mean(diffs)``.
+
+    Example
+    -------
+    >>> names = ["a_b.wav", "c_d.wav", "e_f.wav", "g_h.wav"]
+    >>> round(utterance_robust_se([1.0, -1.0, 1.0, -1.0], names), 3)
+    0.577
+    >>> shared = ["a_b.wav", "a_c.wav", "d_e.wav", "d_f.wav"]
+    >>> round(utterance_robust_se([1.0, 1.0, -1.0, -1.0], shared), 3)
+    0.775
+    """
+    n = len(diffs)
+    if n != len(mixtures) or n < 2:
+        raise ValueError(
+            f"{n} values for {len(mixtures)} mixtures: need the same "
+            "number, at least 2")
+    mean = statistics.fmean(diffs)
+    dev = [d - mean for d in diffs]
+    groups = [set(mixture_utterances(m)) for m in mixtures]
+    total = sum(
+        dev[i] * dev[j]
+        for i in range(n) for j in range(n) if groups[i] & groups[j]
+    )
+    utterances = len(set().union(*groups))
+    variance = total / n ** 2 * utterances / max(utterances - 1, 1)
+    independent = statistics.stdev(diffs) / n ** 0.5
+    return max(variance ** 0.5 if variance > 0 else 0.0, independent)
+
+
+def test_set_description(names):
+    """``"150 mixtures of 30 utterances by 4 speakers"`` for a list of
+    LibriMix-style mixture names (the speaker is an utterance ID's part
+    before its first ``-``).
+
+    Example
+    -------
+    >>> test_set_description(["19-1-0_26-2-0.wav", "19-1-0_26-2-1.wav"])
+    '2 mixtures of 3 utterances by 2 speakers'
+    """
+    utterances = {u for m in names for u in mixture_utterances(m)}
+    speakers = {u.split("-")[0] for u in utterances}
+    return (f"{len(names)} mixtures of {len(utterances)} utterances by "
+            f"{len(speakers)} speakers")
+
+
+def add_standard_errors(res):
+    """Fills the standard errors of every model's paired difference to the
+    dense fine-tuned model into ``res`` from its per-mixture SI-SNRi:
+    ``paired_se`` (utterance-robust, the one reported) and
+    ``paired_se_independent`` (mixtures taken as independent)."""
+    if "test_mixtures" not in res:
+        # results.json written before the names were stored: the test
+        # split's files, in the order they were evaluated
+        res["test_mixtures"] = test_mixture_names(res["data"]["test_dir"])
+    per_mix = res["per_mixture"]
+    ref = per_mix["dense-ft"]
+    names = res["test_mixtures"]
+    if any(len(v) != len(names) for v in per_mix.values()):
+        raise SystemExit(
+            f"{res['work']}: {len(names)} test mixtures but per-mixture "
+            "lists of other lengths: the test split changed since the run")
+    robust, independent = {}, {}
+    for key, values in per_mix.items():
+        if key == "dense-ft":
+            continue
+        diffs = [a - b for a, b in zip(values, ref)]
+        robust[key] = utterance_robust_se(diffs, names)
+        independent[key] = paired_se(values, ref)
+    res["paired_se"] = robust
+    res["paired_se_independent"] = independent
+    for r in res["sizes"]:
+        r["pruned_ft_se"] = robust[r["name"] + "-ft"]
+        r["scratch_se"] = robust[r["name"] + "-scratch"]
+    return res
 
 
 # ----------------------------------------------------------------------
@@ -800,6 +933,14 @@ def write_markdown(res, path):
         "```",
         "",
     ]
+    if res.get("rewritten"):
+        lines += [
+            f"Report rewritten on {res['rewritten']} from the run's "
+            f"`results.json` with `{res['command']} --rewrite` (the "
+            "standard errors of the current code; models, scores and "
+            "timings unchanged).",
+            "",
+        ]
     if res.get("retimed"):
         lines += [
             f"Speed re-measured on {res['retimed']} with "
@@ -871,8 +1012,14 @@ def write_markdown(res, path):
         "",
         "SI-SNRi in dB on the held-out test mixtures; Δ is against the "
         "dense model fine-tuned for the same steps, ± the standard error "
-        "of the per-mixture paired difference (test-set sampling only; "
-        "run-to-run training noise comes on top). Times are medians "
+        "of the per-mixture paired difference, robust to mixtures sharing "
+        "a source utterance (the test set is "
+        f"{test_set_description(res['test_mixtures'])}; "
+        "`utterance_robust_se`; the standard error taking the mixtures "
+        "as independent is in `results.json`). It covers the sampling of "
+        "test utterances only: with this few test speakers, their own "
+        "sampling is not estimated, and run-to-run training noise comes "
+        "on top (see the repetitions with other seeds). Times are medians "
         "(ms) for the whole separator on the "
         f"{mode['timing_seconds']:.0f} s mixture; spread = (max - min) / "
         "median of the per-process medians.",
@@ -997,6 +1144,8 @@ def main(argv=None):
         return summarize(args)
     if args.retime:
         return retime(args)
+    if args.rewrite:
+        return rewrite(args)
     mode_name = "quick" if args.quick else "full"
     mode = experiment_mode(args)
     work = work_folder(args)
@@ -1147,8 +1296,6 @@ def main(argv=None):
             "si_snri": statistics.fmean(per_mix["U-" + name]),
         })
     quality = {k: statistics.fmean(v) for k, v in per_mix.items()}
-    se = {k: paired_se(v, per_mix["dense-ft"]) for k, v in per_mix.items()
-          if k != "dense-ft"}
     t_eval = time.time() - t2
 
     res = {
@@ -1169,16 +1316,14 @@ def main(argv=None):
                 "params": pruned_configs[name]["params"][1],
                 "pruned_0": quality[name + "-pruned"],
                 "pruned_ft": quality[name + "-ft"],
-                "pruned_ft_se": se[name + "-ft"],
                 "scratch": quality[name + "-scratch"],
-                "scratch_se": se[name + "-scratch"],
                 "blocks_kept": pruned_configs[name]["report"]["blocks"],
             }
             for name, spec in SIZES
         ],
         "unstructured": unstructured,
         "quality": quality,
-        "paired_se": se,
+        "test_mixtures": test_mixture_names(data["test_dir"]),
         "per_mixture": per_mix,
         "check_recipe_max_diff": max(check),
         "example_command": shell_line(
@@ -1190,6 +1335,7 @@ def main(argv=None):
         "runtime": {"data": t_data, "training": t_train,
                     "evaluation": t_eval},
     }
+    add_standard_errors(res)
     save_results(res)
     timing_stage(res, args, log)
     res["runtime"]["total"] = time.time() - t0
@@ -1295,6 +1441,7 @@ def finish(res, args, log):
     """Writes results.json, pruning.md and pruning.png (pruning_seedK.*
     for seed K > 0)."""
     save_results(res)
+    os.makedirs(args.out, exist_ok=True)
     name = report_name(res.get("seed", 0))
     md = os.path.join(args.out, name + ".md")
     png = os.path.join(args.out, name + ".png")
@@ -1305,27 +1452,51 @@ def finish(res, args, log):
     return 0
 
 
+def read_results(args, seed=None, timed=True):
+    """The ``results.json`` of a run (``timed``: one that finished,
+    timing included)."""
+    seed = args.seed if seed is None else seed
+    path = os.path.join(work_folder(args, seed), "results.json")
+    if not os.path.isfile(path):
+        again = "the experiment" + (f" with --seed {seed}" if seed else "")
+        raise SystemExit(f"{path} not found: run {again} first")
+    with open(path) as f:
+        res = json.load(f)
+    if timed and "timing" not in res:
+        raise SystemExit(f"{path} has no timing: the run did not finish")
+    return res
+
+
 def retime(args):
     """Re-measures the speed of a finished run (``--retime``) and rewrites
     the report: for a quieter machine than during the full run."""
-    work = work_folder(args)
-    path = os.path.join(work, "results.json")
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path} not found: run the experiment first")
-    with open(path) as f:
-        res = json.load(f)
+    res = read_results(args, timed=False)
     if args.out is None:
-        args.out = work if args.quick else RESULTS
+        args.out = res["work"] if args.quick else RESULTS
     t0 = time.time()
 
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
+    add_standard_errors(res)
     previous = res["runtime"].get("timing", 0.0)
     timing_stage(res, args, log)
     res["runtime"]["total"] += res["runtime"]["timing"] - previous
     res["retimed"] = res["date"]
     return finish(res, args, log)
+
+
+def rewrite(args):
+    """Rewrites the report of a finished run from its ``results.json``
+    (``--rewrite``) with the current code's statistics: nothing is
+    trained, scored or timed again."""
+    res = read_results(args)
+    if args.out is None:
+        args.out = res["work"] if args.quick else RESULTS
+    add_standard_errors(res)
+    res["target"] = verdict(res)
+    res["rewritten"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return finish(res, args, print)
 
 
 def summarize(args):
@@ -1338,18 +1509,11 @@ def summarize(args):
         raise SystemExit(
             f"--summarize wants seeds like 0,1,2, got {args.summarize!r}")
     args.summarize = ",".join(str(k) for k in seeds)
-    runs = []
-    for seed in seeds:
-        path = os.path.join(work_folder(args, seed), "results.json")
-        if not os.path.isfile(path):
-            raise SystemExit(
-                f"{path} not found: run the experiment with --seed {seed} "
-                "first")
-        with open(path) as f:
-            res = json.load(f)
-        if "timing" not in res:
-            raise SystemExit(f"{path} has no timing: the run did not finish")
-        runs.append(res)
+    runs = [add_standard_errors(read_results(args, seed)) for seed in seeds]
+    if len({tuple(r["test_mixtures"]) for r in runs}) > 1:
+        raise SystemExit(
+            f"the runs of seeds {seeds} were tested on different mixtures: "
+            "summarize repetitions on one test set")
     steps = {(r["mode"]["pretrain_steps"], r["mode"]["finetune_steps"])
              for r in runs}
     if len(steps) > 1:
@@ -1376,13 +1540,38 @@ def _mean_sd(values):
     return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values):.2f}"
 
 
+def pooled_difference(runs, key):
+    """Mean paired difference of model ``key`` to the dense fine-tuned
+    model over repetitions on one test set, and its standard error.
+
+    The error adds the two sources of variation: the training
+    repetitions (sd of the per-repetition means / sqrt(repetitions)) and
+    the test utterances (``utterance_robust_se`` of the per-mixture
+    differences averaged over the repetitions). The second term holds
+    some repetition noise too, so the sum errs on the large side.
+    """
+    diffs = [
+        [a - b for a, b in zip(r["per_mixture"][key],
+                               r["per_mixture"]["dense-ft"])]
+        for r in runs
+    ]
+    means = [statistics.fmean(d) for d in diffs]
+    averaged = [statistics.fmean(col) for col in zip(*diffs)]
+    test = utterance_robust_se(averaged, runs[0]["test_mixtures"])
+    seeds = 0.0
+    if len(runs) > 1:
+        seeds = statistics.stdev(means) / len(runs) ** 0.5
+    return statistics.fmean(means), (test ** 2 + seeds ** 2) ** 0.5
+
+
 def seeds_markdown(seeds, runs, command):
     """The lines of ``pruning_seeds.md`` (``command``: the summary's)."""
     mode = runs[0]["mode"]
     names = [s["name"] for s in runs[0]["sizes"]]
     head = "| model | spec | " + " | ".join(
         f"seed {k}: speedup, Δ FT" for k in seeds
-    ) + " | mean Δ FT ± sd | mean Δ scratch ± sd | target met |"
+    ) + (" | mean Δ FT ± sd | mean Δ FT ± SE | mean Δ scratch ± sd | "
+         "target met |")
     lines = [
         "# Structured pruning: repetitions with other training seeds",
         "",
@@ -1395,7 +1584,12 @@ def seeds_markdown(seeds, runs, command):
         "that of the dense model fine-tuned for the same steps *in the "
         "same repetition*; speedup is measured PyTorch time, dense / "
         "model (8 s mixture, batch 1). sd is over the repetitions, so "
-        "it is the training noise the single-run table does not show.",
+        "it is the training noise the single-run table does not show. "
+        "SE is the standard error of the mean Δ as an estimate of the "
+        "expected loss on new utterances: training repetitions and test "
+        "utterances together (`pooled_difference`; the test set is "
+        f"{test_set_description(runs[0]['test_mixtures'])}, too few "
+        "speakers to estimate their own sampling).",
         "",
         "```",
         "\n".join(r["command"] for r in runs),
@@ -1426,11 +1620,12 @@ def seeds_markdown(seeds, runs, command):
             p["speedup"]["torch"] >= 2.5 and p["pruned_ft"] >= d - 0.5
             for p, d in zip(per, ref)
         )
+        mean, se = pooled_difference(runs, name + "-ft")
         lines.append(
             f"| {name} | `{json.dumps(per[0]['spec'], sort_keys=True)}` | "
             + " | ".join(cells)
-            + f" | {_mean_sd(d_ft)} | {_mean_sd(d_sc)} | "
-            f"{met} of {len(runs)} |"
+            + f" | {_mean_sd(d_ft)} | {mean:+.2f} ± {se:.2f} | "
+            f"{_mean_sd(d_sc)} | {met} of {len(runs)} |"
         )
     met = sum(r["target"]["met"] for r in runs)
     lines += [

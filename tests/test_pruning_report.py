@@ -6,6 +6,7 @@ which size meets the 2.5x / 0.5 dB target, how repetitions are counted, and
 that a missing or unfinished repetition is named, not skipped.
 """
 
+import doctest
 import importlib.util
 import os
 
@@ -24,6 +25,14 @@ def experiment():
     return module
 
 
+# a test set of six mixtures, sorted by name like the experiment's lists:
+# two pairs share an utterance (a, d)
+MIXTURES = ["19-1-a_26-2-b.wav", "19-1-a_26-2-c.wav", "19-1-g_32-4-h.wav",
+            "27-3-d_26-2-e.wav", "27-3-d_32-4-f.wav", "27-3-i_32-4-j.wav"]
+# per-mixture deviations around each model's mean (they sum to 0)
+NOISE = [0.3, 0.2, 0.1, -0.4, -0.3, 0.1]
+
+
 def size(name, speedup, pruned_ft, scratch=0.0):
     """One pruned size of a results.json."""
     return {
@@ -37,7 +46,14 @@ def size(name, speedup, pruned_ft, scratch=0.0):
 
 
 def results(seed, dense, sizes, experiment):
-    """A finished results.json with its verdict."""
+    """A finished results.json with its verdict; per mixture, every model
+    is its mean plus NOISE (the dense model plus half of it), so a pruned
+    model's paired differences vary like NOISE / 2."""
+    per_mixture = {"dense-ft": [dense + e / 2 for e in NOISE]}
+    for s in sizes:
+        per_mixture[s["name"] + "-ft"] = [s["pruned_ft"] + e for e in NOISE]
+        per_mixture[s["name"] + "-scratch"] = [
+            s["scratch"] + e for e in NOISE]
     res = {
         "seed": seed,
         "mode_name": "full",
@@ -48,6 +64,8 @@ def results(seed, dense, sizes, experiment):
         "mode": {"pretrain_steps": 2500, "finetune_steps": 1500},
         "dense": {"finetuned": dense},
         "sizes": sizes,
+        "test_mixtures": list(MIXTURES),
+        "per_mixture": per_mixture,
         "timing": {},
     }
     res["target"] = experiment.verdict(res)
@@ -80,6 +98,9 @@ def test_summary_counts_repetitions(experiment):
     # Δ against each repetition's own dense model: -0.30 and -0.60
     assert "2.70x, -0.30" in p4 and "2.60x, -0.60" in p4
     assert "-0.45 ± 0.21" in p4
+    # the pooled error: the seeds' sd / sqrt(2) = 0.15 and the test
+    # utterances' robust error of the mean NOISE / 2, 0.077 (see below)
+    assert "| -0.45 ± 0.17 |" in p4
     assert p4.endswith("| 1 of 2 |")
     assert "met in **1 of 2** repetitions" in text
     assert "--seed 1" in text and "the summary command" in text
@@ -149,3 +170,103 @@ def test_seed_changes_folder_and_report_name(experiment):
     assert experiment.report_name(0) == "pruning"
     with pytest.raises(SystemExit):
         experiment.parse_args(["--seed", "-1"])
+
+
+def test_standard_error_counts_mixtures_sharing_an_utterance(experiment):
+    diffs = [e / 2 for e in NOISE]
+    independent = experiment.statistics.stdev(diffs) / 6 ** 0.5
+    robust = experiment.utterance_robust_se(diffs, MIXTURES)
+    # a and d each appear in two mixtures whose differences have the same
+    # sign: that correlation widens the error
+    assert robust > 1.1 * independent
+    assert round(robust, 3) == 0.077
+    # when no two mixtures share an utterance it is never below the
+    # independent one
+    alone = [f"{k}-1-0_{k}-2-0.wav" for k in range(6)]
+    assert experiment.utterance_robust_se(diffs, alone) == independent
+    with pytest.raises(ValueError, match="5 values for 6 mixtures"):
+        experiment.utterance_robust_se(diffs[:5], MIXTURES)
+    assert experiment.test_set_description(MIXTURES) == (
+        "6 mixtures of 10 utterances by 4 speakers")
+
+
+def test_standard_errors_of_a_run_are_the_robust_ones(experiment):
+    res = results(0, 2.0, [size("P1", 3.0, 1.8)], experiment)
+    experiment.add_standard_errors(res)
+    robust = res["paired_se"]["P1-ft"]
+    assert res["sizes"][0]["pruned_ft_se"] == robust
+    assert robust > res["paired_se_independent"]["P1-ft"]
+    # a per-mixture list that no longer fits the test set is refused
+    res["per_mixture"]["P1-ft"].pop()
+    res["work"] = "/runs/w"
+    with pytest.raises(SystemExit, match="6 test mixtures"):
+        experiment.add_standard_errors(res)
+
+
+def full_results(work, experiment):
+    """A results.json with every field the report writers read."""
+    res = results(0, 2.0, [size("P1", 3.0, 1.8, scratch=1.9)], experiment)
+    sizes = res["sizes"]
+    sizes[0].update(
+        pruned_0=1.0,
+        config={"num_blocks": 4, "out_channels": 32,
+                "hidden_dims": [64] * 4, "query_key_dims": [16] * 4},
+        params=1000, blocks_kept=[0, 1, 2, 3])
+    timing = {"torch": 0.1, "onnx": 0.2, "torch_spread": 0.05}
+    res.update(
+        work=work,
+        machine={"cpu": "test CPU", "cores": 2, "torch": "t",
+                 "onnxruntime": "o", "speechbrain": "s", "python": "p"},
+        threads=2, busy_before=0.1, busy_after=0.1, load_before=0.5,
+        load_after=0.5,
+        data={"pool_files": 5, "train_speakers": 3, "test_speakers": 4,
+              "test_dir": os.path.join(work, "absent")},
+        dense={"params": 2000, "pretrained": 1.5, "finetuned": 2.0},
+        unstructured=[{"name": "U-P1", "matches": "P1", "amount": 0.5,
+                       "nonzero": 1000, "si_snri": 1.0,
+                       "speedup": {"torch": 1.0, "onnx": 1.0}}],
+        timing={"dense": timing, "P1": timing, "U-P1": timing},
+        check_recipe_max_diff=0.0, example_command="train.py ...",
+        runtime={"data": 1, "training": 60, "evaluation": 1, "timing": 1,
+                 "total": 63},
+        run_seconds={"dense": 10}, jobs=2,
+    )
+    res["mode"].update(timing_seconds=8.0, warmup=2, repeats=5,
+                       timing_processes=5, epoch_steps=500,
+                       n_valid=4, n_test=6)
+    return res
+
+
+def test_rewrite_reports_a_finished_run_again(experiment, tmp_path):
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    res = full_results(work, experiment)
+    # as written before the test mixtures' names were stored
+    del res["test_mixtures"]
+    experiment.save_results(res)
+    out = tmp_path / "out"
+    args = ["--work", work, "--out", str(out), "--rewrite"]
+    # the names come from the test split, which is gone here
+    with pytest.raises(SystemExit, match="absent/mix_clean not found"):
+        experiment.main(args)
+    os.makedirs(os.path.join(work, "absent", "mix_clean"))
+    for name in MIXTURES:
+        open(os.path.join(work, "absent", "mix_clean", name), "w").close()
+    assert experiment.main(args) == 0
+    text = (out / "pruning.md").read_text()
+    se = experiment.utterance_robust_se(
+        [e / 2 for e in NOISE], MIXTURES)
+    assert f"-0.20 ± {se:.2f}" in text
+    assert "6 mixtures of 10 utterances by 4 speakers" in text
+    assert "--rewrite" in text
+    assert (out / "pruning.png").is_file()
+    with open(os.path.join(work, "results.json")) as f:
+        saved = experiment.json.load(f)
+    assert saved["test_mixtures"] == MIXTURES
+    assert saved["sizes"][0]["pruned_ft_se"] == pytest.approx(se)
+
+
+def test_examples_in_the_docstrings(experiment):
+    # benchmarks/ is outside the package's doctest run
+    result = doctest.testmod(experiment)
+    assert result.attempted >= 5 and result.failed == 0
