@@ -11,7 +11,8 @@ SpeechBrain's ``create_experiment_directory``) and
 ``save/CKPT+<time>/`` folders with ``CKPT.yaml`` (the meta data, e.g.
 ``si-snr``) and ``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``.
 
-The model configuration is read from the top-level keys of
+The model configuration is read from the top-level keys (and the
+``MaskNet: !new:...MossFormerMaskNet`` arguments) of
 ``hyperparams.yaml`` without building anything (the recipe yaml creates
 data loaders, optimisers, etc.). The chosen checkpoint is the one with the
 smallest ``--key`` value: the recipes store the *negative* SI-SNR loss
@@ -100,12 +101,71 @@ def _follow_refs(data, key, where, depth=0):
     )
 
 
+#: ``MossFormerMaskNet`` argument -> model key it defines.
+MASKNET_ARGUMENTS = {
+    "in_channels": "N_encoder_out",
+    "out_channels": "out_channels",
+    "num_blocks": "num_blocks",
+    "num_spks": "num_spks",
+    "group_size": "group_size",
+    "query_key_dim": "query_key_dim",
+    "expansion_factor": "expansion_factor",
+    "attn_dropout": "attn_dropout",
+    "hidden_dims": "hidden_dims",
+    "query_key_dims": "query_key_dims",
+}
+
+
+def _with_masknet_arguments(data, where):
+    """Top-level keys overlaid with the arguments the ``MaskNet`` entry
+    was built with, when it is a ``MossFormerMaskNet``.
+
+    A SepFormer recipe yaml edited as the README says gives the mask net
+    its sizes inline and keeps SepFormer's own top-level ``out_channels``
+    (unused); the mask net's arguments are what the checkpoint was trained
+    with, so they win. Arguments it leaves out take their default in
+    ``MossFormerMaskNet`` unless a top-level key gives them.
+    """
+    node = data.get("MaskNet")
+    tag = str(getattr(getattr(node, "tag", None), "value", None) or "")
+    if not isinstance(node, dict) or not tag.endswith("MossFormerMaskNet"):
+        return data
+    import inspect
+
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        MossFormerMaskNet,
+    )
+
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(
+            MossFormerMaskNet.__init__).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+    merged = dict(data)
+    for arg, key in MASKNET_ARGUMENTS.items():
+        if arg in node:
+            value = node[arg]
+            ref = getattr(getattr(value, "tag", None), "value", None)
+            text = str(getattr(value, "value", "")).strip()
+            if ref == "!ref" and text.startswith("<") and text.endswith(">"):
+                # an unresolved "!ref <key>" (raw yaml): follow it
+                value = _follow_refs(data, text[1:-1], where)
+            merged[key] = value
+        elif key not in merged and arg in defaults:
+            merged[key] = defaults[arg]
+    return merged
+
+
 def read_model_config(hparams_path):
     """Reads the model configuration from a recipe's ``hyperparams.yaml``.
 
-    Only top-level keys are read; ``!ref`` references are resolved with
-    HyperPyYAML's ``resolve_references`` and every other tag (``!new:``,
-    ``!name:``, ``!apply:``) is parsed but never executed.
+    Top-level keys are read, and the arguments of a ``MaskNet:
+    !new:...MossFormerMaskNet`` entry take precedence over them (a
+    SepFormer yaml with the mask net swapped in, see the README); ``!ref``
+    references are resolved with HyperPyYAML's ``resolve_references`` and
+    every other tag (``!new:``, ``!name:``, ``!apply:``) is parsed but
+    never executed.
 
     Arguments
     ---------
@@ -152,6 +212,7 @@ def read_model_config(hparams_path):
         raise ExportError(f"{hparams_path}: not valid yaml: {err}") from None
     if not isinstance(data, dict):
         raise ExportError(f"{hparams_path}: expected a mapping at top level")
+    data = _with_masknet_arguments(data, hparams_path)
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise ExportError(

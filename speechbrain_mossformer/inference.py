@@ -1330,18 +1330,77 @@ def _held_back_transfer_warnings():
         logging.getLogger(record.name).handle(record)
 
 
+def _declared_paths(yaml_path):
+    """The ``pretrainer: ... paths:`` entries of a folder's yaml, read
+    without building anything; ``{}`` when there are none.
+
+    A SpeechBrain user's own inference yaml often points its Pretrainer at
+    a training run's checkpoint files instead of copying them next to the
+    yaml; SpeechBrain's loader follows those paths, and so do we.
+
+    Example
+    -------
+    >>> path = os.path.join(str(getfixture("tmpdir")), "h.yaml")
+    >>> _ = open(path, "w").write(
+    ...     "ckpt: /run/save/CKPT+1\\n"
+    ...     "pretrainer: !new:speechbrain.utils.parameter_transfer."
+    ...     "Pretrainer\\n    paths:\\n"
+    ...     "        masknet: !ref <ckpt>/masknet.ckpt\\n")
+    >>> _declared_paths(path)
+    {'masknet': '/run/save/CKPT+1/masknet.ckpt'}
+    """
+    from hyperpyyaml import resolve_references
+    from ruamel.yaml import YAML
+
+    try:
+        with open(yaml_path, encoding="utf-8") as f:
+            text = resolve_references(f.read()).getvalue()
+        paths = YAML(typ="rt").load(text)["pretrainer"]["paths"]
+        return {str(k): str(v) for k, v in paths.items()}
+    except Exception:
+        return {}
+
+
+def _checkpoint_path(folder, declared, name):
+    """Where the ``name`` checkpoint of a local folder is: its entry in
+    ``declared`` (the yaml's Pretrainer ``paths``) when that names an
+    existing local file (a relative one as SpeechBrain reads it: from the
+    working folder), else ``<folder>/<name>.ckpt``.
+
+    Example
+    -------
+    >>> _checkpoint_path("model", {"masknet": "/nowhere/m.ckpt"}, "masknet")
+    'model/masknet.ckpt'
+    """
+    path = os.path.expanduser(str(declared.get(name, "")))
+    if path and os.path.isfile(path):
+        return path
+    return os.path.join(folder, f"{name}.ckpt")
+
+
 def _check_folder(folder, hparams_file, module_names):
     """Clear errors for a missing folder or missing files."""
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "not found"
         raise ModelLoadError(f"{folder}: model folder {what}")
-    needed = [hparams_file] + [f"{name}.ckpt" for name in module_names]
+    if not os.path.isfile(os.path.join(folder, hparams_file)):
+        raise ModelLoadError(
+            f"{folder}: not a pretrained folder, missing {[hparams_file]}"
+        )
+    declared = _declared_paths(os.path.join(folder, hparams_file))
     missing = [
-        f for f in needed if not os.path.isfile(os.path.join(folder, f))
+        f"{name}.ckpt" for name in module_names
+        if not os.path.isfile(_checkpoint_path(folder, declared, name))
     ]
     if missing:
+        where = [
+            declared[name] for name in module_names
+            if name in declared and f"{name}.ckpt" in missing
+        ]
         raise ModelLoadError(
             f"{folder}: not a pretrained folder, missing {missing}"
+            + (f" (nor found at the pretrainer's paths {where})"
+               if where else "")
         )
 
 
@@ -1385,10 +1444,11 @@ def _strict_check_folder(folder, hparams_file, module_names,
             f"separator needs {list(module_names)}"
         )
     given = f" with overrides {overrides}" if overrides else ""
+    declared = getattr(hparams["pretrainer"], "paths", None) or {}
     for name in module_names:
         load_checked_state(
-            os.path.join(folder, f"{name}.ckpt"), modules[name], name,
-            f"{hparams_file}{given}",
+            _checkpoint_path(folder, declared, name), modules[name],
+            name, f"{hparams_file}{given}",
         )
 
 
