@@ -242,7 +242,31 @@ def read_model_config(hparams_path):
 
 
 def read_checkpoint_meta(ckpt_dir):
-    """Reads ``CKPT.yaml`` of a checkpoint folder (plain yaml) as a dict."""
+    """Reads ``CKPT.yaml`` of a checkpoint folder (plain yaml) as a dict.
+
+    Arguments
+    ---------
+    ckpt_dir : str
+        A ``CKPT+*`` folder.
+
+    Returns
+    -------
+    dict
+        The meta data (``{}`` when there is no ``CKPT.yaml`` or it is not
+        a mapping).
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> ckpter = AtomicCheckpointer(tmp, {"model": torch.nn.Linear(2, 2)})
+    >>> ckpt = ckpter.save_checkpoint(meta={"si-snr": -11.5})
+    >>> meta = read_checkpoint_meta(str(ckpt.path))
+    >>> sorted(meta), meta["si-snr"]
+    (['end-of-epoch', 'si-snr', 'unixtime'], -11.5)
+    >>> read_checkpoint_meta(tmp)  # no CKPT.yaml there
+    {}
+    """
     import yaml
 
     path = os.path.join(ckpt_dir, "CKPT.yaml")
@@ -345,7 +369,23 @@ def load_checkpoint_states(ckpt_dir):
     Returns
     -------
     dict
-        ``{"encoder": state_dict, "masknet": ..., "decoder": ...}``.
+        ``{"encoder": state_dict, "masknet": ..., "decoder": ...}``, with
+        the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes
+        that all keys of a file share removed.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams)
+    >>> ckpt = str(getfixture("tmpdir"))
+    >>> mods = load_modules(render_hyperparams({"N_encoder_out": 16,
+    ...     "out_channels": 16, "num_blocks": 1, "query_key_dim": 8}))
+    >>> for name, module in mods.items():  # as saved from DDP wrappers
+    ...     sd = {"module." + k: v for k, v in module.state_dict().items()}
+    ...     torch.save(sd, os.path.join(ckpt, name + ".ckpt"))
+    >>> states = load_checkpoint_states(ckpt)
+    >>> sorted(states), list(states["encoder"])
+    (['decoder', 'encoder', 'masknet'], ['conv1d.weight'])
     """
     if not os.path.isdir(ckpt_dir):
         raise ExportError(f"{ckpt_dir}: no such checkpoint folder")
@@ -386,6 +426,26 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
     dict
         ``{"checkpoint": folder, "value": key value or None,
         "config": model config}``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams)
+    >>> run = getfixture("tmpdir") / "run"  # a recipe's output folder
+    >>> text = render_hyperparams({"N_encoder_out": 16, "out_channels": 16,
+    ...     "num_blocks": 1, "group_size": 4, "query_key_dim": 8})
+    >>> (run / "hyperparams.yaml").write_text(text, "utf-8", ensure=True)
+    >>> ckpter = AtomicCheckpointer(str(run / "save"), load_modules(text))
+    >>> for loss in (-9.0, -11.5, -10.0):  # negative SI-SNR per epoch
+    ...     _ = ckpter.save_checkpoint(meta={"si-snr": loss})
+    >>> out_dir = str(getfixture("tmpdir") / "pretrained")
+    >>> result = export_checkpoint(str(run), out_dir)
+    >>> result["value"], result["config"]["num_blocks"]
+    (-11.5, 1)
+    >>> sorted(os.listdir(out_dir))  # doctest: +NORMALIZE_WHITESPACE
+    ['config.json', 'custom.py', 'decoder.ckpt', 'encoder.ckpt',
+     'hyperparams.yaml', 'masknet.ckpt']
     """
     if not os.path.isdir(recipe_dir):
         raise ExportError(f"{recipe_dir}: no such folder")

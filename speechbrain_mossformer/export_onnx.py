@@ -267,6 +267,19 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
     -------
     float
         Largest max-abs difference over the lengths.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.lobes.models.mossformer import (
+    ...     MossFormerWrapper)
+    >>> model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+    ...                           group_size=4, query_key_dim=8).eval()
+    >>> sep = SeparatorForExport(model.encoder, model.masknet,
+    ...                          model.decoder, 2)
+    >>> path = os.path.join(getfixture("tmpdir"), "tiny.onnx")
+    >>> export_separator(sep, path, example_length=203)
+    >>> verify(sep, path) < 1e-5  # ONNX Runtime vs PyTorch, 3 lengths
+    True
     """
     import onnxruntime as ort
 

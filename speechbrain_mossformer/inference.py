@@ -771,6 +771,27 @@ class SeparationStream:
         Output length.
     num_spks : int
         Number of tracks.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (
+    ...     render_hyperparams, write_pretrained_folder)
+    >>> tmp = getfixture("tmpdir")
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> mods = load_modules(render_hyperparams(cfg))
+    >>> _ = write_pretrained_folder(str(tmp / "tiny"), cfg,
+    ...     {k: m.state_dict() for k, m in mods.items()})
+    >>> model = MossFormerSeparation.from_hparams(
+    ...     source=str(tmp / "tiny"), run_opts={"device": "cpu"})
+    >>> sf.write(str(tmp / "a.wav"), np.random.randn(16000, 2) * 0.1, 16000)
+    >>> stream = model.stream_file(str(tmp / "a.wav"), chunk_seconds=0.4,
+    ...                            overlap_seconds=0.1)
+    >>> stream.sample_rate, stream.num_frames, stream.num_spks
+    (16000, 16000, 2)
+    >>> blocks = list(stream)  # a 1 s stereo file, separated in chunks
+    >>> len(blocks) > 1, torch.cat(blocks).shape
+    (True, torch.Size([16000, 2]))
     """
 
     def __init__(self, audio, blocks, sample_rate, num_frames, num_spks):
@@ -822,6 +843,10 @@ class MossFormerSeparation(SepformerSeparation):
     ...     source=folder, run_opts={"device": "cpu"})
     >>> model.separate_batch(torch.randn(1, 800)).shape
     torch.Size([1, 800, 2])
+    >>> path = str(getfixture("tmpdir") / "mix.wav")  # stereo, 16 kHz
+    >>> sf.write(path, np.random.randn(4000, 2) * 0.1, 16000)
+    >>> model.separate_file(path).shape  # mono tracks at the file's rate
+    torch.Size([1, 4000, 2])
     """
 
     HPARAMS_NEEDED = ["num_spks", "sample_rate"]

@@ -990,6 +990,22 @@ def read_pretrained(folder):
     -------
     tuple
         ``(config, state_dicts)``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams, write_pretrained_folder)
+    >>> folder = str(getfixture("tmpdir"))
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> mods = load_modules(render_hyperparams(cfg))
+    >>> _ = write_pretrained_folder(folder, cfg,
+    ...     {k: m.state_dict() for k, m in mods.items()})
+    >>> config, states = read_pretrained(folder)
+    >>> config["num_blocks"], config["hidden_dims"], sorted(states)
+    (1, None, ['decoder', 'encoder', 'masknet'])
+    >>> count_parameters(states) == count_parameters(mods)
+    True
     """
     from speechbrain_mossformer.export_checkpoint import (
         ExportError,
@@ -1228,6 +1244,24 @@ def unstructured_prune_pretrained(source, out_dir, amount, scope="global"):
     -------
     dict
         ``config``, ``zeroed`` and ``nonzero`` (parameters left).
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams, write_pretrained_folder)
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> mods = load_modules(render_hyperparams(cfg))
+    >>> _ = write_pretrained_folder(tmp + "/dense", cfg,
+    ...     {k: m.state_dict() for k, m in mods.items()})
+    >>> out = unstructured_prune_pretrained(tmp + "/dense", tmp + "/sparse",
+    ...                                     0.5)
+    >>> out["zeroed"], out["nonzero"]
+    (2348, 3097)
+    >>> sparse = read_pretrained(tmp + "/sparse")[1]  # same shapes, zeros
+    >>> count_parameters(sparse), count_nonzero(sparse)
+    (5525, 3097)
     """
     _check_output(source, out_dir)
     config, states = read_pretrained(source)

@@ -101,7 +101,25 @@ def print_results(results_csv):
 
 
 def speaker_genders(speech_dir=None):
-    """Speaker id -> gender ("F", "M", "U") from the clips' manifest."""
+    """Speaker id -> gender ("F", "M", "U") from the clips' manifest.
+
+    Arguments
+    ---------
+    speech_dir : str, optional
+        Folder of the clips and their ``manifest.csv`` (default: the
+        bundled ``data/speech``).
+
+    Returns
+    -------
+    dict
+        ``{speaker: gender}``.
+
+    Example
+    -------
+    >>> genders = speaker_genders()
+    >>> len(genders), genders["p225"], genders["p226"]
+    (21, 'F', 'M')
+    """
     from speechbrain_mossformer.dataprep.minidata import default_speech_dir
 
     path = os.path.join(speech_dir or default_speech_dir(), "manifest.csv")
@@ -115,6 +133,28 @@ def example_mixture(data_folder):
     The first one that mixes a female and a male speaker, chosen from the
     speakers' metadata (not from any score): the usual demo case. The
     same-gender test mixtures are in the printed table.
+
+    Arguments
+    ---------
+    data_folder : str
+        A ``Libri2Mix`` folder (``wav8k/min/test``).
+
+    Returns
+    -------
+    tuple
+        ``(mixture_path, [s1_path, s2_path])``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.dataprep.minidata import make_librimix
+    >>> data = make_librimix(str(getfixture("tmpdir")), n_train=1,
+    ...                      n_valid=1, n_test=3)
+    >>> mix, refs = example_mixture(data)
+    >>> [os.path.basename(os.path.dirname(p)) for p in [mix] + refs]
+    ['mix_clean', 's1', 's2']
+    >>> utts = os.path.basename(mix)[:-4].split("_")
+    >>> sorted(speaker_genders()[u.split("-")[0]] for u in utts)
+    ['F', 'M']
     """
     test = os.path.join(data_folder, "wav8k", "min", "test")
     names = sorted(os.listdir(os.path.join(test, "mix_clean")))

@@ -64,6 +64,17 @@ def prepare_data(hparams, dataset):
     -------
     dict
         ``{"train": csv, "valid": csv, "test": csv}``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.dataprep.minidata import make_wsj0mix
+    >>> root = str(getfixture("tmpdir"))
+    >>> data = make_wsj0mix(root, n_train=2, n_valid=1, n_test=1)
+    >>> hparams = {"data_folder": data, "save_folder": root + "/save",
+    ...            "sample_rate": 8000, "num_spks": 2}
+    >>> csvs = prepare_data(hparams, "wsj0mix")
+    >>> os.path.basename(csvs["train"]), os.path.basename(csvs["test"])
+    ('wsj0mix_tr.csv', 'wsj0mix_tt.csv')
     """
     common = dict(
         datapath=hparams["data_folder"],
@@ -112,6 +123,20 @@ def audio_datasets(hparams, csvs):
     -------
     dict
         ``{"train": ds, "valid": ds, "test": ds}``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.dataprep.minidata import make_wsj0mix
+    >>> root = str(getfixture("tmpdir"))
+    >>> data = make_wsj0mix(root, n_train=1, n_valid=1, n_test=1)
+    >>> hparams = {"data_folder": data, "save_folder": root + "/save",
+    ...            "sample_rate": 8000, "num_spks": 2}
+    >>> datasets = audio_datasets(hparams, prepare_data(hparams, "wsj0mix"))
+    >>> item = datasets["test"][0]
+    >>> sorted(item)
+    ['id', 'mix_sig', 's1_sig', 's2_sig']
+    >>> item["mix_sig"].dim(), item["mix_sig"].shape == item["s2_sig"].shape
+    (1, True)
     """
     signals = ["mix"] + [f"s{k}" for k in range(1, hparams["num_spks"] + 1)]
     if hparams.get("use_noise", False):
@@ -616,6 +641,24 @@ def ensure_rirs(hparams):
     ``rir_csv`` is empty, exponentially decaying noise RIRs (T60 0.2-0.6 s)
     are written to ``<save_folder>/rirs`` once and used instead (they are
     deterministic, so every DDP rank finds the same files).
+
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters (``use_reverb``, ``rir_csv``,
+        ``save_folder``, ``sample_rate``, ``n_synthetic_rirs``); its
+        ``rir_csv`` is set to the synthetic RIRs' CSV.
+
+    Example
+    -------
+    >>> save = str(getfixture("tmpdir"))
+    >>> hparams = {"use_reverb": True, "rir_csv": "", "save_folder": save,
+    ...            "sample_rate": 8000, "n_synthetic_rirs": 2}
+    >>> ensure_rirs(hparams)
+    >>> os.path.relpath(hparams["rir_csv"], save)
+    'rirs.csv'
+    >>> sorted(os.listdir(os.path.join(save, "rirs")))
+    ['rir_000.wav', 'rir_001.wav']
     """
     if not needs_rirs(hparams) or hparams.get("rir_csv"):
         return
@@ -716,6 +759,38 @@ def load_initial_weights(hparams):
     A run that already holds a checkpoint of its own resumes from it:
     ``init_from`` is then neither read nor loaded (it may have moved since),
     so an interrupted fine-tuning resumes normally.
+
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters: ``init_from`` (nothing is done when it is
+        empty), ``modules``, ``sample_rate``, ``group_size`` and
+        ``checkpointer`` (optional).
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.pretrained import (load_modules,
+    ...     render_hyperparams, write_pretrained_folder)
+    >>> folder = str(getfixture("tmpdir"))
+    >>> cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+    ...        "group_size": 4, "query_key_dim": 8}
+    >>> trained = load_modules(render_hyperparams(cfg))
+    >>> _ = write_pretrained_folder(folder, cfg,
+    ...     {k: m.state_dict() for k, m in trained.items()})
+    >>> modules = load_modules(render_hyperparams(cfg))  # new, random
+    >>> load_initial_weights({"init_from": folder, "sample_rate": 8000,
+    ...                       "modules": modules})
+    >>> torch.equal(modules["decoder"].weight, trained["decoder"].weight)
+    True
+    >>> wide = load_modules(render_hyperparams(dict(cfg, out_channels=32)))
+    >>> load_initial_weights({"init_from": folder, "sample_rate": 8000,
+    ...     "modules": wide})  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+      ...
+    speechbrain_mossformer.recipe.RecipeError: init_from ...: masknet:
+    parameter 'conv1d_encoder.weight' has shape (16, 16, 1) in the
+    checkpoint but (32, 16, 1) in the model; give the recipe the model
+    size of that folder ...
     """
     folder = hparams.get("init_from")
     if not folder:
