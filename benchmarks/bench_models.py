@@ -223,3 +223,46 @@ def machine_description():
     except ImportError:
         info["onnxruntime"] = None
     return info
+
+
+def ort_session(path, threads):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    # no busy-waiting threads between runs: they would steal the cores from
+    # the PyTorch model timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"]
+    )
+
+
+def export_onnx(modules, path):
+    """Exports a MossFormer module dict to ``path``."""
+    from speechbrain_mossformer.export_onnx import (
+        SeparatorForExport,
+        export_separator,
+    )
+
+    export_separator(
+        SeparatorForExport(
+            modules["encoder"], modules["masknet"], modules["decoder"], 2
+        ),
+        path,
+    )
+
+
+def ort_runner(session):
+    """A callable running ``session`` on a torch mixture."""
+
+    def run(mix):
+        return session.run(None, {"mixture": mix.numpy()})
+
+    return run

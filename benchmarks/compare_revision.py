@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python benchmarks/compare_revision.py --rev HEAD~1
     python benchmarks/compare_revision.py --rev 7b4125b --size s --seconds 16
+    python benchmarks/compare_revision.py --rev HEAD --onnx
 
 For exact speedups, measured where they can be told apart from this
 machine's drift: one process holds two copies of MossFormer ``--size``
@@ -14,6 +15,10 @@ the same mixture are compared, then they take turns, the first of each
 round alternating, for ``--rounds`` rounds under
 ``torch.inference_mode()``, batch 1, ``--threads`` threads. Prints the
 median times, their ratio and the spread of the per-round ratios.
+
+With ``--onnx`` both copies are exported to ONNX (the working tree's
+``export_onnx``, tracing each copy's model code) and the two graphs are
+timed in ONNX Runtime instead, with the session settings of ``speed.py``.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -44,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--onnx", action="store_true",
+                        help="time the two versions' ONNX graphs in ONNX "
+                        "Runtime instead of PyTorch")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.threads < 1 or args.seconds <= 0:
         parser.error("--rounds and --threads must be >= 1, --seconds > 0")
@@ -93,26 +101,36 @@ def main(argv=None):
     from speechbrain_mossformer.lobes.models import mossformer as current
 
     torch.set_num_threads(args.threads)
+    mix = bm.mixture(args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         revision = load_revision_module(args.rev, tmp)
         modules = bm.build(args.size)
         old = on_revision(modules, current, revision)
-    mix = bm.mixture(args.seconds)
-    runs = {
-        args.rev: lambda mix: revision.separate_with_modules(
-            old["encoder"], old["masknet"], old["decoder"], mix, 2
-        ),
-        "working tree": bm.separator(modules),
-    }
-    names = list(runs)
-    with torch.inference_mode():
-        outputs = [runs[name](mix) for name in names]
-        difference = (outputs[0] - outputs[1]).abs().max().item()
-        times = bm.take_turns(runs, args.rounds, mix, alternate=True)
+        if args.onnx:
+            runs = {}
+            for name, mods in ((args.rev, old), ("working tree", modules)):
+                path = os.path.join(tmp, f"{len(runs)}.onnx")
+                bm.export_onnx(mods, path)
+                run = bm.ort_runner(bm.ort_session(path, args.threads))
+                runs[name] = lambda mix, run=run: torch.from_numpy(
+                    run(mix)[0])
+        else:
+            runs = {
+                args.rev: lambda mix: revision.separate_with_modules(
+                    old["encoder"], old["masknet"], old["decoder"], mix, 2
+                ),
+                "working tree": bm.separator(modules),
+            }
+        names = list(runs)
+        with torch.inference_mode():
+            outputs = [runs[name](mix) for name in names]
+            difference = (outputs[0] - outputs[1]).abs().max().item()
+            times = bm.take_turns(runs, args.rounds, mix, alternate=True)
     medians = {name: bm.median(t) for name, t in times.items()}
     ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
     print(
         f"MossFormer ({args.size.upper()}), {args.seconds:g} s, "
+        f"{'ONNX Runtime' if args.onnx else 'PyTorch'}, "
         f"{args.threads} threads, {args.rounds} rounds; largest output "
         f"difference {difference:.1e}"
     )

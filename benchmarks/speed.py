@@ -137,54 +137,6 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------
-# ONNX Runtime
-# --------------------------------------------------------------------------
-
-
-def ort_session(path, threads):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
-    # no busy-waiting threads between runs: they would steal the cores from
-    # the PyTorch model timed next
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(
-        path, options, providers=["CPUExecutionProvider"]
-    )
-
-
-def export_onnx(modules, path):
-    """Exports a MossFormer module dict to ``path``."""
-    from speechbrain_mossformer.export_onnx import (
-        SeparatorForExport,
-        export_separator,
-    )
-
-    export_separator(
-        SeparatorForExport(
-            modules["encoder"], modules["masknet"], modules["decoder"], 2
-        ),
-        path,
-    )
-
-
-def ort_runner(session):
-    """A callable running ``session`` on a torch mixture."""
-
-    def run(mix):
-        return session.run(None, {"mixture": mix.numpy()})
-
-    return run
-
-
-# --------------------------------------------------------------------------
 # Peak memory (fresh subprocess per configuration)
 # --------------------------------------------------------------------------
 
@@ -212,7 +164,7 @@ def memory_child(name, seconds, threads, onnx_path=None):
     """Measures one forward pass; prints a JSON line."""
     torch.set_num_threads(threads)
     if name.startswith("onnx:"):
-        run = ort_runner(ort_session(onnx_path, threads))
+        run = bm.ort_runner(bm.ort_session(onnx_path, threads))
         # session initialisation allocates transient buffers; a tiny run
         # settles them before the measurement
         run(bm.mixture(0.1))
@@ -489,10 +441,10 @@ def main(argv=None):
             if name in bm.MOSSFORMER_SIZES:
                 path = os.path.join(onnx_dir, f"mossformer_{name}.onnx")
                 print(f"exporting {bm.LABELS[name]} to ONNX ...", flush=True)
-                export_onnx(models[name], path)
+                bm.export_onnx(models[name], path)
                 onnx_paths[name] = path
-                onnx_runners[name] = ort_runner(
-                    ort_session(path, args.threads)
+                onnx_runners[name] = bm.ort_runner(
+                    bm.ort_session(path, args.threads)
                 )
                 results["models"][name].update(onnx_rtf={}, onnx_times={})
     for seconds in args.seconds:

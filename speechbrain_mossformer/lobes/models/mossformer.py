@@ -248,12 +248,15 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
       depthwise kernel consumes without any transpose or copy, and the
       residual is folded into the kernel (``1`` added to the centre tap), so
       one pass over the activations does both. About 7x faster than a
-      ``conv1d`` on the transposed tensor on a 2-core CPU.
+      ``conv1d`` on the transposed tensor on a 2-core CPU. Traced for ONNX
+      export, this is a ``1 x K`` 2-D ``Conv`` node with the folded kernel
+      (ONNX has no strides: the transposes become copies), which ONNX
+      Runtime runs faster than a 1-D ``Conv`` and the residual ``Add``.
     * ``conv1d`` on the transposed ``[B, C, T]`` view plus the residual, as
-      the official code does (default on other devices, when tracing
-      for ONNX export: a plain ``Conv`` node, and for anything but float32
-      outside autocast: torch 2.14's CPU depthwise ``conv2d`` in bf16 on
-      channels-last memory hangs, e.g. under ``--eval_precision=bf16``).
+      the official code does (default on other devices, and for anything
+      but float32 outside autocast: torch 2.14's CPU depthwise ``conv2d``
+      in bf16 on channels-last memory hangs, e.g. under
+      ``--eval_precision=bf16``).
 
     Arguments
     ---------
@@ -293,7 +296,6 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
         channels_last = (
             x.device.type == "cpu"
             and x.dtype == torch.float32
-            and not torch.jit.is_tracing()
             and not torch.is_autocast_enabled("cpu")
         )
     if not channels_last:
