@@ -11,15 +11,27 @@ This script runs one forward pass of each model under ``torch.profiler``
 records every matrix-product call (``mm``, ``addmm``, ``bmm``,
 ``baddbmm``) and every 1x1 (pointwise) convolution with its input shapes,
 then *replays* each of those calls alone on random tensors of the same
-shapes and sums their best times (minimum of ``--repeats``). That sum is
-the **matmul floor**: the time the model's products take on this machine's
-BLAS with nothing else running, i.e. what the forward pass would cost if every other operation
-(depthwise convolutions, normalisations, activations, memory traffic) were
-free. The full forward pass is timed in the same run for comparison.
+shapes and sums their best times (minimum over ``--repeats`` passes over
+all the shapes, see ``floor_of``). That sum is the **matmul floor**: the
+time the model's products take on this machine with nothing else running,
+i.e. what the forward pass would cost if every other operation (depthwise
+convolutions, normalisations, activations, memory traffic) were free. The
+full forward pass is timed in the same run for comparison (median of
+``--repeats``).
+
+Each product is replayed twice: with the call the model makes (torch's
+CPU BLAS, Intel MKL in PyPI's torch) and with oneDNN's fp32 matrix
+product (``torch.ops.mkldnn._linear_pointwise``, the kernel Inductor uses;
+a private operator, so the script skips it where it is missing): on this
+project's AMD CPU, oneDNN runs several of these shapes faster than MKL. oneDNN's operator has no ``out=``: its times include
+allocating the output, and an accumulating product (``baddbmm_``) is
+replayed as the product alone. The floor of a model is then the sum, over
+its calls, of the faster of the two.
 
 The ratio ``floor(MossFormer L) / measured(SepFormer)`` is the smallest
 L-to-SepFormer time ratio that an exact fp32 MossFormer could reach on this
-machine against SepFormer as SpeechBrain runs it.
+machine against SepFormer as SpeechBrain runs it, with either of these
+two libraries (a faster GEMM would lower it).
 
 Writes ``benchmarks/results/matmul_floor.md`` and ``.json``.
 
@@ -28,8 +40,10 @@ Authors
 """
 
 import argparse
+import collections
 import datetime
 import json
+import math
 import os
 import sys
 
@@ -132,25 +146,110 @@ def replay(op, shapes):
     return lambda: F.conv2d(image, t[1], t[2] if len(t) > 2 else None)
 
 
-def time_call(fn, repeats, best=False):
-    """Median (or with ``best``, minimum) wall time of ``fn`` after one
-    warm-up call."""
+def time_call(fn, repeats):
+    """Median wall time of ``fn`` after one warm-up call."""
     fn()
-    times = [bm.timed(fn) for _ in range(repeats)]
-    return min(times) if best else bm.median(times)
+    return bm.median([bm.timed(fn) for _ in range(repeats)])
 
 
-def floor_of(calls, repeats):
-    """Sum of the replayed best times of ``calls`` (same shapes once)."""
-    cache = {}
-    total = 0.0
+def onednn_available():
+    """True when this torch build has oneDNN's fp32 linear operator.
+
+    Example
+    -------
+    >>> isinstance(onednn_available(), bool)
+    True
+    """
+    return torch.backends.mkldnn.is_available() and hasattr(
+        torch.ops.mkldnn, "_linear_pointwise"
+    )
+
+
+def replay_onednn(op, shapes):
+    """``replay`` with oneDNN's fp32 product instead of torch's BLAS.
+
+    ``A @ B`` is ``_linear_pointwise(A, B^T)`` (oneDNN reads the transposed
+    view as it is); batched products run item by item; a ``baddbmm_`` is
+    replayed as its product alone (a GEMM with beta = 1 accumulates at no
+    extra cost; the operator has no beta). Returns ``None`` for a 1x1
+    convolution, which torch already runs with oneDNN.
+
+    Example
+    -------
+    >>> run = replay_onednn("aten::mm", [[8, 4], [4, 6]])
+    >>> None if run is None else tuple(run().shape)
+    (8, 6)
+    """
+    linear = torch.ops.mkldnn._linear_pointwise.default
+    t = [torch.randn(s) if s else None for s in shapes]
+    if op == "aten::mm":
+        return lambda: linear(t[0], t[1].t(), None, "none", [], "")
+    if op == "aten::addmm":
+        if t[0].dim() != 1:
+            # a bias of another shape: not what _linear_pointwise takes
+            return None
+        return lambda: linear(t[1], t[2].t(), t[0], "none", [], "")
+    if op == "aten::bmm":
+        a, b = t[0], t[1]
+    elif op in ("aten::baddbmm_", "aten::baddbmm"):
+        a, b = t[1], t[2]
+    else:
+        return None
+    return lambda: [
+        linear(a[i], b[i].t(), None, "none", [], "") for i in range(len(a))
+    ]
+
+
+def floor_of(calls, repeats, use_onednn=True):
+    """Replayed best times of ``calls``.
+
+    Each distinct call (operator and shapes) is replayed with torch's BLAS
+    and, where ``replay_onednn`` can express it, with oneDNN. The replays
+    run in ``repeats`` passes over all of them, each once per pass, and a
+    replay's time is its best over the passes: a slow spell of this shared
+    machine then spoils one pass of every shape, not every pass of the
+    few shapes timed during it.
+
+    Returns ``(blas, onednn, best), shapes``: the sums over ``calls`` of
+    the BLAS replays, of the oneDNN replays (the BLAS time where oneDNN has
+    none; ``None`` without oneDNN) and of the faster of the two per call;
+    and one dict per distinct call (``op``, ``shapes``, ``calls``, the
+    summed ``blas_s`` and ``onednn_s``, ``None`` where not replayed).
+    """
+    use_onednn = use_onednn and onednn_available()
+    counts = collections.Counter(
+        (op, json.dumps(shapes)) for op, shapes in calls)
+    replays = {}
+    for op, shapes in counts:
+        runs = [replay(op, json.loads(shapes))]
+        if use_onednn:
+            runs.append(replay_onednn(op, json.loads(shapes)))
+        replays[op, shapes] = [run for run in runs if run is not None]
+    best = {key: [math.inf] * len(runs) for key, runs in replays.items()}
     with torch.inference_mode():
-        for op, shapes in calls:
-            key = (op, json.dumps(shapes))
-            if key not in cache:
-                cache[key] = time_call(replay(op, shapes), repeats, best=True)
-            total += cache[key]
-    return total
+        for runs in replays.values():
+            for run in runs:
+                run()  # warm-up
+        for _ in range(repeats):
+            for key, runs in replays.items():
+                for i, run in enumerate(runs):
+                    best[key][i] = min(best[key][i], bm.timed(run))
+    blas = sum(n * best[key][0] for key, n in counts.items())
+    dnn = sum(n * best[key][-1] for key, n in counts.items())
+    both = sum(n * min(best[key]) for key, n in counts.items())
+    shapes = [
+        {
+            "op": op,
+            "shapes": json.loads(sizes),
+            "calls": n,
+            "blas_s": n * best[op, sizes][0],
+            "onednn_s": (
+                n * best[op, sizes][1] if len(best[op, sizes]) > 1 else None
+            ),
+        }
+        for (op, sizes), n in counts.items()
+    ]
+    return (blas, (dnn if use_onednn else None), both), shapes
 
 
 def main(argv=None):
@@ -164,18 +263,23 @@ def main(argv=None):
         with torch.inference_mode():
             measured = time_call(lambda: run(mix), args.repeats)
         calls = record_products(run, mix)
-        floor = floor_of(calls, args.repeats)
+        (blas, onednn, floor), shapes = floor_of(calls, args.repeats)
         gmac = sum(macs(op, s) for op, s in calls) / 1e9
         rows[name] = {
             "measured_s": measured,
             "floor_s": floor,
+            "floor_blas_s": blas,
+            "floor_onednn_s": onednn,
             "product_gmac": gmac,
             "product_calls": len(calls),
+            "per_shape": shapes,
         }
         print(
             f"{name}: forward {measured:.2f} s, products {gmac:.1f} GMAC in "
             f"{len(calls)} calls, floor {floor:.2f} s "
-            f"({gmac / floor:.1f} GMAC/s)",
+            f"({gmac / floor:.1f} GMAC/s; BLAS alone {blas:.2f} s"
+            + ("" if onednn is None else f", oneDNN alone {onednn:.2f} s")
+            + ")",
             flush=True,
         )
     write_results(args, rows)
@@ -197,13 +301,17 @@ def write_results(args, rows):
         f"{seconds:g} s of 8 kHz audio, batch 1; forward: median of "
         f"{args.repeats}, products: best of {args.repeats}.",
         "",
-        "| model | products (GMAC) | matmul floor (s) | floor RTF | "
+        "| model | products (GMAC) | products, torch's BLAS (s) | "
+        "products, oneDNN (s) | matmul floor (s) | floor RTF | "
         "measured forward (s) | measured RTF | floor / measured |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
+        onednn = r["floor_onednn_s"]
         lines.append(
             f"| {bm.LABELS.get(name, name)} | {r['product_gmac']:.1f} | "
+            f"{r['floor_blas_s']:.2f} | "
+            f"{'-' if onednn is None else f'{onednn:.2f}'} | "
             f"{r['floor_s']:.2f} | {r['floor_s'] / seconds:.3f} | "
             f"{r['measured_s']:.2f} | {r['measured_s'] / seconds:.3f} | "
             f"{r['floor_s'] / r['measured_s']:.0%} |"
@@ -216,17 +324,38 @@ def write_results(args, rows):
         lines += [
             "",
             f"MossFormer (L) matmul floor / SepFormer measured = "
-            f"**{ratio:.2f}** (the lowest L/SepFormer time ratio any exact "
-            f"fp32 MossFormer (L) could reach here); measured "
+            f"**{ratio:.2f}** (the lowest L/SepFormer time ratio an exact "
+            f"fp32 MossFormer (L) could reach here with these two GEMM "
+            f"libraries); measured "
             f"L / SepFormer = {measured_ratio:.2f}.",
         ]
     lines += [
         "",
         "The floor replays every recorded matrix product (mm, addmm, bmm, "
         "baddbmm, 1x1 convolutions) alone on random tensors of the same "
-        "shapes and adds up their best times: everything else the "
-        "forward pass does is counted as free.",
+        "shapes, with torch's BLAS (into preallocated outputs) and with "
+        "oneDNN's fp32 product (outputs allocated by the operator; "
+        "accumulating products as the product alone), and adds up the "
+        "faster of the two per call: everything else the forward pass "
+        "does is counted as free.",
     ]
+    for name, r in rows.items():
+        lines += [
+            "",
+            f"{bm.LABELS.get(name, name)}, by product shape (seconds summed "
+            "over the calls of one forward pass, largest first):",
+            "",
+            "| op | input shapes | calls | torch's BLAS (s) | oneDNN (s) |",
+            "|---|---|---|---|---|",
+        ]
+        for shape in sorted(r["per_shape"], key=lambda x: -x["blas_s"]):
+            onednn = shape["onednn_s"]
+            lines.append(
+                f"| {shape['op']} | {[x for x in shape['shapes'] if x]} | "
+                f"{shape['calls']} | "
+                f"{shape['blas_s']:.3f} | "
+                f"{'-' if onednn is None else f'{onednn:.3f}'} |"
+            )
     with open(os.path.join(args.out_dir, "matmul_floor.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out_dir, "matmul_floor.json"), "w") as f:

@@ -64,3 +64,54 @@ def test_speed_quick_does_not_replace_the_full_report():
     assert speed.parse_args([]).name == "speed"
     assert speed.parse_args(["--quick"]).name != "speed"
     assert speed.parse_args(["--quick", "--name", "mine"]).name == "mine"
+
+
+@pytest.mark.parametrize(
+    "op, shapes",
+    [
+        ("aten::mm", [[7, 5], [5, 3]]),
+        ("aten::addmm", [[3], [7, 5], [5, 3]]),
+        ("aten::bmm", [[2, 7, 5], [2, 5, 3]]),
+        ("aten::baddbmm_", [[2, 7, 3], [2, 7, 5], [2, 5, 3]]),
+    ],
+)
+def test_matmul_floor_onednn_replay_is_the_same_product(op, shapes):
+    floor = load("matmul_floor")
+    if not floor.onednn_available():
+        pytest.skip("this torch build has no oneDNN linear operator")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    blas = floor.replay(op, shapes)
+    torch.manual_seed(0)
+    accumulated = torch.randn(shapes[0]) if op == "aten::baddbmm_" else 0
+    torch.manual_seed(0)
+    onednn = floor.replay_onednn(op, shapes)
+    expected = blas() - accumulated
+    got = onednn()
+    got = torch.stack(got) if isinstance(got, list) else got
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_matmul_floor_onednn_replay_skips_what_it_cannot_express():
+    floor = load("matmul_floor")
+    if not floor.onednn_available():
+        pytest.skip("this torch build has no oneDNN linear operator")
+    # a 2-D bias, and a 1x1 convolution (already run by oneDNN)
+    assert floor.replay_onednn("aten::addmm", [[7, 3], [7, 5], [5, 3]]) is None
+    assert floor.replay_onednn(
+        "pointwise_conv", [[1, 5, 1, 7], [3, 5, 1, 1]]) is None
+
+
+def test_matmul_floor_sums_every_call_once_per_shape():
+    floor = load("matmul_floor")
+    calls = [("aten::mm", [[8, 4], [4, 6]])] * 3 + [
+        ("aten::bmm", [[2, 3, 4], [2, 4, 5]])]
+    (blas, onednn, best), shapes = floor.floor_of(calls, repeats=2)
+    assert [(s["op"], s["calls"]) for s in shapes] == [
+        ("aten::mm", 3), ("aten::bmm", 1)]
+    assert blas == pytest.approx(sum(s["blas_s"] for s in shapes))
+    assert 0 < best <= blas
+    if onednn is not None:
+        assert best <= onednn
+        assert onednn == pytest.approx(sum(s["onednn_s"] for s in shapes))
