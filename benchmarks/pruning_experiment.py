@@ -678,6 +678,37 @@ def export_onnx(folder, path):
     return path
 
 
+#: How ``time_worker`` sets up ONNX Runtime (recorded in ``results.json``).
+ORT_SESSION = "speed.py settings (bench_models.ort_session): no spinning"
+
+
+def ort_session_text(res):
+    """The report's words for the ONNX Runtime session settings of a run.
+
+    Runs timed before ``ORT_SESSION`` was recorded used ONNX Runtime's
+    default settings, whose spinning worker threads slowed the model timed
+    next.
+
+    Example
+    -------
+    >>> ort_session_text({"ort_session": ORT_SESSION})[:34]
+    'ONNX Runtime sessions as in speed.'
+    >>> "default settings" in ort_session_text({})
+    True
+    """
+    if res.get("ort_session") == ORT_SESSION:
+        return (
+            "ONNX Runtime sessions as in speed.py (no spinning worker "
+            "threads)"
+        )
+    return (
+        "ONNX Runtime sessions with default settings: each session's "
+        "worker threads spin after its run and take the cores from the "
+        "model timed next, which inflated the ONNX Runtime times, most for "
+        "small models (timed before 2026-12-06; re-time with --retime)"
+    )
+
+
 def time_models(folders, onnx_dir, mix, settings, threads, log):
     """Median wall time (s) of each model, PyTorch and ONNX Runtime.
 
@@ -743,7 +774,7 @@ def time_worker(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
     sys.path.insert(0, REPO)
-    import onnxruntime as ort
+    from bench_models import ort_session
     from speechbrain_mossformer.lobes.models.mossformer import (
         separate_with_modules,
     )
@@ -751,9 +782,6 @@ def time_worker(spec_path):
     threads = spec["threads"]
     torch.set_num_threads(threads)
     mix = torch.load(spec["mix"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
     runners = {}
     for name in spec["order"]:
         _, mods = load_model(spec["folders"][name])
@@ -765,9 +793,11 @@ def time_worker(spec_path):
                     mix, 2,
                 )
 
-        session = ort.InferenceSession(
-            spec["onnx"][name], opts, providers=["CPUExecutionProvider"]
-        )
+        # speed.py's session settings; above all no spinning: every
+        # model's session has its own thread pool, whose threads would
+        # busy-wait after each run and take the cores from the model
+        # timed next (it doubled a small model's time)
+        session = ort_session(spec["onnx"][name], threads)
         feed = {"mixture": mix.numpy()}
 
         def run_ort(session=session, feed=feed):
@@ -958,7 +988,8 @@ def write_markdown(res, path):
         "after another, in each PyTorch first, then ONNX Runtime: "
         f"{mode['warmup']} warm-up runs, then {mode['repeats']} rounds in "
         "which every model takes its turn (each process starting at "
-        "another model); per process the median, and the median of those",
+        "another model); per process the median, and the median of those; "
+        + ort_session_text(res),
         f"- the machine is shared: CPU busy (all processes) just before "
         f"timing {fmt(res['busy_before'], '.0%')} and just after "
         f"{fmt(res['busy_after'], '.0%')}; load average (1 min) "
@@ -1381,6 +1412,7 @@ def timing_stage(res, args, log):
         t["torch_spread"] = (
             max(t["torch_process"]) - min(t["torch_process"])) / t["torch"]
     res["timing"] = timing
+    res["ort_session"] = ORT_SESSION
     res["threads"] = args.threads
     res["machine"] = machine()
     res["date"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -9,6 +9,8 @@ that a missing or unfinished repetition is named, not skipped.
 import doctest
 import importlib.util
 import os
+import sys
+import types
 
 import pytest
 
@@ -270,3 +272,58 @@ def test_examples_in_the_docstrings(experiment):
     # benchmarks/ is outside the package's doctest run
     result = doctest.testmod(experiment)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_timing_worker_sessions_do_not_spin(experiment, tmp_path,
+                                            monkeypatch):
+    # every model's ONNX Runtime session has its own thread pool; with
+    # ONNX Runtime's default settings its threads spin after each run and
+    # take the cores from the model timed next (a small model's time
+    # doubled), so the worker must use speed.py's sessions
+    import json
+
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
+    import bench_models
+    import torch
+    from speechbrain_mossformer.export_onnx import (
+        export_separator,
+        load_separator,
+    )
+    from speechbrain_mossformer.pretrained import (
+        load_modules,
+        render_hyperparams,
+        write_pretrained_folder,
+    )
+
+    cfg = {"N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
+           "group_size": 4, "query_key_dim": 8}
+    modules = load_modules(render_hyperparams(cfg))
+    folder = str(tmp_path / "tiny")
+    write_pretrained_folder(
+        folder, cfg, {k: m.state_dict() for k, m in modules.items()})
+    onnx_path = str(tmp_path / "tiny.onnx")
+    export_separator(load_separator(folder)[0], onnx_path)
+    torch.save(torch.randn(1, 800), str(tmp_path / "mix.pt"))
+    spec = {"folders": {"tiny": folder}, "onnx": {"tiny": onnx_path},
+            "order": ["tiny"], "mix": str(tmp_path / "mix.pt"),
+            "threads": 1, "warmup": 0, "repeats": 2,
+            "out": str(tmp_path / "times.json")}
+    with open(tmp_path / "spec.json", "w") as f:
+        json.dump(spec, f)
+    sessions = []
+
+    def recording_session(path, threads):
+        session = bench_models.ort_session(path, threads)
+        sessions.append(session)
+        return session
+
+    monkeypatch.setitem(sys.modules, "bench_models", types.SimpleNamespace(
+        ort_session=recording_session))
+    assert experiment.time_worker(str(tmp_path / "spec.json")) == 0
+    with open(spec["out"]) as f:
+        times = json.load(f)
+    assert len(times["tiny"]["onnx"]) == len(times["tiny"]["torch"]) == 2
+    assert len(sessions) == 1
+    options = sessions[0].get_session_options()
+    assert options.get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"
