@@ -1501,7 +1501,9 @@ def read_results(args, seed=None, timed=True):
 
 def retime(args):
     """Re-measures the speed of a finished run (``--retime``) and rewrites
-    the report: for a quieter machine than during the full run."""
+    the report: for a quieter machine than during the full run. A run
+    stopped while timing (its models trained and scored, ``results.json``
+    written without speed) gets its timing and report here."""
     res = read_results(args, timed=False)
     if args.out is None:
         args.out = res["work"] if args.quick else RESULTS
@@ -1511,11 +1513,38 @@ def retime(args):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
     add_standard_errors(res)
+    timed_before = "timing" in res
     previous = res["runtime"].get("timing", 0.0)
     timing_stage(res, args, log)
-    res["runtime"]["total"] += res["runtime"]["timing"] - previous
-    res["retimed"] = res["date"]
+    add_timing_to_runtime(res["runtime"], previous)
+    if timed_before:
+        res["retimed"] = res["date"]
     return finish(res, args, log)
+
+
+def add_timing_to_runtime(runtime, previous):
+    """Puts a new timing stage's seconds into a run's total ``runtime``:
+    in place of the ``previous`` timing, or, for a run stopped before its
+    total was written, as the sum of its stages.
+
+    Example
+    -------
+    >>> runtime = {"data": 1.0, "training": 10.0, "evaluation": 2.0,
+    ...            "timing": 3.0}
+    >>> add_timing_to_runtime(runtime, 0.0)
+    >>> runtime["total"]
+    16.0
+    >>> runtime["timing"] = 5.0
+    >>> add_timing_to_runtime(runtime, 3.0)
+    >>> runtime["total"]
+    18.0
+    """
+    if "total" in runtime:
+        runtime["total"] += runtime["timing"] - previous
+    else:
+        runtime["total"] = sum(
+            runtime.get(k, 0.0)
+            for k in ("data", "training", "evaluation", "timing"))
 
 
 def rewrite(args):

@@ -327,3 +327,42 @@ def test_timing_worker_sessions_do_not_spin(experiment, tmp_path,
     options = sessions[0].get_session_options()
     assert options.get_session_config_entry(
         "session.intra_op.allow_spinning") == "0"
+
+
+def test_retime_finishes_a_run_stopped_while_timing(experiment, tmp_path,
+                                                    monkeypatch):
+    # a run stopped during its timing stage has results.json without speed
+    # and without a total runtime: --retime times it and writes its report
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    res = full_results(work, experiment)
+    timed = {k: res.pop(k) for k in (
+        "timing", "machine", "threads", "busy_before", "busy_after",
+        "load_before", "load_after")}
+    res.pop("date", None)
+    res["runtime"] = {"data": 1, "training": 60, "evaluation": 1}
+    experiment.save_results(res)
+
+    def timing_stage(r, args, log):
+        r.update(timed)
+        r["date"] = "2026-12-06 02:30"
+        r["runtime"]["timing"] = 2
+        r["target"] = experiment.verdict(r)
+
+    monkeypatch.setattr(experiment, "timing_stage", timing_stage)
+    out = tmp_path / "out"
+    args = ["--work", work, "--out", str(out), "--retime"]
+    assert experiment.main(args) == 0
+    with open(os.path.join(work, "results.json")) as f:
+        saved = experiment.json.load(f)
+    assert saved["runtime"]["total"] == 64
+    assert "retimed" not in saved
+    text = (out / "pruning.md").read_text()
+    assert "Speed re-measured" not in text
+    # a finished run timed again keeps its total up to date and says so
+    assert experiment.main(args) == 0
+    with open(os.path.join(work, "results.json")) as f:
+        saved = experiment.json.load(f)
+    assert saved["runtime"]["total"] == 64
+    assert saved["retimed"] == "2026-12-06 02:30"
+    assert "Speed re-measured" in (out / "pruning.md").read_text()
