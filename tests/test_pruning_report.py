@@ -87,6 +87,25 @@ def test_verdict_needs_speed_and_quality(experiment):
     assert "B runs 2.90x" in res["target"]["text"]
 
 
+def test_verdict_in_onnx_runtime_uses_its_own_times(experiment):
+    # A is fast in PyTorch only, B in ONNX Runtime only
+    a, b = size("A", 3.0, 1.8), size("B", 2.0, 1.9)
+    a["speedup"]["onnx"], b["speedup"]["onnx"] = 2.0, 2.6
+    res = results(0, 2.0, [a, b], experiment)
+    assert res["target"]["met"] and res["target"]["met_onnx"]
+    assert "A runs 3.00x" in res["target"]["text"]
+    assert "ONNX Runtime the target is met too: fastest within 0.5 dB " \
+        "B, 2.60x at -0.10 dB" in res["target"]["text"]
+    b["speedup"]["onnx"] = 2.4
+    res = results(0, 2.0, [a, b], experiment)
+    assert res["target"]["met"] and not res["target"]["met_onnx"]
+    assert "ONNX Runtime no size meets" in res["target"]["text"]
+    lines = experiment.seeds_markdown([0], [res], "the summary command")
+    a_row = next(line for line in lines if line.startswith("| A "))
+    assert a_row.endswith("| 1 / 0 of 1 |")
+    assert "in **0 of 1** timed in ONNX Runtime" in "\n".join(lines)
+
+
 def test_summary_counts_repetitions(experiment):
     runs = [
         results(0, 2.0, [size("P1", 1.5, 2.1), size("P4", 2.7, 1.7)],
@@ -98,13 +117,13 @@ def test_summary_counts_repetitions(experiment):
     text = "\n".join(lines)
     p4 = next(line for line in lines if line.startswith("| P4 "))
     # Δ against each repetition's own dense model: -0.30 and -0.60
-    assert "2.70x, -0.30" in p4 and "2.60x, -0.60" in p4
+    assert "2.70x / 2.70x, -0.30" in p4 and "2.60x / 2.60x, -0.60" in p4
     assert "-0.45 ± 0.21" in p4
     # the pooled error: the seeds' sd / sqrt(2) = 0.15 and the test
     # utterances' robust error of the mean NOISE / 2, 0.077 (see below)
     assert "| -0.45 ± 0.17 |" in p4
-    assert p4.endswith("| 1 of 2 |")
-    assert "met in **1 of 2** repetitions" in text
+    assert p4.endswith("| 1 / 1 of 2 |")
+    assert "met in **1 of 2** repetitions timed in PyTorch" in text
     assert "--seed 1" in text and "the summary command" in text
     assert "P = 2500 pre-training, F = 1500 fine-tuning" in text
 
