@@ -1616,8 +1616,10 @@ def summarize(args):
         f.write("\n".join(
             seeds_markdown(seeds, runs, reproduce_command(args))) + "\n")
     print(f"wrote {path}")
-    met = sum(verdict(r)["met"] for r in runs)
-    print(f"target met in {met} of {len(runs)} repetitions (PyTorch)")
+    targets = [verdict(r) for r in runs]
+    print(f"target met in {sum(t['met'] for t in targets)} of {len(runs)} "
+          f"repetitions timed in PyTorch, "
+          f"{sum(t['met_onnx'] for t in targets)} in ONNX Runtime")
     return 0
 
 
