@@ -23,10 +23,11 @@ Each product is replayed twice: with the call the model makes (torch's
 CPU BLAS, Intel MKL in PyPI's torch) and with oneDNN's fp32 matrix
 product (``torch.ops.mkldnn._linear_pointwise``, the kernel Inductor uses;
 a private operator, so the script skips it where it is missing): on this
-project's AMD CPU, oneDNN runs several of these shapes faster than MKL. oneDNN's operator has no ``out=``: its times include
-allocating the output, and an accumulating product (``baddbmm_``) is
-replayed as the product alone. The floor of a model is then the sum, over
-its calls, of the faster of the two.
+project's AMD CPU, oneDNN runs several of these shapes faster than MKL.
+oneDNN's operator has no ``out=``: its times include allocating the
+output, and an accumulating product (``baddbmm_``) is replayed as the
+product alone. The floor of a model is then the sum, over its calls, of
+the faster of the two.
 
 The ratio ``floor(MossFormer L) / measured(SepFormer)`` is the smallest
 L-to-SepFormer time ratio that an exact fp32 MossFormer could reach on this
