@@ -104,6 +104,11 @@ def test_verdict_in_onnx_runtime_uses_its_own_times(experiment):
     a_row = next(line for line in lines if line.startswith("| A "))
     assert a_row.endswith("| 1 / 0 of 1 |")
     assert "in **0 of 1** timed in ONNX Runtime" in "\n".join(lines)
+    # met in ONNX Runtime only: not "too"
+    a["speedup"]["torch"], b["speedup"]["onnx"] = 2.0, 2.6
+    target = results(0, 2.0, [a, b], experiment)["target"]
+    assert "Not met" in target["text"] and target["met_onnx"]
+    assert "ONNX Runtime the target is met: fastest" in target["text"]
 
 
 def test_summary_counts_repetitions(experiment):
