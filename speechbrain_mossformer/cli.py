@@ -144,9 +144,29 @@ def _check_options(args):
             )
     if args.output_sample_rate is not None and args.output_sample_rate <= 0:
         raise UsageError("--output-sample-rate must be positive")
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+    _check_out_dir(args.out_dir)
+
+
+def _check_out_dir(out_dir):
+    """Raises ``UsageError`` if ``out_dir`` cannot be made or written in.
+
+    Checked before any input is read, so that one usage error replaces an
+    error per input file.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"--out-dir {out_dir}: exists and is not a folder")
+    # the folder itself, or the nearest part of its path that exists
+    existing = os.path.abspath(out_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
         raise UsageError(
-            f"--out-dir {args.out_dir}: exists and is not a folder"
+            f"--out-dir {out_dir}: cannot be made, {existing} is not a "
+            f"folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--out-dir {out_dir}: no permission to write in {existing}"
         )
 
 

@@ -12,7 +12,10 @@ Authors
 def first_line(err):
     """First line of an exception's message (its type name if it has none).
 
-    A ``KeyError`` of a bare key reads ``missing key '<key>'``.
+    A ``KeyError`` of a bare key reads ``missing key '<key>'``; a yaml
+    syntax error (ruamel's or PyYAML's, whose first line is often only the
+    context, e.g. ``while parsing a block mapping``) reads ``line L, column
+    C: <problem>`` (the caller names the file).
 
     Arguments
     ---------
@@ -32,7 +35,17 @@ def first_line(err):
     "missing key 'num_spks'"
     >>> first_line(RuntimeError())
     'RuntimeError'
+    >>> import yaml
+    >>> try:
+    ...     yaml.safe_load("a: 1\\n b: [2\\nc: 3\\n")
+    ... except yaml.YAMLError as err:
+    ...     print(first_line(err))
+    line 2, column 3: mapping values are not allowed here
     """
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     text = str(err).strip()
     if isinstance(err, KeyError) and len(err.args) == 1:
         key = str(err.args[0])

@@ -32,6 +32,7 @@ import sys
 
 import torch
 
+from speechbrain_mossformer.errors import first_line
 from speechbrain_mossformer.inference import checkpoint_problem
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
@@ -209,7 +210,9 @@ def read_model_config(hparams_path):
         data = YAML(typ="rt").load(resolved if resolved is not None
                                    else text)
     except Exception as err:
-        raise ExportError(f"{hparams_path}: not valid yaml: {err}") from None
+        raise ExportError(
+            f"{hparams_path}: not valid yaml: {first_line(err)}"
+        ) from None
     if not isinstance(data, dict):
         raise ExportError(f"{hparams_path}: expected a mapping at top level")
     data = _with_masknet_arguments(data, hparams_path)
@@ -276,7 +279,9 @@ def read_checkpoint_meta(ckpt_dir):
         with open(path, encoding="utf-8") as f:
             meta = yaml.safe_load(f)
     except Exception as err:
-        raise ExportError(f"{path}: not valid yaml: {err}") from None
+        raise ExportError(
+            f"{path}: not valid yaml: {first_line(err)}"
+        ) from None
     return meta if isinstance(meta, dict) else {}
 
 

@@ -33,6 +33,7 @@ import os
 import sys
 import warnings
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -268,6 +269,12 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
     float
         Largest max-abs difference over the lengths.
 
+    Raises
+    ------
+    ExportError
+        On a shape mismatch, or when either side gives NaN or infinite
+        estimates (a NaN difference would otherwise read as 0).
+
     Example
     -------
     >>> from speechbrain_mossformer.lobes.models.mossformer import (
@@ -298,6 +305,15 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
                 f"ONNX Runtime gave shape {got.shape} for a {length}-sample "
                 f"input, PyTorch {expected.shape}"
             )
+        # a NaN difference would be lost by max(): non-finite outputs fail
+        for side, out in (("PyTorch", expected), ("ONNX Runtime", got)):
+            if not np.isfinite(out).all():
+                raise ExportError(
+                    f"{side} gave NaN or infinite estimates for a "
+                    f"{length}-sample input"
+                    + (" (the model's weights may be diverged or corrupt)"
+                       if side == "PyTorch" else "")
+                )
         worst = max(worst, float(abs(got - expected).max()))
     return worst
 
@@ -372,7 +388,11 @@ def main(argv=None):
         print("onnxruntime is not installed: outputs not checked")
         return 0
     lengths = (info["kernel_size"], 1003, 4003)
-    diff = verify(separator, args.out, lengths=lengths)
+    try:
+        diff = verify(separator, args.out, lengths=lengths)
+    except ExportError as err:
+        print(f"error: {args.out}: {err}", file=sys.stderr)
+        return 1
     print(f"ONNX Runtime vs PyTorch, lengths {lengths}: max |diff| {diff:.2e}")
     if diff > args.tolerance:
         print(

@@ -992,6 +992,13 @@ class MossFormerSeparation(SepformerSeparation):
         torch.Tensor
             [B, T, num_spks] float32 estimates (on the model's device), also
             when called under ``torch.autocast``.
+
+        Raises
+        ------
+        ValueError
+            For a mixture that is not a finite floating point [B, T] tensor
+            of at least one encoder frame, and when the model's estimates are
+            not finite (diverged weights).
         """
         if not isinstance(mix, torch.Tensor):
             raise ValueError(
@@ -1016,6 +1023,12 @@ class MossFormerSeparation(SepformerSeparation):
                 self.mods.decoder,
                 mix,
                 self.num_spks,
+            )
+        if not torch.isfinite(est).all():
+            raise ValueError(
+                "MossFormerSeparation: the model gave NaN or infinite "
+                "estimates for a finite mixture (diverged or corrupt "
+                "weights, or an overflow under fp16 autocast)"
             )
         # [B, T, S]: bf16/fp16 under autocast
         return est.float()

@@ -327,6 +327,9 @@ def test_a_failed_file_does_not_reserve_its_output_names(model_dir,
          "be between 16 samples"),
         (["--out-dir", "{file}"], "--out-dir {file}: exists and is not a "
          "folder"),
+        # one usage error, not one error per input file
+        (["--out-dir", "{file}/sub/dir"], "--out-dir {file}/sub/dir: cannot "
+         "be made, {file} is not a folder"),
     ],
 )
 def test_bad_options_are_usage_errors_before_any_work(
@@ -346,6 +349,26 @@ def test_bad_options_are_usage_errors_before_any_work(
     assert len(lines) == 1 and lines[0].startswith(
         "error: " + message.format(file=afile)), err
     assert not os.path.exists(tmp_path / "out") and stdout == ""
+
+
+def test_a_model_giving_nan_writes_nothing_and_says_so(
+    model_dir, tmp_path, capsys
+):
+    # e.g. a diverged checkpoint: NaN used to become full-scale -32768
+    # tracks and exit 0
+    diverged = tmp_path / "diverged"
+    shutil.copytree(model_dir, diverged)
+    state = torch.load(diverged / "masknet.ckpt")
+    torch.save({k: v * float("nan") if v.is_floating_point() else v
+                for k, v in state.items()}, diverged / "masknet.ckpt")
+    a = write(tmp_path / "a.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", diverged, "--out-dir", out, a)
+    assert code == 1
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {a}: ")
+    assert "NaN or infinite estimates" in lines[0]
+    assert not os.path.exists(out) or os.listdir(out) == []
 
 
 def test_sigterm_removes_the_partial_tracks_and_exits_143(

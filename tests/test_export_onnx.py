@@ -184,3 +184,19 @@ def test_output_path_inside_the_model_folder_is_refused(tmp_path, capsys):
     assert "masknet.ckpt" in err and len(err.splitlines()) == 1
     with open(target, "rb") as f:
         assert f.read() == before
+
+
+def test_the_check_fails_on_non_finite_estimates(exported, tmp_path, capsys):
+    """A NaN difference must not read as a perfect match (max(0, nan) is 0
+    in Python): a diverged model's export fails the check."""
+    folder = str(tmp_path / "diverged")
+    shutil.copytree(exported[0], folder)
+    state = torch.load(os.path.join(folder, "masknet.ckpt"))
+    state = {k: v * float("nan") if v.is_floating_point() else v
+             for k, v in state.items()}
+    torch.save(state, os.path.join(folder, "masknet.ckpt"))
+    out = str(tmp_path / "d.onnx")
+    assert main([folder, out]) == 1
+    err = capsys.readouterr().err
+    assert "PyTorch gave NaN or infinite estimates" in err
+    assert len(err.strip().splitlines()) == 1

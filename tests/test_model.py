@@ -282,6 +282,32 @@ def test_any_length_of_at_least_one_frame_works(num_samples):
     assert torch.equal(first, second)  # eval mode is deterministic
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("trace_length", [1504, 1500])
+def test_a_traced_model_keeps_every_input_length(trace_length):
+    # (1504 - 16) % 8 == 0: the decoder gives back all samples, which used
+    # to bake a crop (not the padding) into the trace
+    torch.manual_seed(0)
+    model = MossFormerWrapper(
+        encoder_out_nchannels=16, num_blocks=1, group_size=8, query_key_dim=8
+    ).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, trace_length))
+        for batch, length in ((2, 1500), (1, 17), (1, 16), (3, 1504)):
+            mix = torch.randn(batch, length)
+            got, expected = traced(mix), model(mix)
+            assert got.shape == expected.shape == (batch, length, 2)
+            assert (got - expected).abs().max() < 1e-5
+
+
+def test_torch_jit_script_says_what_to_use_instead():
+    model = MossFormerWrapper(
+        encoder_out_nchannels=16, num_blocks=1, group_size=8, query_key_dim=8
+    )
+    with pytest.raises(TypeError, match="use torch.jit.trace"):
+        torch.jit.script(model)
+
+
 def test_input_shorter_than_one_frame_is_a_clear_error():
     model = MossFormerWrapper(
         encoder_out_nchannels=16, num_blocks=1, group_size=8, query_key_dim=8

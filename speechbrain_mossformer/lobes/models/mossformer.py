@@ -1055,6 +1055,16 @@ class MossFormerBlock(nn.Module):
         # [B, T, D]
         return out.add_(x) if _in_place_ok() and not plain else x + out
 
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` cannot compile the block (its inference
+        path chooses buffers and kernels in Python): say what works."""
+        raise TypeError(
+            "MossFormerBlock cannot be compiled with torch.jit.script: use "
+            "torch.jit.trace(model, example_mixture) (the traced graph is "
+            "right for every batch size and length), torch.compile, or "
+            "python -m speechbrain_mossformer.export_onnx for ONNX"
+        )
+
     def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
         """Joint local (quadratic) and global (linear) single-head attention.
 
@@ -1732,10 +1742,13 @@ def separate_with_modules(encoder, masknet, decoder, mix, num_spks):
     # [B, T', S]
     est = decode_sources(decoder, separated)
     T, T_est = mix.shape[1], est.shape[1]
-    if T > T_est:
-        # [B, T, S]
-        est = F.pad(est, (0, 0, 0, T - T_est))
+    if T_est <= T:
+        # [B, T, S]: zero frames at the end. Also taken when T' == T, so
+        # that a graph traced at any length pads by T - T' at every length
+        # (SpeechBrain's encoder never makes T' > T)
+        est = pad_time(est, T - T_est)
     else:
+        # [B, T, S]: an encoder with padding
         est = est[:, :T, :]
     return est
 
