@@ -592,6 +592,73 @@ def resolve_precision(hparams, run_opts):
     return run_opts
 
 
+def choose_ddp_backend(run_opts, environ=None):
+    """Picks gloo for a ``torchrun`` run on CPU; checks GPUs for nccl.
+
+    SpeechBrain's default backend, nccl, needs one GPU per process: on CPU
+    it fails with "Killing process / Not enough GPUs available!" on every
+    rank. A CPU run (``--device cpu``, or no GPU) that did not name a
+    backend gets gloo, with a note; a backend named on the command line
+    that cannot work here is a one-line error.
+
+    Arguments
+    ---------
+    run_opts : RunOptions or dict
+        Command-line run options (``overridden_args`` names those given).
+    environ : dict, optional
+        The environment (default ``os.environ``): ``LOCAL_RANK`` and
+        ``LOCAL_WORLD_SIZE`` are set by ``torchrun``.
+
+    Returns
+    -------
+    RunOptions or dict
+        The run options to use.
+
+    Example
+    -------
+    >>> from speechbrain.utils.run_opts import RunOptions
+    >>> opts = RunOptions.from_dictionary({"device": "cpu"})
+    >>> opts = choose_ddp_backend(opts, {"LOCAL_RANK": "0"})
+    >>> opts["distributed_backend"]
+    'gloo'
+    >>> choose_ddp_backend({"device": "cpu"}, {})  # not under torchrun
+    {'device': 'cpu'}
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("LOCAL_RANK") is None:
+        return run_opts
+    backend = run_opts.get("distributed_backend") or "nccl"
+    if backend != "nccl":
+        return run_opts
+    given = getattr(run_opts, "overridden_args", set(run_opts))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = str(run_opts.get("device") or ("cuda" if gpus else "cpu"))
+    processes = environ.get("LOCAL_WORLD_SIZE", "?")
+    if device.startswith("cpu") or gpus == 0:
+        if "distributed_backend" in given:
+            raise RecipeError(
+                f"--distributed_backend nccl needs one GPU per process, and "
+                f"this run is on {'CPU' if gpus else 'a machine without GPU'}"
+                ": use --distributed_backend gloo"
+            )
+        logger.info("DDP on CPU: using the gloo backend (nccl needs GPUs)")
+        if isinstance(run_opts, dict):
+            return dict(run_opts, distributed_backend="gloo")
+        # marked as given: the Brain takes only given options from run_opts
+        return dataclasses.replace(
+            run_opts,
+            distributed_backend="gloo",
+            overridden_args=set(given) | {"distributed_backend"},
+        )
+    if int(environ["LOCAL_RANK"]) >= gpus:
+        raise RecipeError(
+            f"torchrun started {processes} processes on this machine but it "
+            f"has {gpus} GPU(s): use --nproc_per_node={gpus} (nccl needs one "
+            "GPU per process)"
+        )
+    return run_opts
+
+
 def resolve_checkpoint_interval(hparams, run_opts):
     """A command-line ``--ckpt_interval_steps`` replaces the yaml's minutes.
 
@@ -913,6 +980,100 @@ def save_progress(separator, err):
     return True
 
 
+#: Settings that count things: whole numbers, at least 1 (``num_workers``:
+#: at least 0).
+COUNT_KEYS = (
+    "N_epochs", "batch_size", "num_spks", "sample_rate", "num_workers",
+    "N_encoder_out", "out_channels", "num_blocks", "group_size",
+    "query_key_dim", "kernel_size",
+)
+
+
+def check_overrides(hparams_file, overrides):
+    """Checks the command-line overrides against the recipe yaml.
+
+    Before anything is built, so that a typo or a wrong value is one line
+    naming the option, not a traceback from hyperpyyaml, SpeechBrain's
+    epoch counter or the DataLoader: an unknown setting (with the closest
+    names), a required setting left out (``!PLACEHOLDER``, e.g.
+    ``--data_folder``), a value whose type does not match the yaml's
+    (``--N_epochs two``, ``--lr abc``, ``--dynamic_mixing yes``) and a count
+    below 1 (``--batch_size 0``).
+
+    Arguments
+    ---------
+    hparams_file : str
+        The recipe yaml.
+    overrides : str
+        The overrides as SpeechBrain's ``parse_arguments`` gives them (yaml
+        text ``key: value``, one a line).
+
+    Example
+    -------
+    >>> path = getfixture("tmpdir").join("r.yaml")
+    >>> _ = path.write_text(
+    ...     "data_folder: !PLACEHOLDER\\nN_epochs: 10\\nlr: 0.001\\n",
+    ...     encoding="utf-8")
+    >>> check_overrides(str(path), "data_folder: /d\\nN_epochs: 2\\nlr: 1e-3")
+    >>> check_overrides(str(path), "data_folder: /d\\nN_epoch: 2")
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: --N_epoch: ... (did you mean --N_epochs?)
+    >>> check_overrides(str(path), "N_epochs: 2")
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: --data_folder is required: ...
+    """
+    import difflib
+
+    from ruamel.yaml import YAML
+
+    try:
+        with open(hparams_file, encoding="utf-8") as f:
+            defaults = YAML(typ="rt").load(f) or {}
+        given = YAML(typ="rt").load(overrides) or {} if overrides else {}
+    except Exception as err:
+        raise RecipeError(f"{hparams_file}: {first_line(err)}") from None
+    if not isinstance(defaults, dict) or not isinstance(given, dict):
+        return  # not the shape a recipe yaml has: left to hyperpyyaml
+    for key, value in given.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(str(key), map(str, defaults))
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            raise RecipeError(
+                f"--{key}: {hparams_file} has no such setting{hint}"
+            )
+        default = defaults[key]
+        if value is None or getattr(default, "tag", None) is not None:
+            continue  # null, or a yaml expression / object: hyperpyyaml's
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise RecipeError(
+                f"--{key} {value}: expected True or False"
+            )
+        number = isinstance(value, (int, float)) and not isinstance(
+            value, bool)
+        if (isinstance(default, (int, float))
+                and not isinstance(default, bool) and not number):
+            raise RecipeError(
+                f"--{key} {value}: expected a number ({hparams_file} has "
+                f"{key}: {default})"
+            )
+        if key in COUNT_KEYS:
+            least = 0 if key == "num_workers" else 1
+            if not isinstance(value, int) or value < least:
+                raise RecipeError(
+                    f"--{key} {value}: expected a whole number of at least "
+                    f"{least}"
+                )
+    for key, default in defaults.items():
+        tag = getattr(getattr(default, "tag", None), "value", None)
+        if tag == "!PLACEHOLDER" and key not in given:
+            raise RecipeError(
+                f"--{key} is required: {hparams_file} leaves it to the "
+                f"command line"
+            )
+
+
 def run_recipe(argv, dataset):
     """Runs a whole recipe: prepare, train, evaluate.
 
@@ -931,6 +1092,7 @@ def run_recipe(argv, dataset):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     if not os.path.isfile(hparams_file):
         raise RecipeError(f"hyperparameter file not found: {hparams_file}")
+    check_overrides(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
 
@@ -938,6 +1100,7 @@ def run_recipe(argv, dataset):
     # check_settings adjusts any), which is what hyperparams.yaml records
     notes = check_run_folder(hparams)
     notes += check_settings(hparams)
+    run_opts = choose_ddp_backend(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     run_opts = resolve_precision(hparams, run_opts)
     sb.create_experiment_directory(

@@ -190,9 +190,13 @@ def test_whamr_reverb_targets(mini, tmp_path):
 
 
 def test_wham_reverb_option_mismatch(mini, tmp_path):
-    with pytest.raises(DataPreparationError, match="reverb=True"):
+    # the recipe user is told which yaml to use (a --reverb override would
+    # not help), the API user which argument
+    with pytest.raises(DataPreparationError,
+                       match="mossformer-whamr.yaml .*reverb=True"):
         prepare_wham(mini["whamr"], str(tmp_path), reverb=False)
-    with pytest.raises(DataPreparationError, match="reverb=False"):
+    with pytest.raises(DataPreparationError,
+                       match="mossformer-wham.yaml .*reverb=False"):
         prepare_wham(mini["wham"], str(tmp_path), reverb=True)
 
 

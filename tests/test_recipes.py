@@ -206,7 +206,8 @@ def test_ddp_two_ranks_train_identical_weights(data, tmp_path):
         torchrun, "--nproc_per_node=2", "--master_port=29517",
         os.path.join(REPO, "tests", "helpers", "ddp_train.py"), "wsj0mix",
         hparams, f"--data_folder={data['wsj2']}", f"--output_folder={out}",
-        "--N_epochs=1", "--distributed_backend=gloo", "--batch_size=2",
+        # no --distributed_backend: a CPU run gets gloo by itself
+        "--N_epochs=1", "--batch_size=2",
         "--use_speedperturb=False", *TINY,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -288,6 +289,11 @@ def test_clear_errors_for_bad_data_folders(data, tmp_path, case, message):
         (["--test_only"], "no end-of-epoch checkpoint"),
         # the mixtures themselves as the dynamic mixing pool
         (["--dynamic_mixing=True", "--base_folder_dm=DATA"], "overlap"),
+        # overrides checked against the yaml before anything is built
+        (["--N_epoch=2"], "has no such setting (did you mean --N_epochs?)"),
+        (["--N_epochs=two"], "--N_epochs two: expected a number"),
+        (["--lr=abc"], "--lr abc: expected a number"),
+        (["--batch_size=0"], "--batch_size 0: expected a whole number"),
     ],
 )
 def test_clear_errors_for_bad_options(data, tmp_path, extra, message):
@@ -400,6 +406,32 @@ def test_reverberant_whamr_targets_turn_reverb_augmentation_off():
     assert "already reverberant" in notes[0]
     anechoic = dict(hparams, whamr_targets="anechoic", use_reverb=True)
     assert check_settings(anechoic) == [] and anechoic["use_reverb"] is True
+
+
+def test_ddp_backend_follows_the_device():
+    from speechbrain.utils.run_opts import RunOptions
+
+    from speechbrain_mossformer.recipe import RecipeError, choose_ddp_backend
+
+    torchrun = {"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}
+    # CPU without a backend named: gloo (nccl fails on every rank)
+    opts = choose_ddp_backend(
+        RunOptions.from_dictionary({"device": "cpu"}), torchrun)
+    assert opts["distributed_backend"] == "gloo"
+    assert opts["device"] == "cpu"
+    # and marked as given: SpeechBrain's Brain takes only given options
+    assert "distributed_backend" in opts.overridden_args
+    # nccl named on CPU: one line saying what to use
+    with pytest.raises(RecipeError, match="use --distributed_backend gloo"):
+        choose_ddp_backend(RunOptions.from_dictionary(
+            {"device": "cpu", "distributed_backend": "nccl"}), torchrun)
+    # gloo or mpi named: left as given; no torchrun: nothing changes
+    for backend in ("gloo", "mpi"):
+        given = RunOptions.from_dictionary(
+            {"device": "cpu", "distributed_backend": backend})
+        assert choose_ddp_backend(given, torchrun) is given
+    alone = RunOptions.from_dictionary({"device": "cpu"})
+    assert choose_ddp_backend(alone, {}) is alone
 
 
 def test_init_from_another_sample_rate_is_logged(tmp_path, caplog):

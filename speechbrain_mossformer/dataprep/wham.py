@@ -187,10 +187,14 @@ def _check_reverb_option(split_root, reverb):
         if not reverb and "mix_both" not in subs and "mix_both_reverb" in subs:
             raise LayoutError(
                 "reverb=False (WHAM!) but %s has the WHAMR! folders %s; "
-                "pass reverb=True to prepare WHAMR!." % (split_dir, subs)
+                "for WHAMR! use the recipe's hparams/mossformer-whamr.yaml "
+                "(whamr: True), or reverb=True in prepare_wham."
+                % (split_dir, subs)
             )
         if reverb and "mix_both_reverb" not in subs and "mix_both" in subs:
             raise LayoutError(
                 "reverb=True (WHAMR!) but %s has the WHAM! folders %s; "
-                "pass reverb=False to prepare WHAM!." % (split_dir, subs)
+                "for WHAM! use the recipe's hparams/mossformer-wham.yaml "
+                "(whamr: False), or reverb=False in prepare_wham."
+                % (split_dir, subs)
             )
