@@ -20,6 +20,10 @@ drift and bugs between the copies. This module is the single shared version:
 * a ``test_results.csv`` with per-utterance SI-SNR, SI-SNRi, SDR and SDRi
   plus a mean row, written once (main process) under DDP, computed during
   the test pass itself (no second pass over the test set);
+* Ctrl-C during a training step takes effect when the step (or the
+  gradient accumulation window) is complete, on every DDP rank at the same
+  step, so the checkpoint saved on the way out holds exactly the batches
+  trained (none counted but not applied, no half-applied update);
 * optional example audio.
 
 Authors
@@ -29,6 +33,9 @@ Authors
 import csv
 import logging
 import os
+import signal
+import threading
+import time
 
 import speechbrain as sb
 import torch
@@ -47,6 +54,80 @@ from speechbrain_mossformer.lobes.models.mossformer import (
 logger = logging.getLogger(__name__)
 
 RESULT_FIELDS = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
+
+
+class HeldInterrupt:
+    """Holds Ctrl-C (SIGINT) while a training step runs.
+
+    Inside ``held()`` a SIGINT is recorded instead of raising
+    ``KeyboardInterrupt`` in the middle of the forward pass, the backward
+    pass or the optimizer step; the Brain stops once the step is complete.
+    A second Ctrl-C at least ``insist_after`` seconds after the first stops
+    at once (``torchrun`` forwards the terminal's SIGINT to its workers,
+    which then receive it twice within milliseconds). Nothing is held
+    outside the main thread, or when another SIGINT handler than Python's
+    default is installed.
+
+    Arguments
+    ---------
+    insist_after : float
+        Seconds after which a second SIGINT is taken as "stop at once".
+
+    Example
+    -------
+    >>> interrupt = HeldInterrupt()
+    >>> with interrupt.held():
+    ...     signal.raise_signal(signal.SIGINT)  # held, not raised
+    ...     print("the step goes on")
+    the step goes on
+    >>> interrupt.pending
+    True
+    """
+
+    def __init__(self, insist_after=1.0):
+        self.insist_after = insist_after
+        self.pending = False
+        self.agreed = False
+        self._first = None
+
+    def _handler(self, signum, frame):
+        now = time.monotonic()
+        if self._first is not None and now - self._first >= self.insist_after:
+            raise KeyboardInterrupt
+        if self._first is None:
+            self._first = now
+            logger.warning(
+                "Ctrl-C: stopping when this training step is complete, "
+                "with a checkpoint (Ctrl-C again to stop at once)"
+            )
+        self.pending = True
+
+    def held(self):
+        """Context manager: SIGINT is held while it is active."""
+        return _Holding(self)
+
+
+class _Holding:
+    """``HeldInterrupt.held()``: installs and restores the handler."""
+
+    def __init__(self, interrupt):
+        self.interrupt = interrupt
+        self.previous = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT)
+                is signal.default_int_handler):
+            self.previous = signal.signal(
+                signal.SIGINT, self.interrupt._handler
+            )
+        return self.interrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        return False
 
 
 @sb.utils.checkpoints.register_checkpoint_hooks
@@ -94,6 +175,9 @@ class Separation(sb.Brain):
         self.test_unscored = 0
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
+        self.interrupt = HeldInterrupt()
+        # (batches, average loss) of the epoch's finished training stage
+        self.finished_training = None
 
     # ------------------------------------------------------------------
     # Options with defaults, so a minimal yaml works.
@@ -293,7 +377,24 @@ class Separation(sb.Brain):
         loss; with gradient accumulation the gradients already accumulated
         are kept, and each optimizer step uses the mean over the
         micro-batches of its window that were not skipped.
+
+        Ctrl-C during the step is held (``HeldInterrupt``) and raised as
+        ``KeyboardInterrupt`` once the optimizer has stepped: the batch is
+        then trained and counted, and its loss is in the epoch's average.
         """
+        with self.interrupt.held():
+            loss, should_step = self._train_step(batch)
+        stop = self.interrupt.agreed if is_distributed_initialized() else (
+            self.interrupt.pending)
+        if should_step and stop:
+            self.avg_train_loss = self.update_average(
+                loss, self.avg_train_loss
+            )
+            raise KeyboardInterrupt
+        return loss
+
+    def _train_step(self, batch):
+        """``fit_batch``'s step; returns the loss and ``should_step``."""
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
@@ -313,14 +414,14 @@ class Separation(sb.Brain):
                 if should_step:
                     self.step_accumulated(synced=False)
                 # not a number: update_average leaves it out
-                return torch.tensor(float("nan"))
+                return torch.tensor(float("nan")), should_step
             scaled = self.scaler.scale(loss / self.grad_accumulation_factor)
             scaled.backward()
             self.window_backwards += 1
         if should_step:
             self.step_accumulated(synced=True)
         self.on_fit_batch_end(batch, (predictions, targets), loss, should_step)
-        return loss.detach().cpu()
+        return loss.detach().cpu(), should_step
 
     def step_accumulated(self, synced):
         """Optimizer step at the end of an accumulation window.
@@ -380,17 +481,26 @@ class Separation(sb.Brain):
         return loss.mean()
 
     def _skip_everywhere(self, loss):
-        """Whether this step is skipped; agreed by all DDP ranks."""
+        """Whether this step is skipped; agreed by all DDP ranks.
+
+        The same collective tells every rank whether any rank has a held
+        Ctrl-C (``interrupt.agreed``), so that they all stop after the same
+        step.
+        """
         upper = float(self._hp("loss_upper_lim", 999999))
         skip = loss is None or not bool(
             torch.isfinite(loss) and loss < upper
         )
         if is_distributed_initialized():
-            flag = torch.tensor(float(skip), device=self.device)
-            torch.distributed.all_reduce(
-                flag, op=torch.distributed.ReduceOp.MAX
+            flags = torch.tensor(
+                [float(skip), float(self.interrupt.pending)],
+                device=self.device,
             )
-            skip = bool(flag.item() > 0)
+            torch.distributed.all_reduce(
+                flags, op=torch.distributed.ReduceOp.MAX
+            )
+            skip = bool(flags[0].item() > 0)
+            self.interrupt.agreed = bool(flags[1].item() > 0)
         return skip
 
     @sb.utils.checkpoints.mark_as_saver
@@ -542,6 +652,8 @@ class Separation(sb.Brain):
         self.stage = stage
         if stage == sb.Stage.TRAIN:
             self.window_backwards = 0
+            self.interrupt = HeldInterrupt()
+            self.finished_training = None
             if self.step == 0:  # not when resuming inside the epoch
                 self.skipped_batches = 0
             if self.dynamic_mixing_dataset is not None and epoch is not None:
@@ -566,6 +678,7 @@ class Separation(sb.Brain):
                 stage_stats["loss"] = float("nan")
             stage_stats["skipped_batches"] = self.skipped_batches
             self.train_stats = stage_stats
+            self.finished_training = (self.step, stage_loss)
         elif stage == sb.Stage.VALID:
             current_lr = self.optimizer.param_groups[0]["lr"]
             scheduler = self._hp("lr_scheduler")

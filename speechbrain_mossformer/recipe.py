@@ -943,6 +943,12 @@ def save_progress(separator, err):
     would hang every process until the DDP timeout, and save nothing.
     Such a run keeps its last periodic checkpoint.
 
+    Stopped during validation, the epoch's training is complete: the
+    checkpoint records it as at the end of the training loop (its batch
+    count and average loss; SpeechBrain has already reset both to count
+    validation batches), so the resumed run validates again and logs the
+    epoch's real training loss, not 0.
+
     Arguments
     ---------
     separator : Separation
@@ -975,7 +981,16 @@ def save_progress(separator, err):
             "periodic checkpoint is kept"
         )
         return False
-    separator._save_intra_epoch_ckpt()
+    finished = getattr(separator, "finished_training", None)
+    if getattr(separator, "stage", None) == sb.Stage.VALID and finished:
+        during = separator.step, separator.avg_train_loss
+        separator.step, separator.avg_train_loss = finished
+        try:
+            separator._save_intra_epoch_ckpt()
+        finally:
+            separator.step, separator.avg_train_loss = during
+    else:
+        separator._save_intra_epoch_ckpt()
     logger.warning("stopped: saved an intra-epoch checkpoint")
     return True
 
@@ -1257,6 +1272,13 @@ def main(dataset):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:
+        # the checkpoint (if any) is saved and logged by run_recipe
+        print(
+            "interrupted: run the same command again to resume",
+            file=sys.stderr,
+        )
+        code = 130
     finally:
         distributed = end_distributed()
     if distributed:

@@ -2,6 +2,7 @@
 the reported training loss, its checkpointed state and saved audio."""
 
 import os
+import signal
 
 import pytest
 import speechbrain as sb
@@ -223,6 +224,114 @@ def test_ddp_ranks_average_gradients_when_the_last_micro_batch_is_skipped(
             # gradient alone, or none, misses by more than 1
             assert torch.allclose(ranks[0]["state"][name][key], value,
                                   atol=1e-4), (name, key)
+
+
+class CtrlCAt(ScriptedLoss):
+    """Sends itself SIGINT during the forward pass of the given steps."""
+
+    ctrl_c_steps = ()
+
+    def compute_forward(self, batch, stage):
+        if self.step in self.ctrl_c_steps:
+            signal.raise_signal(signal.SIGINT)
+        return super().compute_forward(batch, stage)
+
+
+def test_ctrl_c_during_a_step_stops_once_the_step_is_applied():
+    # SpeechBrain counts the batch before fit_batch runs: a KeyboardInterrupt
+    # inside the step saved a checkpoint that counted the batch but had not
+    # applied it (or had applied half an optimizer step)
+    reference = make_brain(1)
+    run_steps(reference, [batch("good", 1), batch("good", 2)])
+
+    brain = make_brain(1)
+    brain.__class__ = CtrlCAt
+    brain.ctrl_c_steps = (2,)
+    run_steps(brain, [batch("good", 1)])
+    with pytest.raises(KeyboardInterrupt):
+        run_steps(brain, [batch("good", 2)])
+    assert brain.step == 2 and brain.optimizer_step == 2
+    assert torch.equal(weights(brain), weights(reference))
+    # the interrupted step's loss is in the average, as in the reference
+    assert brain.avg_train_loss == pytest.approx(reference.avg_train_loss,
+                                                 rel=1e-6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_waits_for_the_end_of_the_accumulation_window():
+    # factor 2: Ctrl-C in the window's first micro-batch; stopping there
+    # would lose its gradients (they are not in the checkpoint)
+    brain = make_brain(2)
+    brain.__class__ = CtrlCAt
+    brain.ctrl_c_steps = (1,)
+    run_steps(brain, [batch("good", 1)])  # held, no step yet
+    assert brain.optimizer_step == 0
+    with pytest.raises(KeyboardInterrupt):
+        run_steps(brain, [batch("good", 2)])
+    assert (brain.step, brain.optimizer_step) == (2, 1)
+
+
+def test_a_second_ctrl_c_later_stops_at_once():
+    from speechbrain_mossformer.brain import HeldInterrupt
+
+    interrupt = HeldInterrupt(insist_after=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.held():
+            signal.raise_signal(signal.SIGINT)  # held
+            signal.raise_signal(signal.SIGINT)  # insisted: raised here
+    # and a repeat within insist_after (torchrun forwards the terminal's
+    # Ctrl-C to its workers, which get it twice) is still held
+    interrupt = HeldInterrupt(insist_after=60.0)
+    with interrupt.held():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+    assert interrupt.pending
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_validation_keeps_the_epochs_training_loss(tmp_path):
+    # SpeechBrain has reset the training loss to 0 and counts validation
+    # batches in ``step`` by then; the resumed run logged train loss 0.00
+    from speechbrain_mossformer.recipe import save_progress
+
+    brain = make_brain(1, tmp_path)
+    run_steps(brain, [batch("bad", 1), batch("good", 2), batch("good", 3)])
+    train_loss = brain.avg_train_loss
+    brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+    brain.avg_train_loss, brain.step = 0.0, 0  # as SpeechBrain does
+    brain.on_stage_start(sb.Stage.VALID, epoch=1)
+    brain.step = 5  # validation batches
+    assert save_progress(brain, KeyboardInterrupt())
+    assert (brain.step, brain.avg_train_loss) == (5, 0.0)  # left as it was
+
+    resumed = make_brain(1, tmp_path)
+    resumed.checkpointer.recover_if_possible()
+    assert (resumed.step, resumed.skipped_batches) == (3, 1)
+    assert resumed.avg_train_loss == pytest.approx(train_loss, rel=1e-6)
+    resumed.on_stage_start(sb.Stage.TRAIN, epoch=1)
+    resumed.on_stage_end(sb.Stage.TRAIN, resumed.avg_train_loss, epoch=1)
+    assert resumed.train_stats["loss"] == pytest.approx(train_loss, rel=1e-6)
+
+
+def test_ddp_ranks_stop_together_after_a_ctrl_c_on_one_rank(tmp_path):
+    import subprocess
+    import sys
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    helpers = os.path.join(os.path.dirname(__file__), "helpers")
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node=2", "--master_port=29527",
+         os.path.join(helpers, "ddp_interrupt.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1",
+                 PYTHONPATH=os.pathsep.join(
+                     [helpers, os.environ.get("PYTHONPATH", "")])),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [torch.load(os.path.join(str(tmp_path), f"rank{r}.pt"))
+             for r in (0, 1)]
+    assert [r["stopped_at"] for r in ranks] == [2, 2]
+    assert [r["optimizer_step"] for r in ranks] == [2, 2]
 
 
 def test_validation_mean_ignores_the_training_skips():
