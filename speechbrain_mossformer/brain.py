@@ -20,17 +20,21 @@ drift and bugs between the copies. This module is the single shared version:
 * a ``test_results.csv`` with per-utterance SI-SNR, SI-SNRi, SDR and SDRi
   plus a mean row, written once (main process) under DDP, computed during
   the test pass itself (no second pass over the test set);
-* Ctrl-C during a training step takes effect when the step (or the
-  gradient accumulation window) is complete, on every DDP rank at the same
-  step, so the checkpoint saved on the way out holds exactly the batches
-  trained (none counted but not applied, no half-applied update);
+* Ctrl-C (and, in the recipes, SIGTERM: a cluster's preemption or
+  ``torchrun`` stopping) during training takes effect when the step (or
+  the gradient accumulation window, or the epoch's training) is complete,
+  on every DDP rank at the same step, so the checkpoint saved on the way
+  out holds exactly the batches trained (none counted but not applied, no
+  half-applied update);
 * optional example audio.
 
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import contextlib
 import csv
+import functools
 import logging
 import os
 import signal
@@ -56,22 +60,36 @@ logger = logging.getLogger(__name__)
 RESULT_FIELDS = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
 
 
-class HeldInterrupt:
-    """Holds Ctrl-C (SIGINT) while a training step runs.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that training stops the same way."""
 
-    Inside ``held()`` a SIGINT is recorded instead of raising
-    ``KeyboardInterrupt`` in the middle of the forward pass, the backward
-    pass or the optimizer step; the Brain stops once the step is complete.
-    A second Ctrl-C at least ``insist_after`` seconds after the first stops
-    at once (``torchrun`` forwards the terminal's SIGINT to its workers,
-    which then receive it twice within milliseconds). Nothing is held
-    outside the main thread, or when another SIGINT handler than Python's
-    default is installed.
+
+def raise_terminated(signum, frame):
+    """SIGTERM handler that raises ``Terminated`` (the recipes install it
+    while training; ``HeldInterrupt`` holds it during a step)."""
+    raise Terminated
+
+
+class HeldInterrupt:
+    """Holds Ctrl-C (SIGINT) and SIGTERM while training.
+
+    While held (``hold()`` ... ``release()``, or ``with held():``), the
+    signal is recorded in ``pending`` instead of raising
+    ``KeyboardInterrupt`` (``Terminated`` for SIGTERM) in the middle of a
+    forward pass, a backward pass, an optimizer step or a collective; the
+    Brain raises ``stop()`` at a point where every DDP rank agrees and the
+    state is whole (after an optimizer step, at the end of the training
+    stage). A second signal at least ``insist_after`` seconds after the
+    first is raised at once: the way out of a step that does not end.
+    Nothing is held outside the main thread, and a signal is only held
+    while its handler is the one that would raise: Python's default for
+    SIGINT, ``raise_terminated`` for SIGTERM.
 
     Arguments
     ---------
     insist_after : float
-        Seconds after which a second SIGINT is taken as "stop at once".
+        Seconds after which a second signal stops at once (a quick double
+        press counts once).
 
     Example
     -------
@@ -80,54 +98,89 @@ class HeldInterrupt:
     ...     signal.raise_signal(signal.SIGINT)  # held, not raised
     ...     print("the step goes on")
     the step goes on
-    >>> interrupt.pending
-    True
+    >>> interrupt.pending, type(interrupt.stop()).__name__
+    (True, 'KeyboardInterrupt')
     """
+
+    #: the signals held, each with the handler it replaces
+    RAISING = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: raise_terminated,
+    }
 
     def __init__(self, insist_after=1.0):
         self.insist_after = insist_after
+        self._previous = {}
+        self.reset()
+
+    def reset(self):
+        """Forgets any signal received."""
         self.pending = False
         self.agreed = False
+        self.signum = None
         self._first = None
+
+    def stop(self):
+        """The exception to stop with: ``Terminated`` after a SIGTERM."""
+        if self.signum == signal.SIGTERM:
+            return Terminated()
+        return KeyboardInterrupt()
 
     def _handler(self, signum, frame):
         now = time.monotonic()
         if self._first is not None and now - self._first >= self.insist_after:
-            raise KeyboardInterrupt
+            self.signum = signum
+            self.release()
+            raise self.stop()
         if self._first is None:
             self._first = now
+            self.signum = signum
             logger.warning(
-                "Ctrl-C: stopping when this training step is complete, "
-                "with a checkpoint (Ctrl-C again to stop at once)"
+                f"{signal.Signals(signum).name}: stopping after this "
+                "training step, with a checkpoint (Ctrl-C again to stop at "
+                "once)"
             )
         self.pending = True
 
+    def hold(self):
+        """Starts holding the signals (main thread, default handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, raising in self.RAISING.items():
+            if signum not in self._previous and (
+                signal.getsignal(signum) is raising
+            ):
+                self._previous[signum] = signal.signal(signum, self._handler)
+
+    def release(self):
+        """Puts the handlers back; a pending signal stays pending."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @contextlib.contextmanager
     def held(self):
-        """Context manager: SIGINT is held while it is active."""
-        return _Holding(self)
+        """``hold()`` for the ``with`` block, then ``release()``."""
+        self.hold()
+        try:
+            yield self
+        finally:
+            self.release()
 
 
-class _Holding:
-    """``HeldInterrupt.held()``: installs and restores the handler."""
+def _ignore_stop_signals(worker_init_fn, worker_id):
+    """DataLoader worker start: Ctrl-C and SIGTERM are the main process's.
 
-    def __init__(self, interrupt):
-        self.interrupt = interrupt
-        self.previous = None
-
-    def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT)
-                is signal.default_int_handler):
-            self.previous = signal.signal(
-                signal.SIGINT, self.interrupt._handler
-            )
-        return self.interrupt
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-        return False
+    A terminal's Ctrl-C reaches the whole process group and a cluster's
+    SIGTERM every process of the job; a worker that dies of it makes the
+    main process fail ("DataLoader worker exited unexpectedly") while it
+    finishes the step it is holding the signal for, and no checkpoint is
+    saved. The main process stops the workers when it stops.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
 
 
 @sb.utils.checkpoints.register_checkpoint_hooks
@@ -178,6 +231,53 @@ class Separation(sb.Brain):
         self.interrupt = HeldInterrupt()
         # (batches, average loss) of the epoch's finished training stage
         self.finished_training = None
+
+    def fit(self, *args, **kwargs):
+        """SpeechBrain's ``fit``; Ctrl-C and SIGTERM are held in training.
+
+        See ``fit_batch`` and ``on_stage_start``; the handlers are put back
+        whatever ends the run.
+        """
+        self._loaders = []
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self.interrupt.release()
+            self._stop_loader_workers()
+
+    def _stop_loader_workers(self):
+        """Stops the workers of the DataLoaders that ``fit`` made.
+
+        A training loader keeps its iterator (SpeechBrain saves its position
+        in checkpoints), so after a stop in the middle of an epoch its
+        workers would live until the interpreter exits, where
+        ``multiprocessing`` terminates them with SIGTERM, which they ignore
+        (``_ignore_stop_signals``), and waits for them forever. Stopped
+        here, they get the DataLoader's own end-of-work message. The
+        position (``_num_yielded``) stays for the checkpoint.
+        """
+        for loader in getattr(self, "_loaders", []):
+            iterator = getattr(loader, "_speechbrain_iterator", None)
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        self._loaders = []
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """SpeechBrain's, with workers that leave Ctrl-C and SIGTERM to the
+        main process (see ``_ignore_stop_signals``)."""
+        if loader_kwargs.get("num_workers", 0):
+            loader_kwargs["worker_init_fn"] = functools.partial(
+                _ignore_stop_signals, loader_kwargs.get("worker_init_fn")
+            )
+        loader = super().make_dataloader(
+            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+        )
+        if hasattr(self, "_loaders"):
+            self._loaders.append(loader)
+        return loader
 
     # ------------------------------------------------------------------
     # Options with defaults, so a minimal yaml works.
@@ -378,19 +478,21 @@ class Separation(sb.Brain):
         are kept, and each optimizer step uses the mean over the
         micro-batches of its window that were not skipped.
 
-        Ctrl-C during the step is held (``HeldInterrupt``) and raised as
-        ``KeyboardInterrupt`` once the optimizer has stepped: the batch is
-        then trained and counted, and its loss is in the epoch's average.
+        A Ctrl-C (or SIGTERM) held during training (``HeldInterrupt``) is
+        raised as ``KeyboardInterrupt`` (``Terminated``) here, once the
+        optimizer has stepped, on every DDP rank at the same step: the
+        batch is then trained and counted, and its loss is in the epoch's
+        average.
         """
-        with self.interrupt.held():
-            loss, should_step = self._train_step(batch)
+        loss, should_step = self._train_step(batch)
         stop = self.interrupt.agreed if is_distributed_initialized() else (
             self.interrupt.pending)
         if should_step and stop:
             self.avg_train_loss = self.update_average(
                 loss, self.avg_train_loss
             )
-            raise KeyboardInterrupt
+            self.interrupt.release()
+            raise self.interrupt.stop()
         return loss
 
     def _train_step(self, batch):
@@ -652,8 +754,12 @@ class Separation(sb.Brain):
         self.stage = stage
         if stage == sb.Stage.TRAIN:
             self.window_backwards = 0
-            self.interrupt = HeldInterrupt()
             self.finished_training = None
+            # Ctrl-C and SIGTERM wait for a whole step (fit_batch) or the
+            # end of the stage, also between steps (data loading, periodic
+            # checkpoints): every rank then stops at the same point
+            self.interrupt.reset()
+            self.interrupt.hold()
             if self.step == 0:  # not when resuming inside the epoch
                 self.skipped_batches = 0
             if self.dynamic_mixing_dataset is not None and epoch is not None:
@@ -679,6 +785,19 @@ class Separation(sb.Brain):
             stage_stats["skipped_batches"] = self.skipped_batches
             self.train_stats = stage_stats
             self.finished_training = (self.step, stage_loss)
+            # a signal held after the last step (in the epoch's last,
+            # incomplete accumulation window, or under DDP after the last
+            # step's all-reduce) stops here, the epoch's training complete
+            stop = self.interrupt.pending
+            if is_distributed_initialized():
+                flag = torch.tensor(float(stop), device=self.device)
+                torch.distributed.all_reduce(
+                    flag, op=torch.distributed.ReduceOp.MAX
+                )
+                stop = bool(flag.item() > 0)
+            self.interrupt.release()
+            if stop:
+                raise self.interrupt.stop()
         elif stage == sb.Stage.VALID:
             current_lr = self.optimizer.param_groups[0]["lr"]
             scheduler = self._hp("lr_scheduler")

@@ -8,6 +8,12 @@ with ``EOFError``. Here ``CKPT.yaml`` is written last, by an atomic rename,
 so an interrupted save is simply not a checkpoint and training resumes from
 the previous one.
 
+Under DDP the other processes wait for that rename (a barrier): they list
+the checkpoints next (``save_and_keep_only``), and a process that did not
+yet see the new ``CKPT.yaml`` chose other checkpoints to delete than the
+main process, so their collective calls no longer matched and the run hung
+(seen after resuming a ``torchrun`` run).
+
 Authors
  * speechbrain-mossformer contributors 2026
 """
@@ -15,6 +21,7 @@ Authors
 import os
 
 from speechbrain.utils import checkpoints as sb_checkpoints
+from speechbrain.utils.distributed import ddp_barrier
 
 _PARTIAL = ".partial"
 
@@ -48,9 +55,11 @@ class AtomicCheckpointer(sb_checkpoints.Checkpointer):
         )
 
     def save_checkpoint(self, *args, **kwargs):
-        """Saves like SpeechBrain, then publishes ``CKPT.yaml`` atomically."""
+        """Saves like SpeechBrain, then publishes ``CKPT.yaml`` atomically;
+        every DDP process returns once it is published."""
         checkpoint = super().save_checkpoint(*args, **kwargs)
         if checkpoint is not None:  # main process
             meta = checkpoint.path / sb_checkpoints.METAFNAME
             os.replace(meta.with_name(meta.name + _PARTIAL), meta)
+        ddp_barrier()
         return checkpoint

@@ -21,7 +21,9 @@ Authors
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
 
 import speechbrain as sb
 import torch
@@ -33,7 +35,11 @@ from speechbrain.utils.distributed import (
     run_on_main,
 )
 
-from speechbrain_mossformer.brain import Separation
+from speechbrain_mossformer.brain import (
+    Separation,
+    Terminated,
+    raise_terminated,
+)
 from speechbrain_mossformer.dataprep.csv_manifest import DataPreparationError
 from speechbrain_mossformer.errors import first_line
 
@@ -943,11 +949,11 @@ def save_progress(separator, err):
     would hang every process until the DDP timeout, and save nothing.
     Such a run keeps its last periodic checkpoint.
 
-    Stopped during validation, the epoch's training is complete: the
-    checkpoint records it as at the end of the training loop (its batch
-    count and average loss; SpeechBrain has already reset both to count
-    validation batches), so the resumed run validates again and logs the
-    epoch's real training loss, not 0.
+    Stopped once the epoch's training is complete (at its end, or during
+    validation), the checkpoint records it as at the end of the training
+    loop (its batch count and average loss; SpeechBrain resets both before
+    validating, and counts validation batches), so the resumed run
+    validates again and logs the epoch's real training loss, not 0.
 
     Arguments
     ---------
@@ -982,7 +988,7 @@ def save_progress(separator, err):
         )
         return False
     finished = getattr(separator, "finished_training", None)
-    if getattr(separator, "stage", None) == sb.Stage.VALID and finished:
+    if finished:
         during = separator.step, separator.avg_train_loss
         separator.step, separator.avg_train_loss = finished
         try:
@@ -1002,6 +1008,12 @@ COUNT_KEYS = (
     "N_encoder_out", "out_channels", "num_blocks", "group_size",
     "query_key_dim", "kernel_size",
 )
+
+
+def _is_object(value):
+    """Whether a recipe yaml value builds an object (``!new:`` ...)."""
+    tag = str(getattr(getattr(value, "tag", None), "value", None) or "")
+    return tag.startswith(("!new:", "!name:", "!apply:", "!module:"))
 
 
 def check_overrides(hparams_file, overrides):
@@ -1046,20 +1058,28 @@ def check_overrides(hparams_file, overrides):
     try:
         with open(hparams_file, encoding="utf-8") as f:
             defaults = YAML(typ="rt").load(f) or {}
-        given = YAML(typ="rt").load(overrides) or {} if overrides else {}
     except Exception as err:
         raise RecipeError(f"{hparams_file}: {first_line(err)}") from None
+    try:
+        given = YAML(typ="rt").load(overrides) or {} if overrides else {}
+    except Exception as err:
+        # e.g. a setting given twice; the line numbers would be those of
+        # SpeechBrain's yaml text of the overrides, not the user's
+        problem = getattr(err, "problem", None) or first_line(err)
+        raise RecipeError(f"command-line overrides: {problem}") from None
     if not isinstance(defaults, dict) or not isinstance(given, dict):
         return  # not the shape a recipe yaml has: left to hyperpyyaml
     for key, value in given.items():
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), map(str, defaults))
+            settings = [k for k, v in defaults.items() if not _is_object(v)]
+            close = difflib.get_close_matches(str(key), map(str, settings))
             hint = f" (did you mean --{close[0]}?)" if close else ""
             raise RecipeError(
                 f"--{key}: {hparams_file} has no such setting{hint}"
             )
         default = defaults[key]
-        if value is None or getattr(default, "tag", None) is not None:
+        if (value is None or getattr(default, "tag", None) is not None
+                or getattr(value, "tag", None) is not None):
             continue  # null, or a yaml expression / object: hyperpyyaml's
         if isinstance(default, bool) and not isinstance(value, bool):
             raise RecipeError(
@@ -1067,7 +1087,13 @@ def check_overrides(hparams_file, overrides):
             )
         number = isinstance(value, (int, float)) and not isinstance(
             value, bool)
-        if (isinstance(default, (int, float))
+        if isinstance(value, str):
+            try:  # "inf", "-inf": the Brain reads them with float()
+                float(value)
+                number = True
+            except ValueError:
+                pass
+        if (isinstance(default, (int, float)) and key not in COUNT_KEYS
                 and not isinstance(default, bool) and not number):
             raise RecipeError(
                 f"--{key} {value}: expected a number ({hparams_file} has "
@@ -1163,6 +1189,13 @@ def run_recipe(argv, dataset):
         train_opts["collate_fn"] = PaddedBatch
     configure_reverb(hparams)
 
+    # SIGTERM (a cluster's preemption, torchrun stopping its workers) stops
+    # training like Ctrl-C, with a checkpoint, instead of killing it
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        signal.signal(signal.SIGTERM, raise_terminated)
+        if main_thread else None
+    )
     try:
         separator.fit(
             hparams["epoch_counter"],
@@ -1175,6 +1208,9 @@ def run_recipe(argv, dataset):
         # Nothing the user trained is lost: keep where we are.
         save_progress(separator, err)
         raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
     checkpointer = hparams["checkpointer"]
     if checkpointer.find_checkpoint(min_key="si-snr") is None:
@@ -1272,13 +1308,15 @@ def main(dataset):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         # the checkpoint (if any) is saved and logged by run_recipe
+        terminated = isinstance(err, Terminated)
         print(
-            "interrupted: run the same command again to resume",
+            f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: "
+            "run the same command again to resume",
             file=sys.stderr,
         )
-        code = 130
+        code = 143 if terminated else 130
     finally:
         distributed = end_distributed()
     if distributed:

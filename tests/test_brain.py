@@ -14,6 +14,34 @@ from speechbrain_mossformer.brain import Separation
 from speechbrain_mossformer.lobes.models.mossformer import MossFormerWrapper
 
 
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """The Brain holds SIGINT/SIGTERM from the start of a training stage;
+    a test that stops in the middle leaves them held."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def step_without_stopping(brain, batches):
+    """``run_steps``, failing the test (not ending the pytest run) if a
+    KeyboardInterrupt escapes."""
+    try:
+        return run_steps(brain, batches)
+    except KeyboardInterrupt:
+        pytest.fail("stopped in the middle of a step or window")
+
+
+def send_held(signum=signal.SIGINT):
+    """Sends ``signum`` to this process where it must be held: failing the
+    test (not ending the pytest run) if it raises."""
+    try:
+        signal.raise_signal(signum)
+    except KeyboardInterrupt:
+        pytest.fail(f"{signal.Signals(signum).name} was not held")
+
+
 class ScriptedLoss(Separation):
     """A Separation whose loss is NaN for the batches named ``bad*``."""
 
@@ -243,11 +271,12 @@ def test_ctrl_c_during_a_step_stops_once_the_step_is_applied():
     # applied it (or had applied half an optimizer step)
     reference = make_brain(1)
     run_steps(reference, [batch("good", 1), batch("good", 2)])
+    reference.interrupt.release()  # one Brain trains at a time
 
     brain = make_brain(1)
     brain.__class__ = CtrlCAt
     brain.ctrl_c_steps = (2,)
-    run_steps(brain, [batch("good", 1)])
+    step_without_stopping(brain, [batch("good", 1)])
     with pytest.raises(KeyboardInterrupt):
         run_steps(brain, [batch("good", 2)])
     assert brain.step == 2 and brain.optimizer_step == 2
@@ -258,17 +287,115 @@ def test_ctrl_c_during_a_step_stops_once_the_step_is_applied():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_between_steps_waits_for_the_next_step():
+    # e.g. while the DataLoader fetches the next batch (SpeechBrain has not
+    # counted it yet, so stopping at once would also be consistent, but a
+    # DDP rank stopping there leaves the others in the next all-reduce)
+    brain = make_brain(1)
+    step_without_stopping(brain, [batch("good", 1)])
+    send_held()
+    with pytest.raises(KeyboardInterrupt):
+        run_steps(brain, [batch("good", 2)])
+    assert (brain.step, brain.optimizer_step) == (2, 2)
+
+
 def test_ctrl_c_waits_for_the_end_of_the_accumulation_window():
     # factor 2: Ctrl-C in the window's first micro-batch; stopping there
     # would lose its gradients (they are not in the checkpoint)
     brain = make_brain(2)
     brain.__class__ = CtrlCAt
     brain.ctrl_c_steps = (1,)
-    run_steps(brain, [batch("good", 1)])  # held, no step yet
+    step_without_stopping(brain, [batch("good", 1)])  # held, no step yet
     assert brain.optimizer_step == 0
     with pytest.raises(KeyboardInterrupt):
         run_steps(brain, [batch("good", 2)])
     assert (brain.step, brain.optimizer_step) == (2, 1)
+
+
+def test_ctrl_c_in_the_epochs_last_partial_window_stops_at_its_end():
+    # 3 micro-batches, factor 2: the last window never completes, so the
+    # held signal used to be dropped and training went on to the next epoch
+    brain = make_brain(2)
+    brain.__class__ = CtrlCAt
+    brain.ctrl_c_steps = (3,)
+    step_without_stopping(
+        brain, [batch("good", 1), batch("good", 2), batch("good", 3)])
+    with pytest.raises(KeyboardInterrupt):
+        brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+    assert brain.finished_training == (3, brain.avg_train_loss)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
+    # a terminal's Ctrl-C reaches the workers too; one that died of it made
+    # the main process fail while it finished the held step, saving nothing
+    class Handlers(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return torch.tensor([
+                signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                signal.getsignal(signal.SIGTERM) == signal.SIG_IGN,
+            ])
+
+    brain = make_brain(1)
+    seen = []
+    loader = brain.make_dataloader(
+        Handlers(), sb.Stage.VALID, num_workers=1,
+        worker_init_fn=lambda worker_id: seen.append(worker_id),
+    )
+    assert all(bool(flags.all()) for flags in loader)
+
+
+def test_a_stopped_fit_leaves_no_dataloader_worker_behind():
+    # the training loader keeps its iterator; its workers ignore SIGINT and
+    # SIGTERM, so multiprocessing's exit handler waited for them forever
+    import multiprocessing
+
+    class Mixtures(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            gen = torch.Generator().manual_seed(i)
+            s1, s2 = torch.randn(2, 160, generator=gen)
+            return {"id": "good", "mix_sig": s1 + s2, "s1_sig": s1,
+                    "s2_sig": s2}
+
+    brain = make_brain(1)
+    brain.__class__ = CtrlCAt
+    brain.ctrl_c_steps = (2,)
+    with pytest.raises(KeyboardInterrupt):
+        brain.fit(
+            sb.utils.epoch_loop.EpochCounter(limit=1), Mixtures(), Mixtures(),
+            train_loader_kwargs={"num_workers": 1, "batch_size": 1,
+                                 "collate_fn": PaddedBatch},
+            progressbar=False,
+        )
+    assert (brain.step, brain.optimizer_step) == (2, 2)
+    assert multiprocessing.active_children() == []
+
+
+def test_sigterm_during_a_step_stops_after_it_as_terminated():
+    # the recipes install raise_terminated while training: a preempted job
+    # (SIGTERM) stops like Ctrl-C, after the step, with its own exception
+    from speechbrain_mossformer.brain import Terminated, raise_terminated
+
+    class SigtermAt2(ScriptedLoss):
+        def compute_forward(self, batch, stage):
+            if self.step == 2:
+                signal.raise_signal(signal.SIGTERM)
+            return super().compute_forward(batch, stage)
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+    brain = make_brain(1)  # starts the training stage: holds SIGTERM
+    brain.__class__ = SigtermAt2
+    step_without_stopping(brain, [batch("good", 1)])
+    with pytest.raises(Terminated):
+        run_steps(brain, [batch("good", 2)])
+    assert (brain.step, brain.optimizer_step) == (2, 2)
+    assert signal.getsignal(signal.SIGTERM) is raise_terminated
 
 
 def test_a_second_ctrl_c_later_stops_at_once():
@@ -277,14 +404,13 @@ def test_a_second_ctrl_c_later_stops_at_once():
     interrupt = HeldInterrupt(insist_after=0.0)
     with pytest.raises(KeyboardInterrupt):
         with interrupt.held():
-            signal.raise_signal(signal.SIGINT)  # held
+            send_held()
             signal.raise_signal(signal.SIGINT)  # insisted: raised here
-    # and a repeat within insist_after (torchrun forwards the terminal's
-    # Ctrl-C to its workers, which get it twice) is still held
+    # and a quick double press (within insist_after) counts once
     interrupt = HeldInterrupt(insist_after=60.0)
     with interrupt.held():
-        signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)
+        send_held()
+        send_held()
     assert interrupt.pending
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -313,25 +439,59 @@ def test_ctrl_c_during_validation_keeps_the_epochs_training_loss(tmp_path):
     assert resumed.train_stats["loss"] == pytest.approx(train_loss, rel=1e-6)
 
 
-def test_ddp_ranks_stop_together_after_a_ctrl_c_on_one_rank(tmp_path):
+def run_two_ranks(helper, out, port, *args, timeout=300):
+    """Runs ``tests/helpers/<helper> OUT ARGS`` on two torchrun ranks."""
     import subprocess
     import sys
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     helpers = os.path.join(os.path.dirname(__file__), "helpers")
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29527",
-         os.path.join(helpers, "ddp_interrupt.py"), str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [torchrun, "--nproc_per_node=2", f"--master_port={port}",
+         os.path.join(helpers, helper), str(out), *args],
+        capture_output=True, text=True, timeout=timeout,
         env=dict(os.environ, OMP_NUM_THREADS="1",
                  PYTHONPATH=os.pathsep.join(
                      [helpers, os.environ.get("PYTHONPATH", "")])),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.parametrize(
+    "mode, stopped_at, steps",
+    [
+        ("one", 2, 2),  # only rank 1 signalled, in step 2
+        ("mixed", 2, 2),  # rank 0 between steps, rank 1 after the reduce
+        ("last", "end of stage", 3),  # both after the last all-reduce
+    ],
+)
+def test_ddp_ranks_stop_together_after_a_ctrl_c(tmp_path, mode, stopped_at,
+                                                steps):
+    run_two_ranks("ddp_interrupt.py", tmp_path, 29527, mode)
     ranks = [torch.load(os.path.join(str(tmp_path), f"rank{r}.pt"))
              for r in (0, 1)]
-    assert [r["stopped_at"] for r in ranks] == [2, 2]
-    assert [r["optimizer_step"] for r in ranks] == [2, 2]
+    assert [r["stopped_at"] for r in ranks] == [stopped_at] * 2
+    assert [r["optimizer_step"] for r in ranks] == [steps] * 2
+
+
+def test_ddp_checkpoint_cleanup_waits_for_the_published_checkpoint(
+    tmp_path,
+):
+    # rank 0 publishes CKPT.yaml half a second late: rank 1 used to list the
+    # checkpoints without the new one, delete other ones than rank 0, and
+    # both hung in mismatched collectives (seen after a torchrun resume)
+    import subprocess
+
+    try:
+        run_two_ranks("ddp_checkpoint.py", tmp_path, 29529, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the ranks hung in the checkpoint clean-up")
+    assert sorted(os.listdir(tmp_path)) == ["rank0.done", "rank1.done",
+                                            "save"]
+    kept = os.listdir(tmp_path / "save")
+    assert len(kept) == 1
+    meta = open(tmp_path / "save" / kept[0] / "CKPT.yaml").read()
+    assert "si-snr: 1.0" in meta
 
 
 def test_validation_mean_ignores_the_training_skips():

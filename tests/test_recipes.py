@@ -167,7 +167,10 @@ def test_dynamic_mixing_path_of_each_recipe(
     assert_complete_run(out, n_test=4)
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path, how):
+    # SIGKILL: the last periodic checkpoint; SIGTERM (a preempted job):
+    # the step in progress completes, an intra-epoch checkpoint, exit 143
     out = str(tmp_path / "out")
     script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
     cmd = [
@@ -176,8 +179,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
         "--ckpt_interval_steps=3",
         *TINY,
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     log = os.path.join(out, "train_log.txt")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -185,8 +188,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
             break  # epoch 1 is done: kill during epoch 2
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(getattr(signal, how))
+    stdout, stderr = proc.communicate()
+    if how == "SIGTERM":
+        assert proc.returncode == 143, stderr[-3000:]
+        assert "saved an intra-epoch checkpoint" in stdout + stderr
+        assert stderr.strip().splitlines()[-1] == (
+            "terminated (SIGTERM): run the same command again to resume")
     killed_at = train_log_epochs(out)
     assert killed_at and killed_at[-1] < 4
     resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -291,7 +299,7 @@ def test_clear_errors_for_bad_data_folders(data, tmp_path, case, message):
         (["--dynamic_mixing=True", "--base_folder_dm=DATA"], "overlap"),
         # overrides checked against the yaml before anything is built
         (["--N_epoch=2"], "has no such setting (did you mean --N_epochs?)"),
-        (["--N_epochs=two"], "--N_epochs two: expected a number"),
+        (["--N_epochs=two"], "--N_epochs two: expected a whole number"),
         (["--lr=abc"], "--lr abc: expected a number"),
         (["--batch_size=0"], "--batch_size 0: expected a whole number"),
     ],
@@ -406,6 +414,25 @@ def test_reverberant_whamr_targets_turn_reverb_augmentation_off():
     assert "already reverberant" in notes[0]
     anechoic = dict(hparams, whamr_targets="anechoic", use_reverb=True)
     assert check_settings(anechoic) == [] and anechoic["use_reverb"] is True
+
+
+def test_overrides_that_the_brain_accepts_pass_the_check():
+    from speechbrain_mossformer.recipe import RecipeError, check_overrides
+
+    _, wsj = recipe_paths("wsj0mix", "mossformer.yaml")
+    given = "data_folder: /d\n"
+    # read with float() by the Brain; a hyperpyyaml reference; null
+    for extra in ("loss_upper_lim: inf", "threshold: -inf",
+                  "N_epochs: !ref <seed>", "init_from: null", "lr: 1e-3",
+                  "threshold: -25.5"):
+        check_overrides(wsj, given + extra)
+    with pytest.raises(RecipeError, match="command-line overrides: found "
+                       "duplicate key"):
+        check_overrides(wsj, given + "N_epochs: 1\nN_epochs: 2")
+    # the closest *setting*, not an object such as train_logger
+    with pytest.raises(RecipeError) as err:
+        check_overrides(wsj, given + "train_loger: x")
+    assert "did you mean --train_logger" not in str(err.value)
 
 
 def test_ddp_backend_follows_the_device():

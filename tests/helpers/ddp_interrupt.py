@@ -1,57 +1,79 @@
-"""Two DDP ranks; only rank 1 gets a Ctrl-C (SIGINT), during its step 2.
+"""Two DDP ranks; Ctrl-C (SIGINT) reaches them at different points.
 
-``torchrun --nproc_per_node=2 ddp_interrupt.py OUT`` writes
-``OUT/rank<r>.pt`` with the step at which each rank stopped and its
-optimizer steps. The held interrupt is agreed through the step's
-collective, so both ranks must stop after step 2, with 2 optimizer steps
-(rank 0 alone, stopping later or not at all, would hang in the next
-gradient all-reduce).
+``torchrun --nproc_per_node=2 ddp_interrupt.py OUT MODE`` writes
+``OUT/rank<r>.pt`` with where each rank stopped and its optimizer steps:
+
+* ``one``: only rank 1 gets the signal, in the forward pass of step 2;
+* ``mixed``: rank 0 gets it between steps 1 and 2 (data loading), rank 1
+  in step 2 after the step's all-reduce;
+* ``last``: both get it in the last step (3), after its all-reduce.
+
+The held signal is agreed through the step's collective (or, after the
+last step, at the end of the training stage), so both ranks must stop at
+the same point: after step 2 in ``one`` and ``mixed``, at the end of the
+stage in ``last``. A rank stopping alone would leave the other one in a
+collective it never completes.
 """
 
 import os
 import signal
 import sys
 
+import speechbrain as sb
 import torch
 from ddp_skip import mixture, tiny_model
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 
-import speechbrain as sb
 from speechbrain_mossformer.brain import Separation
 from speechbrain_mossformer.recipe import end_distributed, exit_now
 
 
-class CtrlCOnRank1(Separation):
-    """Rank 1 sends itself SIGINT during the forward pass of step 2."""
+class SignalAt(Separation):
+    """Sends itself SIGINT at (step, where) in ``self.plan``."""
 
     def compute_forward(self, batch, stage):
-        if self.rank == 1 and self.step == 2:
+        if (self.step, "forward") in self.plan:
             signal.raise_signal(signal.SIGINT)
         return super().compute_forward(batch, stage)
 
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if (self.step, "after all-reduce") in self.plan:
+            signal.raise_signal(signal.SIGINT)
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
+
+
+PLANS = {
+    "one": {1: [(2, "forward")]},
+    "mixed": {0: [(2, "between")], 1: [(2, "after all-reduce")]},
+    "last": {0: [(3, "after all-reduce")], 1: [(3, "after all-reduce")]},
+}
 
 if __name__ == "__main__":
-    out = sys.argv[1]
+    out, mode = sys.argv[1], sys.argv[2]
     sb.utils.distributed.ddp_init_group({"distributed_backend": "gloo"})
     rank = int(os.environ["RANK"])
     model = tiny_model()
-    brain = CtrlCOnRank1(
+    brain = SignalAt(
         modules={"encoder": model.encoder, "masknet": model.masknet,
                  "decoder": model.decoder},
         opt_class=lambda params: torch.optim.SGD(params, 0.1),
         hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper},
         run_opts={"device": "cpu", "distributed_backend": "gloo"},
     )
-    brain.rank = rank
+    brain.plan = PLANS[mode].get(rank, [])
     brain.on_fit_start()  # DDP wrapping and the optimizer
     brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     stopped_at = None
     try:
-        for seed in range(1, 6):
+        for seed in range(1, 4):
+            if (brain.step + 1, "between") in brain.plan:
+                signal.raise_signal(signal.SIGINT)
             brain.step += 1
             brain.fit_batch(mixture("good", seed + 10 * rank))
+        stopped_at = "trained all"
+        brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
     except KeyboardInterrupt:
-        stopped_at = brain.step
+        stopped_at = brain.step if stopped_at is None else "end of stage"
     torch.save(
         {"stopped_at": stopped_at, "optimizer_step": brain.optimizer_step},
         os.path.join(out, f"rank{rank}.pt"),
