@@ -32,6 +32,7 @@ Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import atexit
 import contextlib
 import csv
 import functools
@@ -40,6 +41,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 import speechbrain as sb
 import torch
@@ -183,6 +185,44 @@ def _ignore_stop_signals(worker_init_fn, worker_id):
         worker_init_fn(worker_id)
 
 
+#: Every DataLoader with workers made by a ``Separation``: their workers are
+#: stopped at exit too (see ``stop_loader_workers``).
+_LOADERS_WITH_WORKERS = weakref.WeakSet()
+
+
+def stop_loader_workers(loaders):
+    """Stops the workers of ``loaders`` that still have some.
+
+    A training loader keeps its iterator (SpeechBrain saves its position in
+    checkpoints; ``persistent_workers`` keeps one too), so after a stop in
+    the middle of an epoch its workers would live until the interpreter
+    exits, where ``multiprocessing`` stops its children with SIGTERM, which
+    these workers ignore (``_ignore_stop_signals``), and waits for them
+    forever. Stopped here, they get the DataLoader's own end-of-work
+    message. The position (``_num_yielded``) stays for the checkpoint.
+
+    Arguments
+    ---------
+    loaders : iterable of torch.utils.data.DataLoader
+        The loaders (a loader without workers or iterator is left alone).
+
+    Example
+    -------
+    >>> stop_loader_workers([torch.utils.data.DataLoader(range(4))])
+    """
+    for loader in list(loaders):
+        for name in ("_speechbrain_iterator", "_iterator"):
+            iterator = getattr(loader, name, None)
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+
+
+# Registered after multiprocessing's own exit handler (torch imports it
+# first), so it runs before it.
+atexit.register(stop_loader_workers, _LOADERS_WITH_WORKERS)
+
+
 @sb.utils.checkpoints.register_checkpoint_hooks
 class Separation(sb.Brain):
     """Trains and evaluates an encoder / mask net / decoder separator.
@@ -231,52 +271,47 @@ class Separation(sb.Brain):
         self.interrupt = HeldInterrupt()
         # (batches, average loss) of the epoch's finished training stage
         self.finished_training = None
+        # DataLoaders with workers made by make_dataloader
+        self._loaders = weakref.WeakSet()
 
     def fit(self, *args, **kwargs):
         """SpeechBrain's ``fit``; Ctrl-C and SIGTERM are held in training.
 
         See ``fit_batch`` and ``on_stage_start``; the handlers are put back
+        and the DataLoader workers stopped (``stop_loader_workers``)
         whatever ends the run.
         """
-        self._loaders = []
         try:
             return super().fit(*args, **kwargs)
         finally:
             self.interrupt.release()
-            self._stop_loader_workers()
+            stop_loader_workers(self._loaders)
 
-    def _stop_loader_workers(self):
-        """Stops the workers of the DataLoaders that ``fit`` made.
-
-        A training loader keeps its iterator (SpeechBrain saves its position
-        in checkpoints), so after a stop in the middle of an epoch its
-        workers would live until the interpreter exits, where
-        ``multiprocessing`` terminates them with SIGTERM, which they ignore
-        (``_ignore_stop_signals``), and waits for them forever. Stopped
-        here, they get the DataLoader's own end-of-work message. The
-        position (``_num_yielded``) stays for the checkpoint.
-        """
-        for loader in getattr(self, "_loaders", []):
-            iterator = getattr(loader, "_speechbrain_iterator", None)
-            shutdown = getattr(iterator, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
-        self._loaders = []
+    def evaluate(self, *args, **kwargs):
+        """SpeechBrain's ``evaluate``; the DataLoader workers are stopped
+        whatever ends it."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            stop_loader_workers(self._loaders)
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
     ):
         """SpeechBrain's, with workers that leave Ctrl-C and SIGTERM to the
         main process (see ``_ignore_stop_signals``)."""
-        if loader_kwargs.get("num_workers", 0):
-            loader_kwargs["worker_init_fn"] = functools.partial(
-                _ignore_stop_signals, loader_kwargs.get("worker_init_fn")
+        if not loader_kwargs.get("num_workers", 0):
+            return super().make_dataloader(
+                dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
             )
+        loader_kwargs["worker_init_fn"] = functools.partial(
+            _ignore_stop_signals, loader_kwargs.get("worker_init_fn")
+        )
         loader = super().make_dataloader(
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
-        if hasattr(self, "_loaders"):
-            self._loaders.append(loader)
+        self._loaders.add(loader)
+        _LOADERS_WITH_WORKERS.add(loader)
         return loader
 
     # ------------------------------------------------------------------

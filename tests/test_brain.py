@@ -377,6 +377,24 @@ def test_a_stopped_fit_leaves_no_dataloader_worker_behind():
     assert multiprocessing.active_children() == []
 
 
+def test_a_process_left_with_loader_workers_still_exits():
+    # e.g. an evaluate() stopped by an error, or persistent workers: the
+    # workers ignore SIGTERM, multiprocessing's exit handler sends SIGTERM
+    # and waits; the exit hung
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "helpers",
+                          "exit_with_workers.py")
+    try:
+        proc = subprocess.run([sys.executable, script], capture_output=True,
+                              text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not exit: its DataLoader workers "
+                    "were left running")
+    assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr
+
+
 def test_sigterm_during_a_step_stops_after_it_as_terminated():
     # the recipes install raise_terminated while training: a preempted job
     # (SIGTERM) stops like Ctrl-C, after the step, with its own exception
