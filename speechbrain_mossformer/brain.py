@@ -628,17 +628,21 @@ class Separation(sb.Brain):
         skip = loss is None or not bool(
             torch.isfinite(loss) and loss < upper
         )
-        if is_distributed_initialized():
-            flags = torch.tensor(
-                [float(skip), float(self.interrupt.pending)],
-                device=self.device,
-            )
-            torch.distributed.all_reduce(
-                flags, op=torch.distributed.ReduceOp.MAX
-            )
-            skip = bool(flags[0].item() > 0)
-            self.interrupt.agreed = bool(flags[1].item() > 0)
+        skip, self.interrupt.agreed = self._on_any_rank(
+            skip, self.interrupt.pending
+        )
         return skip
+
+    def _on_any_rank(self, *flags):
+        """Each flag, true where it is true on any DDP rank (one collective;
+        without DDP the flags as given)."""
+        if not is_distributed_initialized():
+            return flags
+        reduced = torch.tensor([float(f) for f in flags], device=self.device)
+        torch.distributed.all_reduce(
+            reduced, op=torch.distributed.ReduceOp.MAX
+        )
+        return tuple(bool(v > 0) for v in reduced.tolist())
 
     @sb.utils.checkpoints.mark_as_saver
     def _save(self, path):
@@ -823,13 +827,7 @@ class Separation(sb.Brain):
             # a signal held after the last step (in the epoch's last,
             # incomplete accumulation window, or under DDP after the last
             # step's all-reduce) stops here, the epoch's training complete
-            stop = self.interrupt.pending
-            if is_distributed_initialized():
-                flag = torch.tensor(float(stop), device=self.device)
-                torch.distributed.all_reduce(
-                    flag, op=torch.distributed.ReduceOp.MAX
-                )
-                stop = bool(flag.item() > 0)
+            (stop,) = self._on_any_rank(self.interrupt.pending)
             self.interrupt.release()
             if stop:
                 raise self.interrupt.stop()

@@ -85,10 +85,24 @@ def plain_value(value):
     return value
 
 
+def yaml_tag(value):
+    """The tag of a ruamel round-trip value (``"!ref"``, ``"!new:..."``),
+    or None for a plain value.
+
+    Example
+    -------
+    >>> from ruamel.yaml import YAML
+    >>> data = YAML(typ="rt").load("a: !ref <b>\\nb: 2\\nc: !PLACEHOLDER")
+    >>> [yaml_tag(v) for v in data.values()]
+    ['!ref', None, '!PLACEHOLDER']
+    """
+    return getattr(getattr(value, "tag", None), "value", None)
+
+
 def _follow_refs(data, key, where, depth=0):
     """Value of top-level ``key``, following ``!ref <other_key>`` links."""
     value = data.get(key)
-    tag = getattr(getattr(value, "tag", None), "value", None)
+    tag = yaml_tag(value)
     if tag is None:
         return value
     text = str(getattr(value, "value", "")).strip()
@@ -128,7 +142,7 @@ def _with_masknet_arguments(data, where):
     ``MossFormerMaskNet`` unless a top-level key gives them.
     """
     node = data.get("MaskNet")
-    tag = str(getattr(getattr(node, "tag", None), "value", None) or "")
+    tag = str(yaml_tag(node) or "")
     if not isinstance(node, dict) or not tag.endswith("MossFormerMaskNet"):
         return data
     import inspect
@@ -147,7 +161,7 @@ def _with_masknet_arguments(data, where):
     for arg, key in MASKNET_ARGUMENTS.items():
         if arg in node:
             value = node[arg]
-            ref = getattr(getattr(value, "tag", None), "value", None)
+            ref = yaml_tag(value)
             text = str(getattr(value, "value", "")).strip()
             if ref == "!ref" and text.startswith("<") and text.endswith(">"):
                 # an unresolved "!ref <key>" (raw yaml): follow it

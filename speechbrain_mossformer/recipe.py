@@ -580,10 +580,7 @@ def resolve_precision(hparams, run_opts):
     >>> hparams["precision"]
     'fp32'
     """
-    device = run_opts.get("device") or (
-        "cuda" if torch.cuda.is_available() else "cpu"
-    )
-    if not str(device).startswith("cpu"):
+    if not _run_device(run_opts).startswith("cpu"):
         return run_opts
     for key in ("precision", "eval_precision"):
         if hparams.get(key) == "fp16":
@@ -591,11 +588,26 @@ def resolve_precision(hparams, run_opts):
             hparams[key] = "fp32"
         if run_opts.get(key) == "fp16":
             logger.warning(f"--{key}=fp16 needs a GPU; using fp32 on CPU")
-            if isinstance(run_opts, dict):
-                run_opts = dict(run_opts, **{key: "fp32"})
-            else:
-                run_opts = dataclasses.replace(run_opts, **{key: "fp32"})
+            run_opts = _with_options(run_opts, **{key: "fp32"})
     return run_opts
+
+
+def _run_device(run_opts):
+    """The run's device: ``--device``, else CUDA when there is a GPU."""
+    return str(run_opts.get("device") or (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    ))
+
+
+def _with_options(run_opts, **options):
+    """``run_opts`` with ``options`` changed, marked as given (SpeechBrain's
+    Brain takes only the options given on the command line)."""
+    if isinstance(run_opts, dict):
+        return dict(run_opts, **options)
+    given = set(getattr(run_opts, "overridden_args", ()))
+    return dataclasses.replace(
+        run_opts, **options, overridden_args=given | set(options)
+    )
 
 
 def choose_ddp_backend(run_opts, environ=None):
@@ -638,9 +650,8 @@ def choose_ddp_backend(run_opts, environ=None):
         return run_opts
     given = getattr(run_opts, "overridden_args", set(run_opts))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    device = str(run_opts.get("device") or ("cuda" if gpus else "cpu"))
     processes = environ.get("LOCAL_WORLD_SIZE", "?")
-    if device.startswith("cpu") or gpus == 0:
+    if _run_device(run_opts).startswith("cpu") or gpus == 0:
         if "distributed_backend" in given:
             raise RecipeError(
                 f"--distributed_backend nccl needs one GPU per process, and "
@@ -648,14 +659,7 @@ def choose_ddp_backend(run_opts, environ=None):
                 ": use --distributed_backend gloo"
             )
         logger.info("DDP on CPU: using the gloo backend (nccl needs GPUs)")
-        if isinstance(run_opts, dict):
-            return dict(run_opts, distributed_backend="gloo")
-        # marked as given: the Brain takes only given options from run_opts
-        return dataclasses.replace(
-            run_opts,
-            distributed_backend="gloo",
-            overridden_args=set(given) | {"distributed_backend"},
-        )
+        return _with_options(run_opts, distributed_backend="gloo")
     if int(environ["LOCAL_RANK"]) >= gpus:
         raise RecipeError(
             f"torchrun started {processes} processes on this machine but it "
@@ -1012,7 +1016,9 @@ COUNT_KEYS = (
 
 def _is_object(value):
     """Whether a recipe yaml value builds an object (``!new:`` ...)."""
-    tag = str(getattr(getattr(value, "tag", None), "value", None) or "")
+    from speechbrain_mossformer.export_checkpoint import yaml_tag
+
+    tag = str(yaml_tag(value) or "")
     return tag.startswith(("!new:", "!name:", "!apply:", "!module:"))
 
 
@@ -1054,6 +1060,8 @@ def check_overrides(hparams_file, overrides):
     import difflib
 
     from ruamel.yaml import YAML
+
+    from speechbrain_mossformer.export_checkpoint import yaml_tag
 
     try:
         with open(hparams_file, encoding="utf-8") as f:
@@ -1107,8 +1115,7 @@ def check_overrides(hparams_file, overrides):
                     f"{least}"
                 )
     for key, default in defaults.items():
-        tag = getattr(getattr(default, "tag", None), "value", None)
-        if tag == "!PLACEHOLDER" and key not in given:
+        if yaml_tag(default) == "!PLACEHOLDER" and key not in given:
             raise RecipeError(
                 f"--{key} is required: {hparams_file} leaves it to the "
                 f"command line"
