@@ -21,8 +21,7 @@ import sys
 
 import speechbrain as sb
 import torch
-from ddp_skip import mixture, tiny_model
-from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+from ddp_skip import ddp_brain, mixture
 
 from speechbrain_mossformer.brain import Separation
 from speechbrain_mossformer.recipe import end_distributed, exit_now
@@ -50,18 +49,9 @@ PLANS = {
 
 if __name__ == "__main__":
     out, mode = sys.argv[1], sys.argv[2]
-    sb.utils.distributed.ddp_init_group({"distributed_backend": "gloo"})
+    brain = ddp_brain(SignalAt)
     rank = int(os.environ["RANK"])
-    model = tiny_model()
-    brain = SignalAt(
-        modules={"encoder": model.encoder, "masknet": model.masknet,
-                 "decoder": model.decoder},
-        opt_class=lambda params: torch.optim.SGD(params, 0.1),
-        hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper},
-        run_opts={"device": "cpu", "distributed_backend": "gloo"},
-    )
     brain.plan = PLANS[mode].get(rank, [])
-    brain.on_fit_start()  # DDP wrapping and the optimizer
     brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     stopped_at = None
     try:

@@ -50,20 +50,27 @@ def mixture(name, seed):
     ])
 
 
-if __name__ == "__main__":
-    out = sys.argv[1]
+def ddp_brain(brain_class, **run_opts):
+    """Joins the gloo process group; a ``brain_class`` Brain on the tiny
+    model with SGD (lr 0.1), DDP-wrapped, with its optimizer."""
     sb.utils.distributed.ddp_init_group({"distributed_backend": "gloo"})
-    rank = int(os.environ["RANK"])
     model = tiny_model()
-    brain = Scripted(
+    brain = brain_class(
         modules={"encoder": model.encoder, "masknet": model.masknet,
                  "decoder": model.decoder},
         opt_class=lambda params: torch.optim.SGD(params, 0.1),
         hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper},
-        run_opts={"device": "cpu", "grad_accumulation_factor": 2,
-                  "max_grad_norm": 1e9, "distributed_backend": "gloo"},
+        run_opts=dict(device="cpu", distributed_backend="gloo", **run_opts),
     )
     brain.on_fit_start()  # DDP wrapping and the optimizer
+    return brain
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    brain = ddp_brain(Scripted, grad_accumulation_factor=2,
+                      max_grad_norm=1e9)
+    rank = int(os.environ["RANK"])
     brain.modules.eval()  # no dropout: the test recomputes the step
     for name, seed in [("good", 1 + rank), ("bad", 10)]:
         brain.step += 1
