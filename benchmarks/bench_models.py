@@ -33,13 +33,41 @@ LABELS = {
 }
 
 
-def build_mossformer(size):
-    """Encoder, mask net and decoder of MossFormer ``size`` (s, m or l)."""
+def model_list(parser, text, allowed=None):
+    """The model names of a ``--models`` value (comma-separated), checked
+    against ``allowed`` (default: all benchmark models); an argparse error
+    for an unknown or empty list."""
+    allowed = ALL_MODELS if allowed is None else allowed
+    models = [m.strip().lower() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in allowed]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(allowed)}")
+    if not models:
+        parser.error("--models is empty")
+    return models
+
+
+def seconds_list(parser, text):
+    """The audio lengths of a ``--seconds`` value (comma-separated
+    seconds); an argparse error for a non-number, an empty list or a
+    length that is not positive."""
+    try:
+        seconds = [float(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seconds wants comma-separated numbers, got {text!r}")
+    if not seconds or min(seconds) <= 0:
+        parser.error(f"--seconds must be positive, got {seconds}")
+    return seconds
+
+
+def build_mossformer(size, overrides=None):
+    """Encoder, mask net and decoder of MossFormer ``size`` (s, m or l);
+    ``overrides``: hyperpyyaml overrides of ``hparams/mossformer_SIZE.yaml``."""
     from hyperpyyaml import load_hyperpyyaml
 
     path = os.path.join(REPO, "hparams", f"mossformer_{size}.yaml")
     with open(path, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f)
+        hparams = load_hyperpyyaml(f, overrides or {})
     return dict(hparams["modules"])
 
 
@@ -87,14 +115,15 @@ def build_sepformer():
     }
 
 
-def build(name):
-    """The three modules of benchmark model ``name``, in eval mode."""
+def build(name, train=False, overrides=None):
+    """The three modules of benchmark model ``name``, in eval mode (train
+    mode with ``train``); ``overrides`` go to a MossFormer's yaml."""
     torch.manual_seed(0)
     modules = build_sepformer() if name == "sepformer" else build_mossformer(
-        name
+        name, overrides
     )
     for module in modules.values():
-        module.eval()
+        module.train(train)
     return modules
 
 
@@ -187,6 +216,25 @@ def current_rss_mb():
 def max_rss_mb():
     """High-water mark of the resident set size, in MiB (Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss():
+    """Resets the kernel's peak-RSS counter; False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb():
+    """VmHWM of this process (peak RSS since the last reset), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return max_rss_mb()
 
 
 def cpu_description():

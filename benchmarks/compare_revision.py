@@ -20,6 +20,11 @@ With ``--onnx`` both copies are exported to ONNX (the working tree's
 ``export_onnx``, tracing each copy's model code) and the two graphs are
 timed in ONNX Runtime instead, with the session settings of ``speed.py``.
 
+With ``--train`` each turn is a training step instead: train mode (with
+dropout), forward pass, SpeechBrain's PIT SI-SNR loss against two random
+sources, backward pass (no optimizer step, so the weights stay the same);
+the check compares the two versions' gradients from the same random state.
+
 Authors
  * speechbrain-mossformer contributors 2026
 """
@@ -52,7 +57,12 @@ def parse_args(argv=None):
     parser.add_argument("--onnx", action="store_true",
                         help="time the two versions' ONNX graphs in ONNX "
                         "Runtime instead of PyTorch")
+    parser.add_argument("--train", action="store_true",
+                        help="time training steps (forward, loss, "
+                        "backward) instead of inference")
     args = parser.parse_args(argv)
+    if args.train and args.onnx:
+        parser.error("--train and --onnx do not go together")
     if args.rounds < 1 or args.threads < 1 or args.seconds <= 0:
         parser.error("--rounds and --threads must be >= 1, --seconds > 0")
     return args
@@ -95,6 +105,38 @@ def on_revision(modules, current, revision):
     return copied
 
 
+def training_step(run, modules, mix):
+    """A callable running one training step of ``run`` on ``mix`` (loss
+    against two fixed random sources; gradients left in the modules)."""
+    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+    generator = torch.Generator().manual_seed(0)
+    # [B, T, 2]
+    sources = 0.1 * torch.randn(*mix.shape, 2, generator=generator)
+    params = [p for m in modules.values() for p in m.parameters()]
+
+    def step(mix):
+        for p in params:
+            p.grad = None
+        get_si_snr_with_pitwrapper(sources, run(mix)).mean().backward()
+        return [p.grad for p in params]
+
+    return step
+
+
+def largest_gradient_difference(steps, mix):
+    """Largest difference between the gradients of two training steps run
+    from the same random state, relative to the largest gradient."""
+    grads = []
+    for step in steps:
+        torch.manual_seed(0)
+        grads.append(step(mix))
+    scale = max(g.abs().max().item() for g in grads[1])
+    return max(
+        (a - b).abs().max().item() for a, b in zip(*grads)
+    ) / scale
+
+
 def main(argv=None):
     """Loads both versions, checks their outputs and times them in turns."""
     args = parse_args(argv)
@@ -122,16 +164,28 @@ def main(argv=None):
                 "working tree": bm.separator(modules),
             }
         names = list(runs)
-        with torch.inference_mode():
-            outputs = [runs[name](mix) for name in names]
-            difference = (outputs[0] - outputs[1]).abs().max().item()
+        if args.train:
+            for module in (*old.values(), *modules.values()):
+                module.train()
+            runs = {
+                name: training_step(runs[name], mods, mix)
+                for name, mods in zip(names, (old, modules))
+            }
+            difference = largest_gradient_difference(runs.values(), mix)
             times = bm.take_turns(runs, args.rounds, mix, alternate=True)
+        else:
+            with torch.inference_mode():
+                outputs = [runs[name](mix) for name in names]
+                difference = (outputs[0] - outputs[1]).abs().max().item()
+                times = bm.take_turns(runs, args.rounds, mix, alternate=True)
     medians = {name: bm.median(t) for name, t in times.items()}
     ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
+    what = "relative gradient" if args.train else "output"
     print(
         f"MossFormer ({args.size.upper()}), {args.seconds:g} s, "
-        f"{'ONNX Runtime' if args.onnx else 'PyTorch'}, "
-        f"{args.threads} threads, {args.rounds} rounds; largest output "
+        f"{'ONNX Runtime' if args.onnx else 'PyTorch'}"
+        f"{' training steps' if args.train else ''}, "
+        f"{args.threads} threads, {args.rounds} rounds; largest {what} "
         f"difference {difference:.1e}"
     )
     for name in names:

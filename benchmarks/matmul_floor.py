@@ -70,12 +70,7 @@ def parse_args(argv=None):
         "--out-dir", default=os.path.join(HERE, "results"), help="output"
     )
     args = parser.parse_args(argv)
-    args.models = [m.strip().lower() for m in args.models.split(",") if m]
-    unknown = [m for m in args.models if m not in bm.ALL_MODELS]
-    if unknown:
-        parser.error(f"unknown models {unknown}; choose from {bm.ALL_MODELS}")
-    if not args.models:
-        parser.error("--models is empty")
+    args.models = bm.model_list(parser, args.models)
     if args.repeats < 1 or args.threads < 1 or args.seconds <= 0:
         parser.error("--repeats and --threads must be >= 1, --seconds > 0")
     return args

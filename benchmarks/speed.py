@@ -118,19 +118,8 @@ def parse_args(argv=None):
         if args.name == "speed":
             # never replace the full run's speed.md/.png/.json
             args.name = "speed_quick"
-    args.models = [m.strip().lower() for m in args.models.split(",") if m]
-    unknown = [m for m in args.models if m not in bm.ALL_MODELS]
-    if unknown:
-        parser.error(f"unknown models {unknown}; choose from {bm.ALL_MODELS}")
-    try:
-        args.seconds = [float(s) for s in str(args.seconds).split(",") if s]
-    except ValueError:
-        parser.error(f"--seconds wants comma-separated numbers, got "
-                     f"{args.seconds!r}")
-    if not args.models:
-        parser.error("--models is empty")
-    if not args.seconds or min(args.seconds) <= 0:
-        parser.error(f"--seconds must be positive, got {args.seconds}")
+    args.models = bm.model_list(parser, args.models)
+    args.seconds = bm.seconds_list(parser, args.seconds)
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--threads and --repeats must be >= 1, --warmup >= 0")
     return args
@@ -139,25 +128,6 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------
 # Peak memory (fresh subprocess per configuration)
 # --------------------------------------------------------------------------
-
-
-def _reset_peak_rss():
-    """Resets the kernel's peak-RSS counter; False where not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb():
-    """VmHWM of this process (peak RSS since the last reset), in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return bm.max_rss_mb()
 
 
 def memory_child(name, seconds, threads, onnx_path=None):
@@ -173,10 +143,10 @@ def memory_child(name, seconds, threads, onnx_path=None):
     mix = bm.mixture(seconds)
     gc.collect()
     before = bm.current_rss_mb()
-    reset = _reset_peak_rss()
+    reset = bm.reset_peak_rss()
     with torch.inference_mode():
         run(mix)
-    peak = _peak_rss_mb() if reset else bm.max_rss_mb()
+    peak = bm.peak_rss_mb() if reset else bm.max_rss_mb()
     print(
         json.dumps(
             {

@@ -43,6 +43,11 @@ def load(name):
         ("matmul_floor", ["--threads", "0"]),
         ("matmul_floor", ["--seconds", "-1"]),
         ("matmul_floor", ["--models", ","]),
+        ("compare_revision", ["--rev", "HEAD", "--train", "--onnx"]),
+        ("train_memory", ["--models", "x"]),
+        ("train_memory", ["--seconds", "0"]),
+        ("train_memory", ["--steps", "0"]),
+        ("train_memory", ["--batch", "0"]),
     ],
 )
 def test_bad_values_are_argparse_errors(script, argv, capsys):
@@ -57,6 +62,7 @@ def test_good_values_still_parse():
     assert load("pruning_experiment").parse_args([]).jobs == 2
     assert load("speed").parse_args(["--seconds", "4,16"]).seconds == [4, 16]
     assert load("matmul_floor").parse_args([]).repeats == 5
+    assert load("train_memory").parse_args([]).models == ["l", "sepformer"]
 
 
 def test_speed_quick_does_not_replace_the_full_report():
@@ -115,3 +121,25 @@ def test_matmul_floor_sums_every_call_once_per_shape():
     if onednn is not None:
         assert best <= onednn
         assert onednn == pytest.approx(sum(s["onednn_s"] for s in shapes))
+
+
+def test_train_memory_measures_less_memory_with_activation_checkpointing(
+    tmp_path,
+):
+    """The training-memory benchmark runs end to end on a short segment and
+    measures what activation checkpointing is for: a smaller step."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "train_memory.py"),
+         "--models", "s", "--seconds", "0.5", "--steps", "1",
+         "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "train_memory.json") as f:
+        rows = {r["activation_checkpointing"]: r for r in json.load(f)["rows"]}
+    assert rows[True]["step_peak_mb"] < 0.8 * rows[False]["step_peak_mb"]
+    table = (tmp_path / "train_memory.md").read_text()
+    assert "| MossFormer (S) | 0.5 | on |" in table

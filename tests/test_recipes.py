@@ -217,6 +217,9 @@ def test_ddp_two_ranks_train_identical_weights(data, tmp_path):
         # no --distributed_backend: a CPU run gets gloo by itself
         "--N_epochs=1", "--batch_size=2",
         "--use_speedperturb=False", *TINY,
+        # blocks recomputed in the backward pass: DDP's gradient hooks
+        # must still agree on every rank
+        "--activation_checkpointing=True",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,

@@ -52,6 +52,7 @@ Authors
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
 __all__ = [
@@ -1363,6 +1364,15 @@ class MossFormerStack(nn.Module):
         ``expansion_factor``.
     query_key_dims : list of int, optional
         Per-block query/key widths (structured pruning).
+    activation_checkpointing : bool
+        When gradients are recorded, keep only each block's input for the
+        backward pass and recompute the block's activations there
+        (``torch.utils.checkpoint``, non-reentrant, with the forward pass's
+        random state, so dropout and the gradients are the same): training
+        memory then grows with one block's activations instead of all of
+        them, for one more forward pass of the blocks per step. No effect
+        without gradients (inference). Forward hooks on a block fire twice
+        per step.
 
     Example
     -------
@@ -1370,6 +1380,10 @@ class MossFormerStack(nn.Module):
     ...                         query_key_dim=8)
     >>> stack(torch.randn(2, 10, 16)).shape
     torch.Size([2, 10, 16])
+    >>> saving = MossFormerStack(dim=16, num_blocks=2, group_size=4,
+    ...                          query_key_dim=8,
+    ...                          activation_checkpointing=True)
+    >>> saving(torch.randn(2, 10, 16, requires_grad=True)).sum().backward()
     """
 
     def __init__(
@@ -1382,8 +1396,10 @@ class MossFormerStack(nn.Module):
         attn_dropout=0.1,
         hidden_dims=None,
         query_key_dims=None,
+        activation_checkpointing=False,
     ):
         super().__init__()
+        self.activation_checkpointing = activation_checkpointing
         if hidden_dims is None:
             hidden_dims = [int(dim * expansion_factor)] * num_blocks
         if query_key_dims is None:
@@ -1424,8 +1440,15 @@ class MossFormerStack(nn.Module):
         # buffers shared by the blocks, inference only
         scratch = Scratch() if _in_place_ok() else None
         blocks = self.blocks
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for i, block in enumerate(blocks):
-            if (
+            if recompute:
+                # [B, T, D]: only x is kept for the backward pass, which
+                # runs the block again to get its activations
+                x = torch.utils.checkpoint.checkpoint(
+                    block, x, cos_sin, use_reentrant=False
+                )
+            elif (
                 scratch is not None
                 and i + 1 < len(blocks)
                 and _hooked(blocks[i + 1])
@@ -1478,6 +1501,10 @@ class MossFormerMaskNet(nn.Module):
         Per-block hidden widths, for structurally pruned models.
     query_key_dims : list of int, optional
         Per-block query/key widths, for structurally pruned models.
+    activation_checkpointing : bool
+        Recompute each block's activations in the backward pass instead of
+        storing them (see ``MossFormerStack``): less training memory for
+        more training time; the same gradients; no effect on inference.
 
     Example
     -------
@@ -1503,6 +1530,7 @@ class MossFormerMaskNet(nn.Module):
         use_global_pos_enc=True,
         hidden_dims=None,
         query_key_dims=None,
+        activation_checkpointing=False,
     ):
         super().__init__()
         if norm != "ln":
@@ -1534,6 +1562,7 @@ class MossFormerMaskNet(nn.Module):
             attn_dropout=attn_dropout,
             hidden_dims=hidden_dims,
             query_key_dims=query_key_dims,
+            activation_checkpointing=activation_checkpointing,
         )
         self.att_norm = nn.GroupNorm(1, out_channels, eps=1e-8)
         self.prelu = nn.PReLU()
@@ -1770,6 +1799,9 @@ class MossFormerWrapper(nn.Module):
         Hidden width factor.
     attn_dropout : float
         Dropout inside the blocks.
+    activation_checkpointing : bool
+        Recompute the blocks' activations in the backward pass instead of
+        storing them (less training memory; see ``MossFormerStack``).
 
     Example
     -------
@@ -1790,6 +1822,7 @@ class MossFormerWrapper(nn.Module):
         query_key_dim=128,
         expansion_factor=4.0,
         attn_dropout=0.1,
+        activation_checkpointing=False,
     ):
         super().__init__()
         self.num_spks = num_spks
@@ -1807,6 +1840,7 @@ class MossFormerWrapper(nn.Module):
             query_key_dim=query_key_dim,
             expansion_factor=expansion_factor,
             attn_dropout=attn_dropout,
+            activation_checkpointing=activation_checkpointing,
         )
         self.decoder = Decoder(
             in_channels=encoder_out_nchannels,

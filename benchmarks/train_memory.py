@@ -1,0 +1,234 @@
+"""Training memory and step time, with and without activation checkpointing.
+
+Usage (from the repository root)::
+
+    python benchmarks/train_memory.py                  # (L) and SepFormer, 4 s
+    python benchmarks/train_memory.py --models s,l --seconds 2,4 --steps 3
+
+Each configuration runs in a fresh subprocess: the model is built in train
+mode with an Adam optimizer, one training step (forward pass, SpeechBrain's
+PIT SI-SNR loss, backward pass, optimizer step) is run to allocate the
+optimizer's state, then the kernel's peak resident set size is reset
+(``/proc/self/clear_refs``) and ``--steps`` more steps are run. The memory
+figure is the peak RSS during those steps minus the RSS just before them:
+the activations kept for the backward pass, the gradients and the
+temporaries of a step, not the weights or the optimizer's state. The time
+is the median step. MossFormer runs once with ``activation_checkpointing:
+False`` and once with ``True`` (each block keeps only its input and is run
+again in the backward pass); SpeechBrain's SepFormer (WSJ0-2mix recipe
+configuration) runs once, for comparison.
+
+Batch ``--batch`` of random mixtures, ``--threads`` intra-op threads
+(default 2), fp32 on the CPU. Writes ``train_memory.md`` and
+``train_memory.json`` to ``--out-dir`` (default ``benchmarks/results``).
+
+Authors
+ * speechbrain-mossformer contributors 2026
+"""
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench_models as bm  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models",
+        default="l,sepformer",
+        help="comma-separated subset of s,m,l,sepformer (default: l,sepformer)",
+    )
+    parser.add_argument(
+        "--seconds",
+        default="4",
+        help="comma-separated training segment lengths in seconds (default "
+        "4, the recipes' training_signal_len)",
+    )
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--out-dir", default=os.path.join(HERE, "results"), help="output"
+    )
+    parser.add_argument(
+        "--name", default="train_memory", help="base name of the outputs"
+    )
+    # internal: one measurement in this (fresh) process
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.models = bm.model_list(parser, args.models)
+    args.seconds = bm.seconds_list(parser, args.seconds)
+    if min(args.batch, args.steps, args.threads) < 1:
+        parser.error("--batch, --steps and --threads must be >= 1")
+    return args
+
+
+def configurations(models):
+    """``(model, activation_checkpointing)`` pairs to measure."""
+    return [
+        (name, checkpointing)
+        for name in models
+        for checkpointing in (
+            (False,) if name == "sepformer" else (False, True)
+        )
+    ]
+
+
+def child(name, seconds, checkpointing, batch, steps, threads):
+    """Measures ``steps`` training steps in this process; prints JSON."""
+    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+    torch.set_num_threads(threads)
+    overrides = (
+        None
+        if name == "sepformer"
+        else {"activation_checkpointing": checkpointing}
+    )
+    modules = bm.build(name, train=True, overrides=overrides)
+    run = bm.separator(modules)
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    length = int(seconds * bm.SAMPLE_RATE)
+    # [B, T, 2]: two random sources per item, mixed
+    sources = 0.1 * torch.randn(batch, length, 2, generator=generator)
+    mix = sources.sum(-1)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        # [B, T, 2]
+        estimates = run(mix)
+        loss = get_si_snr_with_pitwrapper(sources, estimates).mean()
+        loss.backward()
+        optimizer.step()
+
+    step()  # allocates Adam's state and the gradients' first copies
+    gc.collect()
+    before = bm.current_rss_mb()
+    reset = bm.reset_peak_rss()
+    times = [bm.timed(step) for _ in range(steps)]
+    peak = bm.peak_rss_mb() if reset else bm.max_rss_mb()
+    print(
+        json.dumps(
+            {
+                "model": name,
+                "activation_checkpointing": checkpointing,
+                "seconds": seconds,
+                "step_s": bm.median(times),
+                "times": times,
+                "step_peak_mb": max(peak - before, 0.0),
+                "method": "VmHWM reset" if reset else "ru_maxrss",
+            }
+        )
+    )
+
+
+def measure(name, seconds, checkpointing, args):
+    """Runs ``child`` in a fresh interpreter; returns its dict or None."""
+    cmd = [
+        sys.executable, os.path.abspath(__file__),
+        "--child", name, str(seconds), str(int(checkpointing)),
+        "--batch", str(args.batch), "--steps", str(args.steps),
+        "--threads", str(args.threads),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, check=False
+    )
+    if out.returncode != 0:
+        print(f"  {name} at {seconds:g} s failed:\n{out.stderr}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_markdown(path, rows, machine, args, command):
+    """The result table, with each MossFormer's checkpointed row compared
+    with its plain one."""
+    plain = {
+        (r["model"], r["seconds"]): r
+        for r in rows
+        if not r["activation_checkpointing"]
+    }
+    lines = [
+        "# Training memory and step time: activation checkpointing",
+        "",
+        f"- machine: {machine['cpu']} ({machine['isa']}), "
+        f"{machine['cores']} cores",
+        f"- torch {machine['torch']}; {args.threads} threads, batch "
+        f"{args.batch}, fp32, 8 kHz, random mixtures of two sources; Adam",
+        f"- one step to allocate the optimizer's state, then the median of "
+        f"{args.steps} steps; memory: peak RSS during those steps minus the "
+        f"RSS before them (activations, gradients, temporaries; not the "
+        f"weights or Adam's state), each row in a fresh process",
+        f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- command: `{command}`",
+        "",
+        "| model | segment (s) | activation checkpointing | step (s) | "
+        "step memory (MiB) | memory vs plain | time vs plain |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = plain.get((r["model"], r["seconds"]))
+        memory_ratio = time_ratio = "–"
+        if r["activation_checkpointing"] and base:
+            memory_ratio = f"{r['step_peak_mb'] / base['step_peak_mb']:.2f}x"
+            time_ratio = f"{r['step_s'] / base['step_s']:.2f}x"
+        lines.append(
+            f"| {bm.LABELS[r['model']]} | {r['seconds']:g} | "
+            f"{'on' if r['activation_checkpointing'] else 'off'} | "
+            f"{r['step_s']:.2f} | {r['step_peak_mb']:.0f} | "
+            f"{memory_ratio} | {time_ratio} |"
+        )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    """Runs the benchmark; returns the exit status."""
+    args = parse_args(argv)
+    if args.child:
+        name, seconds, checkpointing = args.child
+        child(
+            name, float(seconds), checkpointing == "1", args.batch,
+            args.steps, args.threads,
+        )
+        return 0
+    machine = bm.machine_description()
+    rows = []
+    for seconds in args.seconds:
+        for name, checkpointing in configurations(args.models):
+            result = measure(name, seconds, checkpointing, args)
+            if result is None:
+                return 1
+            rows.append(result)
+            print(
+                f"{bm.LABELS[name]:36s} {seconds:g} s, checkpointing "
+                f"{'on ' if checkpointing else 'off'}: step "
+                f"{result['step_s']:.2f} s, {result['step_peak_mb']:.0f} MiB",
+                flush=True,
+            )
+    os.makedirs(args.out_dir, exist_ok=True)
+    command = "python benchmarks/train_memory.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    base = os.path.join(args.out_dir, args.name)
+    write_markdown(base + ".md", rows, machine, args, command.strip())
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+    print(f"wrote {base}.md, .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
