@@ -95,6 +95,8 @@ class HeldInterrupt:
 
     Example
     -------
+    >>> # Python's Ctrl-C handler (not SIG_IGN, as in a background job)
+    >>> previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     >>> interrupt = HeldInterrupt()
     >>> with interrupt.held():
     ...     signal.raise_signal(signal.SIGINT)  # held, not raised
@@ -102,6 +104,7 @@ class HeldInterrupt:
     the step goes on
     >>> interrupt.pending, type(interrupt.stop()).__name__
     (True, 'KeyboardInterrupt')
+    >>> _ = signal.signal(signal.SIGINT, previous)
     """
 
     #: the signals held, each with the handler it replaces

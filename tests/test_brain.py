@@ -17,8 +17,13 @@ from speechbrain_mossformer.lobes.models.mossformer import MossFormerWrapper
 @pytest.fixture(autouse=True)
 def restore_signal_handlers():
     """The Brain holds SIGINT/SIGTERM from the start of a training stage;
-    a test that stops in the middle leaves them held."""
+    a test that stops in the middle leaves them held. Each test starts with
+    Python's own Ctrl-C handler, as in a terminal: a test run started with
+    SIGINT ignored (a background job of a non-interactive shell) would
+    otherwise find nothing to hold, which is right for training but not
+    what these tests test."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
