@@ -33,15 +33,13 @@ LABELS = {
 }
 
 
-def model_list(parser, text, allowed=None):
-    """The model names of a ``--models`` value (comma-separated), checked
-    against ``allowed`` (default: all benchmark models); an argparse error
-    for an unknown or empty list."""
-    allowed = ALL_MODELS if allowed is None else allowed
+def model_list(parser, text):
+    """The model names of a ``--models`` value (comma-separated); an
+    argparse error for an unknown name or an empty list."""
     models = [m.strip().lower() for m in text.split(",") if m.strip()]
-    unknown = [m for m in models if m not in allowed]
+    unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
-        parser.error(f"unknown models {unknown}; choose from {list(allowed)}")
+        parser.error(f"unknown models {unknown}; choose from {ALL_MODELS}")
     if not models:
         parser.error("--models is empty")
     return models
@@ -153,6 +151,31 @@ def separator(modules, num_spks=2):
         )
 
     return run
+
+
+def training_step(run, modules, mix, optimizer=None):
+    """A callable ``step(mix)``: one training step of separator ``run``
+    (zeroed gradients, forward pass, SpeechBrain's PIT SI-SNR loss against
+    two fixed random sources, backward pass, then ``optimizer.step()`` if
+    given); returns the gradients of the modules' parameters."""
+    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+    generator = torch.Generator().manual_seed(0)
+    # [B, T, 2]
+    sources = 0.1 * torch.randn(*mix.shape, 2, generator=generator)
+    params = [p for m in modules.values() for p in m.parameters()]
+
+    def step(mix):
+        for p in params:
+            p.grad = None
+        # [B, T, 2]
+        estimates = run(mix)
+        get_si_snr_with_pitwrapper(sources, estimates).mean().backward()
+        if optimizer is not None:
+            optimizer.step()
+        return [p.grad for p in params]
+
+    return step
 
 
 def mixture(seconds, batch=1):

@@ -105,25 +105,6 @@ def on_revision(modules, current, revision):
     return copied
 
 
-def training_step(run, modules, mix):
-    """A callable running one training step of ``run`` on ``mix`` (loss
-    against two fixed random sources; gradients left in the modules)."""
-    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
-
-    generator = torch.Generator().manual_seed(0)
-    # [B, T, 2]
-    sources = 0.1 * torch.randn(*mix.shape, 2, generator=generator)
-    params = [p for m in modules.values() for p in m.parameters()]
-
-    def step(mix):
-        for p in params:
-            p.grad = None
-        get_si_snr_with_pitwrapper(sources, run(mix)).mean().backward()
-        return [p.grad for p in params]
-
-    return step
-
-
 def largest_gradient_difference(steps, mix):
     """Largest difference between the gradients of two training steps run
     from the same random state, relative to the largest gradient."""
@@ -168,7 +149,7 @@ def main(argv=None):
             for module in (*old.values(), *modules.values()):
                 module.train()
             runs = {
-                name: training_step(runs[name], mods, mix)
+                name: bm.training_step(runs[name], mods, mix)
                 for name, mods in zip(names, (old, modules))
             }
             difference = largest_gradient_difference(runs.values(), mix)

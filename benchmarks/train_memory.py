@@ -5,22 +5,26 @@ Usage (from the repository root)::
     python benchmarks/train_memory.py                  # (L) and SepFormer, 4 s
     python benchmarks/train_memory.py --models s,l --seconds 2,4 --steps 3
 
-Each configuration runs in a fresh subprocess: the model is built in train
-mode with an Adam optimizer, one training step (forward pass, SpeechBrain's
-PIT SI-SNR loss, backward pass, optimizer step) is run to allocate the
-optimizer's state, then the kernel's peak resident set size is reset
-(``/proc/self/clear_refs``) and ``--steps`` more steps are run. The memory
-figure is the peak RSS during those steps minus the RSS just before them:
+Memory: each configuration runs in a fresh subprocess. The model is built
+in train mode with an Adam optimizer and one training step is run
+(forward pass, SpeechBrain's PIT SI-SNR loss, backward pass, optimizer
+step) to allocate the optimizer's state; then the kernel's peak resident
+set size is reset (``/proc/self/clear_refs``) and one more step is run.
+The figure is the peak RSS during that step minus the RSS just before it:
 the activations kept for the backward pass, the gradients and the
-temporaries of a step, not the weights or the optimizer's state. The time
-is the median step. MossFormer runs once with ``activation_checkpointing:
-False`` and once with ``True`` (each block keeps only its input and is run
-again in the backward pass); SpeechBrain's SepFormer (WSJ0-2mix recipe
-configuration) runs once, for comparison.
+temporaries of a step, not the weights or the optimizer's state.
 
-Batch ``--batch`` of random mixtures, ``--threads`` intra-op threads
-(default 2), fp32 on the CPU. Writes ``train_memory.md`` and
-``train_memory.json`` to ``--out-dir`` (default ``benchmarks/results``).
+Time: in this process, one copy of each model; MossFormer's steps with
+``activation_checkpointing`` off and on (each block keeps only its input
+and is run again in the backward pass) and SepFormer's (WSJ0-2mix recipe
+configuration, for comparison) take turns for ``--steps`` rounds after a
+warm-up step each, so that the machine's drift hits them alike; the
+figure is the median step.
+
+Batch ``--batch`` of random mixtures (random targets), ``--threads``
+intra-op threads (default 2), fp32 on the CPU. Writes ``train_memory.md``
+and ``train_memory.json`` to ``--out-dir`` (default
+``benchmarks/results``).
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -56,7 +60,8 @@ def parse_args(argv=None):
         "4, the recipes' training_signal_len)",
     )
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--out-dir", default=os.path.join(HERE, "results"), help="output"
@@ -85,48 +90,50 @@ def configurations(models):
     ]
 
 
-def child(name, seconds, checkpointing, batch, steps, threads):
-    """Measures ``steps`` training steps in this process; prints JSON."""
-    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
-
-    torch.set_num_threads(threads)
-    overrides = (
-        None
-        if name == "sepformer"
-        else {"activation_checkpointing": checkpointing}
-    )
+def training_steps(name, seconds, batch, checkpointing=(False,)):
+    """Step callables of model ``name`` (one copy) in train mode with Adam:
+    one per ``activation_checkpointing`` value (SepFormer: just one); and
+    the mixture they take."""
+    overrides = None if name == "sepformer" else {
+        "activation_checkpointing": False
+    }
     modules = bm.build(name, train=True, overrides=overrides)
-    run = bm.separator(modules)
     params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    length = int(seconds * bm.SAMPLE_RATE)
-    # [B, T, 2]: two random sources per item, mixed
-    sources = 0.1 * torch.randn(batch, length, 2, generator=generator)
-    mix = sources.sum(-1)
+    # [B, T]
+    mix = bm.mixture(seconds, batch)
+    step = bm.training_step(
+        bm.separator(modules), modules, mix,
+        torch.optim.Adam(params, lr=1e-4),
+    )
+    if name == "sepformer":
+        return {False: step}, mix
+    stack = modules["masknet"].mossformer
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        # [B, T, 2]
-        estimates = run(mix)
-        loss = get_si_snr_with_pitwrapper(sources, estimates).mean()
-        loss.backward()
-        optimizer.step()
+    def switched(flag):
+        def run(mix):
+            stack.activation_checkpointing = flag
+            return step(mix)
 
-    step()  # allocates Adam's state and the gradients' first copies
+        return run
+
+    return {flag: switched(flag) for flag in checkpointing}, mix
+
+
+def child(name, seconds, checkpointing, batch, threads):
+    """Measures the memory of one training step in this (fresh) process;
+    prints JSON."""
+    torch.set_num_threads(threads)
+    steps, mix = training_steps(name, seconds, batch, (checkpointing,))
+    step = steps[checkpointing]
+    step(mix)  # allocates Adam's state
     gc.collect()
     before = bm.current_rss_mb()
     reset = bm.reset_peak_rss()
-    times = [bm.timed(step) for _ in range(steps)]
+    step(mix)
     peak = bm.peak_rss_mb() if reset else bm.max_rss_mb()
     print(
         json.dumps(
             {
-                "model": name,
-                "activation_checkpointing": checkpointing,
-                "seconds": seconds,
-                "step_s": bm.median(times),
-                "times": times,
                 "step_peak_mb": max(peak - before, 0.0),
                 "method": "VmHWM reset" if reset else "ru_maxrss",
             }
@@ -134,13 +141,29 @@ def child(name, seconds, checkpointing, batch, steps, threads):
     )
 
 
+def time_in_turns(models, seconds, args):
+    """Median step times {(model, checkpointing): (median, times)} of all
+    configurations at ``seconds``, taking turns in this process."""
+    runs, mixes = {}, {}
+    for name in models:
+        flags = (False,) if name == "sepformer" else (False, True)
+        steps, mixes[name] = training_steps(name, seconds, args.batch, flags)
+        for flag, step in steps.items():
+            runs[(name, flag)] = step
+    # the same mixture for all (bm.mixture is reproducible)
+    mix = mixes[models[0]]
+    for step in runs.values():
+        step(mix)  # warm-up, and Adam's state
+    times = bm.take_turns(runs, args.steps, mix, alternate=True)
+    return {key: (bm.median(t), t) for key, t in times.items()}
+
+
 def measure(name, seconds, checkpointing, args):
     """Runs ``child`` in a fresh interpreter; returns its dict or None."""
     cmd = [
         sys.executable, os.path.abspath(__file__),
         "--child", name, str(seconds), str(int(checkpointing)),
-        "--batch", str(args.batch), "--steps", str(args.steps),
-        "--threads", str(args.threads),
+        "--batch", str(args.batch), "--threads", str(args.threads),
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     out = subprocess.run(
@@ -166,11 +189,12 @@ def write_markdown(path, rows, machine, args, command):
         f"- machine: {machine['cpu']} ({machine['isa']}), "
         f"{machine['cores']} cores",
         f"- torch {machine['torch']}; {args.threads} threads, batch "
-        f"{args.batch}, fp32, 8 kHz, random mixtures of two sources; Adam",
-        f"- one step to allocate the optimizer's state, then the median of "
-        f"{args.steps} steps; memory: peak RSS during those steps minus the "
-        f"RSS before them (activations, gradients, temporaries; not the "
-        f"weights or Adam's state), each row in a fresh process",
+        f"{args.batch}, fp32, 8 kHz, random mixtures and targets; Adam",
+        f"- step: median of {args.steps} rounds in one process, all rows "
+        f"taking turns after a warm-up step each; memory: in a fresh "
+        f"process per row, after a step that allocates Adam's state, the "
+        f"peak RSS of one step minus the RSS before it (activations, "
+        f"gradients, temporaries; not the weights or Adam's state)",
         f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
         f"- command: `{command}`",
         "",
@@ -201,9 +225,10 @@ def main(argv=None):
         name, seconds, checkpointing = args.child
         child(
             name, float(seconds), checkpointing == "1", args.batch,
-            args.steps, args.threads,
+            args.threads,
         )
         return 0
+    torch.set_num_threads(args.threads)
     machine = bm.machine_description()
     rows = []
     for seconds in args.seconds:
@@ -211,13 +236,25 @@ def main(argv=None):
             result = measure(name, seconds, checkpointing, args)
             if result is None:
                 return 1
-            rows.append(result)
+            rows.append(dict(result, model=name, seconds=seconds,
+                             activation_checkpointing=checkpointing))
             print(
                 f"{bm.LABELS[name]:36s} {seconds:g} s, checkpointing "
-                f"{'on ' if checkpointing else 'off'}: step "
-                f"{result['step_s']:.2f} s, {result['step_peak_mb']:.0f} MiB",
+                f"{'on ' if checkpointing else 'off'}: "
+                f"{result['step_peak_mb']:.0f} MiB",
                 flush=True,
             )
+        print(f"--- step times at {seconds:g} s, in turns", flush=True)
+        times = time_in_turns(args.models, seconds, args)
+        for row in rows:
+            key = (row["model"], row["activation_checkpointing"])
+            if row["seconds"] == seconds and key in times:
+                row["step_s"], row["times"] = times[key]
+                print(
+                    f"{bm.LABELS[key[0]]:36s} checkpointing "
+                    f"{'on ' if key[1] else 'off'}: {row['step_s']:.2f} s",
+                    flush=True,
+                )
     os.makedirs(args.out_dir, exist_ok=True)
     command = "python benchmarks/train_memory.py " + " ".join(
         sys.argv[1:] if argv is None else argv

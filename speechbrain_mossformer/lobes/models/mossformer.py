@@ -109,12 +109,27 @@ def _in_place_ok():
     ...     _in_place_ok()
     False
     """
+    return (
+        not torch.is_grad_enabled()
+        and _plain_eager()
+        and not any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
+    )
+
+
+def _plain_eager():
+    """True in plain eager mode: no ``torch.func`` transform, no tracing
+    (ONNX export, ``torch.jit.trace``) and no compilation, all of which
+    must see the plain operations.
+
+    Example
+    -------
+    >>> _plain_eager()
+    True
+    """
     return not (
-        torch.is_grad_enabled()
-        or torch._C._are_functorch_transforms_active()
+        torch._C._are_functorch_transforms_active()
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
-        or any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
     )
 
 
@@ -341,15 +356,22 @@ def residual_depthwise_conv(x, weight, channels_last=None, out=None):
 
 
 def _records_gradients(*tensors):
-    """True when autograd will record an operation on ``tensors`` in
-    eager mode (not under a ``torch.func`` transform, tracing or
-    compilation, which record the plain operations themselves)."""
+    """True when autograd will record an operation on ``tensors`` in plain
+    eager mode (see ``_plain_eager``).
+
+    Example
+    -------
+    >>> w = torch.ones(2, requires_grad=True)
+    >>> _records_gradients(torch.ones(2), w)
+    True
+    >>> with torch.no_grad():
+    ...     _records_gradients(torch.ones(2), w)
+    False
+    """
     return (
         torch.is_grad_enabled()
         and any(t.requires_grad for t in tensors)
-        and not torch._C._are_functorch_transforms_active()
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
+        and _plain_eager()
     )
 
 
@@ -425,7 +447,10 @@ class ResidualDepthwiseConvFunction(torch.autograd.Function):
     * filters: ``depthwise_kernel_grad``.
 
     The same gradients as autograd's up to float rounding (``gradcheck``
-    passes in float64).
+    and ``gradgradcheck`` pass in float64). The backward pass is made of
+    differentiable operations, so gradients of gradients (a gradient
+    penalty, ``create_graph=True``) work; forward-mode derivatives
+    (``torch.autograd.forward_ad``) are given by ``jvp``.
 
     Example
     -------
@@ -439,11 +464,25 @@ class ResidualDepthwiseConvFunction(torch.autograd.Function):
     def forward(ctx, x, weight):
         """[B, T, C] -> [B, T, C]."""
         ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
         # [B, T, C]
         return residual_depthwise_conv(x, weight, channels_last=True)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def jvp(ctx, x_tangent, weight_tangent):
+        """Forward-mode derivative: the convolution is linear in ``x`` and
+        in the filters separately."""
+        x, weight = ctx.saved_tensors
+        # [B, T, C]
+        tangent = torch.zeros_like(x)
+        if x_tangent is not None:
+            tangent = tangent + residual_depthwise_conv(x_tangent, weight)
+        if weight_tangent is not None:
+            # the filters' part carries no residual: subtract it back
+            tangent = tangent + residual_depthwise_conv(x, weight_tangent) - x
+        return tangent
+
+    @staticmethod
     def backward(ctx, grad):
         """Gradients of the input [B, T, C] and of the filters [C, 1, K]."""
         x, weight = ctx.saved_tensors
@@ -1371,8 +1410,9 @@ class MossFormerStack(nn.Module):
         random state, so dropout and the gradients are the same): training
         memory then grows with one block's activations instead of all of
         them, for one more forward pass of the blocks per step. No effect
-        without gradients (inference). Forward hooks on a block fire twice
-        per step.
+        without gradients (inference). The recomputation calls a block's
+        forward pre-hooks and the hooks of the modules inside it again (a
+        block's own forward hooks run once).
 
     Example
     -------
