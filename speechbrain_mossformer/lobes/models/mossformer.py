@@ -438,9 +438,9 @@ class ResidualDepthwiseConvFunction(torch.autograd.Function):
     """``x + DWConv(x)`` on channels-last ``x`` [B, T, C], for training.
 
     The forward pass is ``residual_depthwise_conv``'s channels-last
-    convolution. PyTorch's own backward pass of that convolution is slow
-    on the CPU (about 30x its forward pass for MossFormer's widest layer
-    on a 2-core CPU), so this one computes the two gradients itself:
+    convolution. PyTorch's own backward pass of that convolution is many
+    times slower than its forward pass on the CPU (see the README, "Training
+    speed on the CPU"), so this one computes the two gradients itself:
 
     * input: ``grad + DWConv'(grad)`` with the filters reversed in time,
       i.e. the same fast channels-last forward convolution;
