@@ -55,13 +55,23 @@ TUNED_MALLOC = {
 
 
 def allocator_description():
-    """How this process's allocator was set, for the result table."""
+    """How this process's allocator was set, for the result table: glibc
+    malloc's settings, and PyTorch's ``THP_MEM_ALLOC_ENABLE`` (large CPU
+    tensors on transparent huge pages) when set."""
     tuned = {k: os.environ[k] for k in TUNED_MALLOC if k in os.environ}
     if not tuned:
-        return "default glibc malloc"
-    return "glibc malloc with " + " ".join(
-        f"{k}={v}" for k, v in tuned.items()
-    )
+        text = "default glibc malloc"
+    else:
+        text = "glibc malloc with " + " ".join(
+            f"{k}={v}" for k, v in tuned.items()
+        )
+    if os.environ.get("THP_MEM_ALLOC_ENABLE"):
+        text += (
+            "; THP_MEM_ALLOC_ENABLE="
+            f"{os.environ['THP_MEM_ALLOC_ENABLE']} (PyTorch's large CPU "
+            "tensors on transparent huge pages)"
+        )
+    return text
 
 
 def parse_args(argv=None):
