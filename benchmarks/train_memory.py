@@ -79,14 +79,18 @@ def parse_args(argv=None):
     return args
 
 
+def checkpointing_values(name):
+    """The ``activation_checkpointing`` values measured for model ``name``
+    (SepFormer has no such option)."""
+    return (False,) if name == "sepformer" else (False, True)
+
+
 def configurations(models):
     """``(model, activation_checkpointing)`` pairs to measure."""
     return [
         (name, checkpointing)
         for name in models
-        for checkpointing in (
-            (False,) if name == "sepformer" else (False, True)
-        )
+        for checkpointing in checkpointing_values(name)
     ]
 
 
@@ -146,8 +150,9 @@ def time_in_turns(models, seconds, args):
     configurations at ``seconds``, taking turns in this process."""
     runs, mixes = {}, {}
     for name in models:
-        flags = (False,) if name == "sepformer" else (False, True)
-        steps, mixes[name] = training_steps(name, seconds, args.batch, flags)
+        steps, mixes[name] = training_steps(
+            name, seconds, args.batch, checkpointing_values(name)
+        )
         for flag, step in steps.items():
             runs[(name, flag)] = step
     # the same mixture for all (bm.mixture is reproducible)
