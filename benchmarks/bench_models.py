@@ -14,9 +14,13 @@ Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import gc
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -258,6 +262,40 @@ def peak_rss_mb():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return max_rss_mb()
+
+
+def peak_memory(fn, *args):
+    """Runs ``fn(*args)`` once and measures its resident memory: a dict
+    with ``rss_before_mb`` (just before), ``peak_mb`` (the peak RSS during
+    the call: the kernel's VmHWM, reset just before, or the process's
+    ``ru_maxrss`` where it cannot be reset), ``above_mb`` (the peak minus
+    the RSS before) and ``method``."""
+    gc.collect()
+    before = current_rss_mb()
+    reset = reset_peak_rss()
+    fn(*args)
+    peak = peak_rss_mb() if reset else max_rss_mb()
+    return {
+        "rss_before_mb": before,
+        "peak_mb": peak,
+        "above_mb": max(peak - before, 0.0),
+        "method": "VmHWM reset" if reset else "ru_maxrss",
+    }
+
+
+def child_result(cmd, threads, what):
+    """Runs a benchmark's measuring child process ``cmd`` (a fresh
+    interpreter, ``OMP_NUM_THREADS=threads``); returns the JSON of its
+    last output line, or None after printing why ``what`` failed."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        [sys.executable, *cmd], capture_output=True, text=True, env=env,
+        check=False,
+    )
+    if out.returncode != 0:
+        print(f"  {what} failed:\n{out.stderr}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cpu_description():

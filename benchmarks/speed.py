@@ -35,7 +35,6 @@ import datetime
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -151,21 +150,21 @@ def memory_child(name, seconds, threads, onnx_path=None):
     else:
         run = bm.separator(bm.build(name))
     mix = bm.mixture(seconds)
-    gc.collect()
-    before = bm.current_rss_mb()
-    reset = bm.reset_peak_rss()
-    with torch.inference_mode():
-        run(mix)
-    peak = bm.peak_rss_mb() if reset else bm.max_rss_mb()
+
+    def forward():
+        with torch.inference_mode():
+            run(mix)
+
+    memory = bm.peak_memory(forward)
     print(
         json.dumps(
             {
                 "name": name,
                 "seconds": seconds,
-                "rss_before_mb": before,
-                "peak_mb": peak,
-                "forward_peak_mb": max(peak - before, 0.0),
-                "method": "VmHWM reset" if reset else "ru_maxrss",
+                "rss_before_mb": memory["rss_before_mb"],
+                "peak_mb": memory["peak_mb"],
+                "forward_peak_mb": memory["above_mb"],
+                "method": memory["method"],
             }
         )
     )
@@ -174,7 +173,6 @@ def memory_child(name, seconds, threads, onnx_path=None):
 def measure_memory(name, seconds, threads, onnx_path=None):
     """Runs ``memory_child`` in a fresh interpreter; returns its dict."""
     cmd = [
-        sys.executable,
         os.path.abspath(__file__),
         "--memory-child",
         name,
@@ -184,14 +182,9 @@ def measure_memory(name, seconds, threads, onnx_path=None):
     ]
     if onnx_path:
         cmd += ["--onnx-path", onnx_path]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, check=False
+    return bm.child_result(
+        cmd, threads, f"memory of {name} at {seconds:g} s"
     )
-    if out.returncode != 0:
-        print(f"  memory of {name} at {seconds:g} s failed:\n{out.stderr}")
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------

@@ -32,10 +32,8 @@ Authors
 
 import argparse
 import datetime
-import gc
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -130,17 +128,10 @@ def child(name, seconds, checkpointing, batch, threads):
     steps, mix = training_steps(name, seconds, batch, (checkpointing,))
     step = steps[checkpointing]
     step(mix)  # allocates Adam's state
-    gc.collect()
-    before = bm.current_rss_mb()
-    reset = bm.reset_peak_rss()
-    step(mix)
-    peak = bm.peak_rss_mb() if reset else bm.max_rss_mb()
+    memory = bm.peak_memory(step, mix)
     print(
         json.dumps(
-            {
-                "step_peak_mb": max(peak - before, 0.0),
-                "method": "VmHWM reset" if reset else "ru_maxrss",
-            }
+            {"step_peak_mb": memory["above_mb"], "method": memory["method"]}
         )
     )
 
@@ -166,18 +157,11 @@ def time_in_turns(models, seconds, args):
 def measure(name, seconds, checkpointing, args):
     """Runs ``child`` in a fresh interpreter; returns its dict or None."""
     cmd = [
-        sys.executable, os.path.abspath(__file__),
+        os.path.abspath(__file__),
         "--child", name, str(seconds), str(int(checkpointing)),
         "--batch", str(args.batch), "--threads", str(args.threads),
     ]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, check=False
-    )
-    if out.returncode != 0:
-        print(f"  {name} at {seconds:g} s failed:\n{out.stderr}", flush=True)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bm.child_result(cmd, args.threads, f"{name} at {seconds:g} s")
 
 
 def write_markdown(path, rows, machine, args, command):
