@@ -82,6 +82,11 @@ DEFAULT_CHUNK_SECONDS = 8.0
 DEFAULT_OVERLAP_SECONDS = 2.0
 #: Frames read from a file at a time.
 READ_BLOCK_FRAMES = 1 << 16
+#: A file whose audio ends more than this fraction short of the length its
+#: header declares is refused as truncated (mpg123 warns at the same 1%);
+#: a smaller gap (a compressed file's estimated length) is padded with
+#: silence, so that the tracks keep the declared length.
+TRUNCATION_TOLERANCE = 0.01
 
 #: File name extensions treated as audio when a folder is scanned (formats
 #: that libsndfile reads).
@@ -194,15 +199,17 @@ class AudioFile:
         """
         position = 0
         try:
-            handle = sf.SoundFile(self.path)
+            with _quiet_stderr():
+                handle = sf.SoundFile(_sf_name(self.path))
         except Exception as err:
             raise AudioInputError(self.path, _sf_problem(err)) from None
         with handle:
             while True:
                 try:
-                    data = handle.read(
-                        block_frames, dtype="float32", always_2d=True
-                    )
+                    with _quiet_stderr():
+                        data = handle.read(
+                            block_frames, dtype="float32", always_2d=True
+                        )
                 except Exception as err:
                     raise AudioInputError(
                         self.path,
@@ -219,6 +226,21 @@ class AudioFile:
                 yield torch.from_numpy(np.ascontiguousarray(data.T))
         if position == 0:
             raise AudioInputError(self.path, "the file contains no samples")
+        if self.frames - position > self.frames * TRUNCATION_TOLERANCE:
+            # a cut-off file (e.g. an interrupted download): its header
+            # still declares the whole length
+            raise AudioInputError(
+                self.path,
+                f"truncated or damaged: the audio ends after {position} "
+                f"of the {self.frames} samples its header declares",
+            )
+
+
+def _sf_name(path):
+    """``path`` as soundfile should get it: bytes on POSIX, so that file
+    names that are not UTF-8 (Python keeps their bytes as surrogates) open
+    too; soundfile encodes a ``str`` strictly as UTF-8."""
+    return os.fsencode(path) if os.name == "posix" else path
 
 
 def _sf_problem(err):
@@ -303,11 +325,19 @@ def open_audio(path, min_frames=1, scan_float=True):
         raise AudioInputError(path, "is a folder, not an audio file")
     if not os.path.exists(path):
         raise AudioInputError(path, "no such file")
+    if not os.path.isfile(path):
+        # a pipe (``<(cmd)``), a device, a socket: read twice below (the
+        # header, then the audio), which a stream cannot be
+        raise AudioInputError(
+            path,
+            "not a regular file (a pipe or device?): save the audio to a "
+            "file first",
+        )
     if os.path.getsize(path) == 0:
         raise AudioInputError(path, "the file is empty (0 bytes)")
     try:
         with _quiet_stderr():
-            info = sf.info(path)
+            info = sf.info(_sf_name(path))
     except Exception as err:
         raise AudioInputError(path, _sf_problem(err)) from None
     audio = AudioFile(path, info)
@@ -928,7 +958,10 @@ class MossFormerSeparation(SepformerSeparation):
             if not _looks_local(local):
                 local = None
         if local is not None:
-            _check_folder(local, hparams_file, cls.MODULES_NEEDED)
+            _check_folder(
+                local, hparams_file, cls.MODULES_NEEDED,
+                kwargs.get("overrides"),
+            )
         run_opts = kwargs.get("run_opts")
         if isinstance(run_opts, dict) and "device" in run_opts:
             # SpeechBrain takes device strings only ("cuda:0", not objects)
@@ -1368,9 +1401,10 @@ def _held_back_transfer_warnings():
         logging.getLogger(record.name).handle(record)
 
 
-def _declared_paths(yaml_path):
+def _declared_paths(yaml_path, overrides=None):
     """The ``pretrainer: ... paths:`` entries of a folder's yaml, read
-    without building anything; ``{}`` when there are none.
+    without building anything, with ``overrides`` (a dict or yaml text, as
+    in ``from_hparams``) applied; ``{}`` when there are none.
 
     A SpeechBrain user's own inference yaml often points its Pretrainer at
     a training run's checkpoint files instead of copying them next to the
@@ -1386,13 +1420,15 @@ def _declared_paths(yaml_path):
     ...     "        masknet: !ref <ckpt>/masknet.ckpt\\n")
     >>> _declared_paths(path)
     {'masknet': '/run/save/CKPT+1/masknet.ckpt'}
+    >>> _declared_paths(path, {"ckpt": "/run/save/CKPT+2"})
+    {'masknet': '/run/save/CKPT+2/masknet.ckpt'}
     """
     from hyperpyyaml import resolve_references
     from ruamel.yaml import YAML
 
     try:
         with open(yaml_path, encoding="utf-8") as f:
-            text = resolve_references(f.read()).getvalue()
+            text = resolve_references(f.read(), overrides).getvalue()
         paths = YAML(typ="rt").load(text)["pretrainer"]["paths"]
         return {str(k): str(v) for k, v in paths.items()}
     except Exception:
@@ -1416,8 +1452,9 @@ def _checkpoint_path(folder, declared, name):
     return os.path.join(folder, f"{name}.ckpt")
 
 
-def _check_folder(folder, hparams_file, module_names):
-    """Clear errors for a missing folder or missing files."""
+def _check_folder(folder, hparams_file, module_names, overrides=None):
+    """Clear errors for a missing folder or missing files (checkpoints
+    where the yaml's Pretrainer ``paths``, with ``overrides``, put them)."""
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "not found"
         raise ModelLoadError(f"{folder}: model folder {what}")
@@ -1425,7 +1462,7 @@ def _check_folder(folder, hparams_file, module_names):
         raise ModelLoadError(
             f"{folder}: not a pretrained folder, missing {[hparams_file]}"
         )
-    declared = _declared_paths(os.path.join(folder, hparams_file))
+    declared = _declared_paths(os.path.join(folder, hparams_file), overrides)
     missing = [
         f"{name}.ckpt" for name in module_names
         if not os.path.isfile(_checkpoint_path(folder, declared, name))

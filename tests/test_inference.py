@@ -259,6 +259,39 @@ def test_overrides_are_applied_to_the_strict_check(micro_dir):
             "in the checkpoint but (48, 16, 1) in the model") in msg
 
 
+def test_overrides_apply_to_the_pretrainer_paths_of_a_folder(
+    micro_dir, tmp_path
+):
+    # an inference yaml of one's own whose Pretrainer points at a run's
+    # checkpoints through a key given as an override, as SpeechBrain allows
+    run = tmp_path / "run" / "save" / "CKPT+1"
+    run.mkdir(parents=True)
+    for name in ("encoder", "masknet", "decoder"):
+        shutil.copy(os.path.join(micro_dir, f"{name}.ckpt"), run)
+    folder = tmp_path / "inference"
+    folder.mkdir()
+    with open(os.path.join(micro_dir, "hyperparams.yaml")) as f:
+        text = f.read()
+    paths = "".join(
+        f"        {name}: !ref <ckpt_dir>/{name}.ckpt\n"
+        for name in ("encoder", "masknet", "decoder")
+    )
+    text = text.replace(
+        "Pretrainer\n", "Pretrainer\n    paths:\n" + paths, 1
+    )
+    (folder / "hyperparams.yaml").write_text(
+        "ckpt_dir: /no/such/run\n" + text
+    )
+    model = MossFormerSeparation.from_hparams(
+        source=str(folder), overrides={"ckpt_dir": str(run)},
+        savedir=str(tmp_path / "saved"),
+    )
+    assert model.separate_batch(torch.zeros(1, 800)).shape == (1, 800, 2)
+    # without the override, the error names where it looked
+    with pytest.raises(ModelLoadError, match="/no/such/run/encoder.ckpt"):
+        MossFormerSeparation.from_hparams(source=str(folder))
+
+
 def test_transfer_warnings_are_held_back_and_dropped_on_failure(
     micro_dir, tmp_path, caplog
 ):
@@ -449,12 +482,25 @@ def _bad_files(tmp):
     files["unsupported"] = (text, "not a readable audio file")
     files["missing"] = (str(tmp / "missing.wav"), "no such file")
     files["folder"] = (str(tmp), "is a folder")
+    # an MP3 cut in half (an interrupted download): its header still
+    # declares the whole length
+    whole = write(tmp / "whole.mp3", 0.3 * np.sin(np.arange(SR * 10) / 7),
+                  SR, "MPEG_LAYER_III")
+    with open(whole, "rb") as f:
+        data = f.read()
+    cut = str(tmp / "cut.mp3")
+    with open(cut, "wb") as f:
+        f.write(data[: len(data) // 2])
+    files["truncated"] = (cut, "truncated or damaged: the audio ends after")
+    fifo = str(tmp / "pipe.wav")
+    os.mkfifo(fifo)
+    files["pipe"] = (fifo, "not a regular file (a pipe or device?)")
     return files
 
 
 BAD_KINDS = [
     "zero_bytes", "no_samples", "too_short", "too_short_48k", "nan", "inf",
-    "corrupt", "unsupported", "missing", "folder",
+    "corrupt", "unsupported", "missing", "folder", "truncated", "pipe",
 ]
 
 
