@@ -186,21 +186,27 @@ def _is_audio_name(name):
     return name.lower().endswith(AUDIO_EXTENSIONS)
 
 
-#: ``<stem>_spk<N>.wav``: the name of a track we write.
-_TRACK_NAME = re.compile(r"^(.+)_spk([0-9]+)\.wav$")
-#: Temporary files of a track being written (``separate_to_files``).
-_TEMP_NAME = re.compile(r"_spk[0-9]+\.wav\.part\.(caf|wav)$")
+#: ``<stem>_spk<N>.wav``, N = 1, 2, ...: the name of a track we write.
+_TRACK_NAME = re.compile(r"^(.+)_spk([1-9][0-9]*)\.wav$")
+#: Temporary files of a track being written (``separate_to_files``), and
+#: those of earlier versions (``<track>.wav.part.caf``).
+_TEMP_NAME = re.compile(
+    r"^\.mossformer-[0-9]+-spk[0-9]+\.part\.(caf|wav)$"
+    r"|_spk[0-9]+\.wav\.part\.(caf|wav)$"
+)
 
 
-def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
+def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
+                   num_spks=None):
     """Expands files and folders into ``(path, relative_output_prefix)``.
 
     Files in folders keep their sub-folder below ``--out-dir`` (so that
     equal names in different sub-folders do not collide). When scanning
     folders, a file is skipped only if it is exactly a track that another
     input of this run writes (``<out_dir>/<its prefix>_spk<N>.wav``, same
-    real path): an earlier output, about to be overwritten. Our temporary
-    files (``*_spkN.wav.part.caf`` / ``.part.wav``) are skipped too. Paths
+    real path, N from 1 to ``num_spks``): an earlier output, about to be
+    overwritten. Our temporary files (``.mossformer-*.part.caf`` /
+    ``.part.wav``) are skipped too. Paths
     that do not exist are returned as they are (they fail later, with the
     other per-file errors).
 
@@ -214,6 +220,8 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
         Output folder.
     skipped : list, optional
         Gets ``(skipped file, the input that writes it)`` pairs.
+    num_spks : int, optional
+        Tracks per input (the model's speakers); ``None``: any N >= 1.
 
     Returns
     -------
@@ -252,7 +260,9 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
                 if os.path.isfile(os.path.join(item, f))
             ]
         for path in found:
-            if _is_audio_name(path) and not _TEMP_NAME.search(path):
+            if _is_audio_name(path) and not _TEMP_NAME.search(
+                os.path.basename(path)
+            ):
                 rel = os.path.relpath(path, item)
                 items.append((path, os.path.splitext(rel)[0]))
                 scanned.add(len(items) - 1)
@@ -279,7 +289,11 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None):
             writer[index] = None
             path = items[index][0]
             match = _TRACK_NAME.match(os.path.basename(path))
-            if index in scanned and match:
+            if (
+                index in scanned
+                and match
+                and (num_spks is None or int(match[2]) <= num_spks)
+            ):
                 # the prefix whose track this file would be
                 key = where(os.path.join(os.path.dirname(path), match[1]))
                 for other in by_prefix.get(key, []):
@@ -335,7 +349,7 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
         stream.progress, close = progress_factory(stream.audio)
     S, rate = stream.num_spks, stream.sample_rate
     finals = [f"{prefix}_spk{k + 1}.wav" for k in range(S)]
-    temps = [f"{f}.part.caf" for f in finals]
+    temps = [_temp_name(f, "caf") for f in finals]
     writers = []
     written = []
     peaks = np.zeros(S)
@@ -373,7 +387,7 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
         for writer in writers:
             writer.close()
         # no half set of tracks: remove what this call wrote
-        for f in temps + [f + ".part.wav" for f in finals] + written:
+        for f in temps + [_temp_name(f, "wav") for f in finals] + written:
             if os.path.exists(f):
                 os.remove(f)
         raise
@@ -386,9 +400,40 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
     return finals
 
 
+def _name_max(path):
+    """The longest file name (bytes) allowed in ``path``'s folder (its
+    nearest existing folder; 255, the usual limit, when unknown)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        return int(os.pathconf(folder or os.sep, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _temp_name(track, kind):
+    """The temporary file (``kind``: ``"caf"`` or ``"wav"``) of ``track``
+    (``<prefix>_spk<N>.wav``) while it is written: a short name in the
+    same folder, so that a track whose name is near the file system's
+    limit still fits, and one that no other run writing there uses.
+
+    Example
+    -------
+    >>> _temp_name("out/a_spk2.wav", "caf") == (
+    ...     f"out/.mossformer-{os.getpid()}-spk2.part.caf")
+    True
+    """
+    folder, name = os.path.split(track)
+    speaker = _TRACK_NAME.match(name)[2]
+    return os.path.join(
+        folder, f".mossformer-{os.getpid()}-spk{speaker}.part.{kind}"
+    )
+
+
 def _float_to_pcm16(src, dst, gain):
     """Copies a float file into 16-bit PCM WAV, scaled and clip-safe."""
-    tmp = dst + ".part.wav"
+    tmp = _temp_name(dst, "wav")
     with sf.SoundFile(src) as fin:
         with sf.SoundFile(
             tmp, "w", samplerate=fin.samplerate, channels=1,
@@ -518,6 +563,10 @@ def _main(argv):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    # again, now that the number of tracks per input is known
+    skipped = []
+    items = collect_inputs(args.inputs, args.recursive, args.out_dir,
+                           skipped, model.num_spks)
     if not args.quiet:
         for path, writer in skipped:
             print(
@@ -548,6 +597,19 @@ def _main(argv):
             print(
                 f"error: {path}: its output {clash[0]} would overwrite an "
                 f"input of this run; use another --out-dir",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
+        longest = max(
+            (f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)),
+            key=lambda track: len(os.fsencode(os.path.basename(track))),
+        )
+        if len(os.fsencode(os.path.basename(longest))) > _name_max(longest):
+            print(
+                f"error: {path}: its output name {os.path.basename(longest)}"
+                f" is longer than the file system allows "
+                f"({_name_max(longest)} bytes); rename the input",
                 file=sys.stderr,
             )
             failures += 1

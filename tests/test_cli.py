@@ -258,6 +258,8 @@ def test_folder_scan_skips_only_earlier_outputs_of_this_run(
     for name in ("a_spk1.wav", "a_spk2.wav", "b_spk1.wav.part.wav"):
         write(inp / name, noise(0.2, SR, seed=5), SR)
     write(inp / "b_spk1.wav.part.caf", noise(0.2, SR, seed=5), SR)
+    write(inp / ".mossformer-123-spk1.part.caf", noise(0.2, SR, seed=5), SR)
+    write(inp / ".mossformer-123-spk2.part.wav", noise(0.2, SR, seed=5), SR)
     before = sf.read(str(inp / "a_spk1.wav"))[0]
     code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp, inp)
     assert code == 0, err
@@ -271,6 +273,56 @@ def test_folder_scan_skips_only_earlier_outputs_of_this_run(
     code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp,
                          "--quiet", inp)
     assert (code, out, err) == (0, "", "")
+
+
+def test_names_like_tracks_that_this_run_does_not_write_are_inputs(
+    model_dir, tmp_path, capsys
+):
+    # a 2-speaker model writes sess_spk1.wav and sess_spk2.wav only
+    names = ["sess.wav", "sess_spk0.wav", "sess_spk01.wav", "sess_spk3.wav"]
+    for seed, name in enumerate(names):
+        write(tmp_path / name, noise(0.2, SR, seed=seed), SR)
+    code, out, err = run(capsys, "--model", model_dir, "--out-dir",
+                         tmp_path, tmp_path)
+    assert (code, err) == (0, "")
+    assert [line.split(" -> ")[0] for line in out.splitlines()] == [
+        str(tmp_path / name) for name in names
+    ]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX byte file names")
+def test_file_names_that_are_not_utf8_are_separated(model_dir, tmp_path,
+                                                    capsys):
+    path = write(tmp_path / "x.wav", noise(0.2, SR), SR)
+    # "café.wav" in Latin-1: Python keeps the byte 0xe9 as a surrogate
+    latin1 = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)),
+                                      b"caf\xe9.wav"))
+    os.rename(path, latin1)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--quiet", latin1)
+    assert (code, err) == (0, "")
+    assert sorted(os.listdir(os.fsencode(str(tmp_path / "out")))) == [
+        b"caf\xe9_spk1.wav", b"caf\xe9_spk2.wav"]
+
+
+def test_long_names_use_short_temporary_files(model_dir, tmp_path, capsys):
+    # the tracks' names fit the usual 255-byte limit, with ".part.caf"
+    # added they would not; one more character and the tracks cannot fit
+    fits = write(tmp_path / ("a" * 240 + ".wav"), noise(0.2, SR), SR)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--quiet", fits)
+    assert (code, err) == (0, "")
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "a" * 240 + f"_spk{k}.wav" for k in (1, 2)]
+    too_long = os.path.join(str(tmp_path), "b" * 247 + ".wav")
+    os.rename(fits, too_long)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--quiet", too_long)
+    assert code == 1
+    assert error_lines(err) == [
+        f"error: {too_long}: its output name {'b' * 247}_spk1.wav is longer "
+        f"than the file system allows (255 bytes); rename the input"
+    ]
 
 
 def test_outputs_never_overwrite_an_input_of_the_run(model_dir, tmp_path,
