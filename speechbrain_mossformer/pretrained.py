@@ -166,8 +166,11 @@ def check_output_folder(out_dir, protected=()):
     ``protected`` folders (the folders being read: a model pruned into
     itself, a recipe run exported into its own run folder), or that holds
     a ``hyperparams.yaml`` not written by this package (e.g. a recipe's
-    own yaml), which would be overwritten. A pretrained folder written by
-    this package is replaced (writing the same export again). A
+    own yaml), which would be overwritten, or, without a
+    ``hyperparams.yaml``, any file that writing the folder replaces
+    (``config.json``, ``custom.py``, the module checkpoints: someone
+    else's). A pretrained folder written by this package is replaced
+    (writing the same export again). A
     SpeechBrain checkpoint folder (one holding ``CKPT.yaml``) is refused
     too: its module files would be replaced.
 
@@ -227,6 +230,18 @@ def check_output_folder(out_dir, protected=()):
                 f"{yaml_path}: exists and was not written by "
                 "speechbrain_mossformer (e.g. a recipe's hyperparams.yaml); "
                 "it would be overwritten: give another output folder"
+            )
+        return
+    for name in ("config.json", "custom.py") + tuple(
+        f"{module}.ckpt" for module in MODULE_NAMES
+    ):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            raise OutputFolderError(
+                f"{path}: exists in a folder that is not a pretrained "
+                "folder written by speechbrain_mossformer (it has no "
+                "hyperparams.yaml); it would be overwritten: give another "
+                "output folder"
             )
 
 

@@ -331,6 +331,21 @@ def test_export_never_overwrites_the_run_folder_or_a_checkpoint(tmp_path,
     with open(os.path.join(ckpt, "masknet.ckpt"), "rb") as f:
         assert f.read() == masknet
     assert not os.path.exists(os.path.join(ckpt, "hyperparams.yaml"))
+    # nor a folder holding files an export writes, without such a yaml
+    for name in ("config.json", "custom.py", "decoder.ckpt"):
+        project = tmp_path / f"project_{name}"
+        project.mkdir()
+        (project / name).write_text("mine\n")
+        assert main([recipe, str(project)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"error: {project / name}: exists in a folder that is not a "
+            "pretrained folder written by speechbrain_mossformer (it has no "
+            "hyperparams.yaml); it would be overwritten: give another "
+            "output folder\n"
+        )
+        assert os.listdir(project) == [name]
+        assert (project / name).read_text() == "mine\n"
     # exporting again into a folder this package wrote replaces it
     out = str(tmp_path / "exported")
     assert main([recipe, out]) == 0
