@@ -395,9 +395,13 @@ class Separation(sb.Brain):
     def augment(self, mix, mix_lens, targets, noise=None):
         """Training-time augmentation of a batch (no gradients).
 
-        When any source-level augmentation is on (speed perturbation,
-        random shift, reverberation), the mixture is rebuilt from the
-        augmented sources (plus noise); the targets stay anechoic.
+        When a source-level augmentation is on (speed perturbation,
+        random shift), the mixture is rebuilt from the augmented sources
+        (plus noise); with ``use_reverb`` their reverberated copies are
+        summed, and the targets stay anechoic. ``use_reverb`` alone rebuilds
+        only anechoic mixtures: a corpus' own reverberant mixtures
+        (``whamr``) and dynamic mixtures (reverberant already when
+        ``use_reverb`` is on) are trained on as they are.
 
         Arguments
         ---------
@@ -422,7 +426,9 @@ class Separation(sb.Brain):
         if self._hp("use_rand_shift", False):
             targets = self.random_shift_sources(targets)
             rebuild = True
-        if self._hp("use_reverb", False):
+        if self._hp("use_reverb", False) and (
+            rebuild or not self._reverberant_mixtures()
+        ):
             # [B, T, S]: what the microphones hear; targets stay anechoic
             heard = torch.stack(
                 [
@@ -447,6 +453,14 @@ class Separation(sb.Brain):
         if self._hp("limit_training_signal_len", False):
             mix, targets = self.cut_signals(mix, targets)
         return mix, targets
+
+    def _reverberant_mixtures(self):
+        """True when the training mixtures hold reverberation already:
+        WHAMR!'s (``whamr``), or dynamic mixtures (the recipe gives
+        dynamic mixing the RIRs when ``use_reverb`` is on)."""
+        return bool(self._hp("whamr", False)) or bool(
+            self._hp("dynamic_mixing", False)
+        )
 
     def speed_perturb_sources(self, targets):
         """Speed-perturbs each source on its own (random speed each).

@@ -591,3 +591,36 @@ def test_sources_and_mixture_of_different_lengths_name_the_shapes(
     }])
     with pytest.raises(ValueError, match=r"\(1, 8[02]0, 2\).*\(1, 8[02]0, 2\)"):
         brain.evaluate_batch(item, sb.Stage.TEST)
+
+
+@pytest.mark.parametrize(
+    "settings, rebuilt",
+    [
+        # WHAMR!'s own mixtures are reverberant: trained on as they are
+        ({"whamr": True}, False),
+        # so are dynamic mixtures (given the RIRs when use_reverb is on)
+        ({"dynamic_mixing": True}, False),
+        # an anechoic corpus mixture is rebuilt from reverberated sources
+        ({}, True),
+        # mixtures rebuilt from perturbed sources are reverberated
+        ({"whamr": True, "use_speedperturb": True,
+          "speed_perturb": lambda x: x[:, :-10]}, True),
+    ],
+)
+def test_use_reverb_rebuilds_only_mixtures_that_are_not_reverberant(
+    settings, rebuilt
+):
+    # a stand-in "RIR": each source scaled by 3
+    brain = make_brain(1, use_reverb=True, reverb=lambda x: 3 * x,
+                       **settings)
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randn(2, 400, 2, generator=generator)
+    corpus_mix = torch.randn(2, 400, generator=generator)
+    mix, out_targets = brain.augment(corpus_mix, torch.ones(2), targets)
+    if rebuilt:
+        length = out_targets.shape[1]
+        assert torch.allclose(mix, 3 * out_targets.sum(-1), atol=1e-6)
+        assert torch.equal(out_targets, targets[:, :length])
+    else:
+        assert torch.equal(mix, corpus_mix)
+        assert torch.equal(out_targets, targets)
