@@ -320,10 +320,11 @@ def convert_masknet_state(official_state, query_key_dim, out_channels):
     converted = {}
     for key, value in official_state.items():
         if _ROTARY_FREQS.search(key):
-            _check_frozen(key, value, rotary)
+            _check_frozen(key, value, rotary,
+                          f"query_key_dim {query_key_dim}")
             continue
         if key == _POS_INV_FREQ:
-            _check_frozen(key, value, positional)
+            _check_frozen(key, value, positional, f"d_model {out_channels}")
             continue
         new_key = _rename(key, _MASKNET_RULES)
         if new_key is None:
@@ -335,15 +336,31 @@ def convert_masknet_state(official_state, query_key_dim, out_channels):
     return converted
 
 
-def _check_frozen(key, value, expected):
-    """Checks a frozen frequency table against the one we compute."""
-    if tuple(value.shape) != tuple(expected.shape) or not torch.allclose(
-        value.float(), expected, rtol=1e-6, atol=0
-    ):
+def _check_frozen(key, value, expected, setting):
+    """Checks a frozen frequency table against the one we compute.
+
+    ``setting`` names the configuration value that sets its size (e.g.
+    ``"query_key_dim 128"``): a table of another size means that the
+    configuration does not match the checkpoint. The values are compared
+    at the precision the checkpoint was saved in (a half-precision copy of
+    the official weights is accepted).
+    """
+    if tuple(value.shape) != tuple(expected.shape):
         raise ConversionError(
-            f"masknet.bin: '{key}' holds frequencies {tuple(value.shape)} "
-            f"that differ from the standard ones {tuple(expected.shape)}; "
-            "this checkpoint was not made by the official MossFormer code"
+            f"masknet.bin: '{key}' holds {value.numel()} frequencies but the "
+            f"configuration's {setting} makes {expected.numel()}: the "
+            "configuration does not match this checkpoint"
+        )
+    if value.is_floating_point() and value.dtype not in (
+        torch.float32, torch.float64
+    ):
+        # the table rounded to the checkpoint's precision, exactly
+        expected = expected.to(value.dtype).float()
+    if not torch.allclose(value.float(), expected, rtol=1e-6, atol=0):
+        raise ConversionError(
+            f"masknet.bin: '{key}' holds other frequencies than the official "
+            "code computes; this checkpoint was not made by the official "
+            "MossFormer code"
         )
 
 
@@ -360,6 +377,11 @@ def _load_bin(model_dir, name):
         raise ConversionError(f"{path}: {checkpoint_problem(err)}") from None
     if not isinstance(state, dict):
         raise ConversionError(f"{path}: expected a state dict")
+    for key, value in state.items():
+        if not torch.is_tensor(value):
+            raise ConversionError(
+                f"{path}: '{key}' is a {type(value).__name__}, not a tensor"
+            )
     return state
 
 

@@ -368,6 +368,12 @@ def check_state_dict(module, state_dict, name):
     Traceback (most recent call last):
       ...
     ValueError: linear: parameter 'weight' has shape (3, 4) in the checkpoint but (3, 2) in the model
+    >>> check_state_dict(torch.nn.Linear(2, 3),
+    ...                  {"weight": [[0.0] * 2] * 3, "bias": torch.zeros(3)},
+    ...                  "linear")
+    Traceback (most recent call last):
+      ...
+    ValueError: linear: 'weight' is a list in the checkpoint, not a tensor
     """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -383,6 +389,11 @@ def check_state_dict(module, state_dict, name):
             + "; ".join(parts)
         )
     for key, tensor in expected.items():
+        if not torch.is_tensor(state_dict[key]):
+            raise ValueError(
+                f"{name}: '{key}' is a {type(state_dict[key]).__name__} in "
+                "the checkpoint, not a tensor"
+            )
         got = tuple(state_dict[key].shape)
         if got != tuple(tensor.shape):
             raise ValueError(

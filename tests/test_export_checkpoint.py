@@ -394,6 +394,35 @@ def test_converter_rejects_bad_settings_and_names_missing_official_keys(
     assert convert_main([str(ms), str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"masknet.bin: missing '{official}'" in err
+    # a configuration of another size names the setting, not the file
+    shutil.copy(os.path.join(fixture, "masknet.bin"), ms / "masknet.bin")
+    for key, value, message in (
+        ("query_key_dim", 16, "holds 16 frequencies but the configuration's "
+         "query_key_dim 16 makes 8: the configuration does not match"),
+        ("d_model", 32, "'pos_enc.inv_freq' holds 32 frequencies but the "
+         "configuration's d_model 32 makes 16"),
+    ):
+        bad = dict(settings, **{key: value})
+        if key == "d_model":
+            bad.update(in_channels=32, out_channels=32)
+        (ms / "configuration.json").write_text(json.dumps({"model": bad}))
+        assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+        assert message in capsys.readouterr().err
+    # a value that is not a tensor is named
+    (ms / "configuration.json").write_text(json.dumps({"model": settings}))
+    state = torch.load(str(ms / "masknet.bin"))
+    state["pos_enc.inv_freq"] = state["pos_enc.inv_freq"].tolist()
+    torch.save(state, str(ms / "masknet.bin"))
+    assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {ms / 'masknet.bin'}: 'pos_enc.inv_freq' is a list, not a "
+        "tensor\n")
+    # the official weights saved in half precision convert
+    state = torch.load(os.path.join(fixture, "masknet.bin"))
+    torch.save({k: v.half() for k, v in state.items()},
+               str(ms / "masknet.bin"))
+    assert convert_main([str(ms), str(tmp_path / "half")]) == 0
+    capsys.readouterr()
     # never over a recipe's (or any foreign) hyperparams.yaml
     run = tmp_path / "run"
     run.mkdir()
