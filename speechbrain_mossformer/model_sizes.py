@@ -6,12 +6,14 @@ Usage::
 
 Prints the trainable parameter count of ``hparams/mossformer_{s,m,l}.yaml``
 next to the paper's figure and exits with status 1 if L is not exactly
-42,101,834 or S/M are more than 1% away from 10.8M / 25.3M.
+42,101,834 or S/M are more than 1% away from 10.8M / 25.3M; status 2 (one
+line on stderr) for a folder or yaml that cannot be read.
 
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import argparse
 import os
 import sys
 
@@ -69,9 +71,42 @@ def model_sizes(hparams_dir=None):
 
 
 def main(argv=None):
-    """Prints the table; returns 0 when all sizes match the paper."""
-    argv = sys.argv[1:] if argv is None else argv
-    counts = model_sizes(argv[0] if argv else None)
+    """Prints the table; returns 0 when all sizes match the paper, 1 when
+    one does not, 2 when the yamls cannot be read.
+
+    Example
+    -------
+    >>> main(["/no/such/folder"])
+    2
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_mossformer.model_sizes",
+        description="Parameter counts of MossFormer (S), (M) and (L) "
+        "against the paper.",
+    )
+    parser.add_argument(
+        "hparams_dir", nargs="?", default=None,
+        help="folder with mossformer_{s,m,l}.yaml (default: the "
+        "repository's hparams/)",
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    folder = args.hparams_dir or default_hparams_dir()
+    if not os.path.isdir(folder):
+        print(f"error: {folder}: no such folder", file=sys.stderr)
+        return 2
+    try:
+        counts = model_sizes(folder)
+    except OSError as err:
+        print(f"error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a yaml that does not build a model
+        from speechbrain_mossformer.errors import first_line
+
+        print(f"error: {folder}: {first_line(err)}", file=sys.stderr)
+        return 2
     ok = counts["l"] == OFFICIAL_L
     print("| model | our parameters | paper | difference |")
     print("|---|---|---|---|")

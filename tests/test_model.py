@@ -325,6 +325,14 @@ def test_masknet_rejects_wrong_channel_count():
         masknet(torch.randn(1, 8, 10))
 
 
+@pytest.mark.parametrize("group_size", [0, -4, 2.5, True])
+def test_group_size_must_be_a_positive_integer(group_size):
+    with pytest.raises(ValueError, match="group_size must be a positive "
+                       f"integer, got {group_size!r}"):
+        MossFormerMaskNet(16, 16, num_blocks=1, group_size=group_size,
+                          query_key_dim=8)
+
+
 def test_joint_attention_matches_a_loop_over_unpadded_groups():
     """Zero padding of the last group changes nothing: compare with a naive
     per-group loop that never pads (scores scaled by 1/group_size)."""

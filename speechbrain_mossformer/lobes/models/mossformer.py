@@ -1136,6 +1136,14 @@ class MossFormerBlock(nn.Module):
         hidden_dim=None,
     ):
         super().__init__()
+        if (
+            isinstance(group_size, bool)
+            or not isinstance(group_size, int)
+            or group_size < 1
+        ):
+            raise ValueError(
+                f"group_size must be a positive integer, got {group_size!r}"
+            )
         if hidden_dim is None:
             hidden_dim = int(dim * expansion_factor)
         if hidden_dim % 2 != 0:
