@@ -306,6 +306,16 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
             hparams, dataset
         )
         check_training_noise_folder(noise_folder)
+    epoch_size = hparams.get("dm_epoch_size")
+    if epoch_size is not None and (
+        isinstance(epoch_size, bool)
+        or not isinstance(epoch_size, int)
+        or epoch_size < 1
+    ):
+        raise RecipeError(
+            f"dm_epoch_size {epoch_size}: expected a whole number of at "
+            "least 1 (items per epoch), or null (as many as the training CSV)"
+        )
     rirs = None
     if needs_rirs(hparams):
         rirs = hparams.get("rir_csv")
@@ -314,7 +324,7 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
         sample_rate=hparams["sample_rate"],
         num_spks=hparams["num_spks"],
         training_signal_len=hparams["training_signal_len"],
-        epoch_size=hparams.get("dm_epoch_size"),
+        epoch_size=epoch_size,
         train_csv=train_csv,
         corpus="librispeech" if dataset == "librimix" else "wsj0",
         noise_folder=noise_folder,
@@ -476,7 +486,12 @@ def check_run_folder(hparams):
     ``hyperparams.yaml``: a run with other values of ``RUN_DEFINING_KEYS``
     is an error (before anything is written). Other changed settings are
     returned as notes (e.g. ``lr``: the learning rate comes from the
-    checkpoint's optimizer state when resuming).
+    checkpoint's optimizer state when resuming), except ``batch_size``
+    when the checkpoint to resume from is an intra-epoch one (see
+    :func:`check_intra_epoch_batch_size`). A folder with checkpoints but
+    without ``hyperparams.yaml`` (e.g. ``save/`` copied alone) is checked
+    by the shapes of its newest checkpoint (see
+    :func:`check_checkpoint_shapes`).
 
     Arguments
     ---------
@@ -512,7 +527,10 @@ def check_run_folder(hparams):
     has_ckpt = os.path.isdir(save_folder) and any(
         name.startswith("CKPT+") for name in os.listdir(save_folder)
     )
-    if not (has_ckpt and os.path.isfile(saved)):
+    if not has_ckpt:
+        return []
+    if not os.path.isfile(saved):
+        check_checkpoint_shapes(hparams)
         return []
     try:
         with open(saved, encoding="utf-8") as f:
@@ -544,6 +562,10 @@ def check_run_folder(hparams):
             "give another --output_folder (its checkpoints and "
             "hyperparams.yaml are left as they are)"
         )
+    if "batch_size" in old and "batch_size" in hparams:
+        check_intra_epoch_batch_size(
+            hparams, plain_value(old["batch_size"]), hparams["batch_size"]
+        )
     if notes:
         note = "resuming with changed settings: " + "; ".join(notes)
         if any(n.startswith("lr:") for n in notes):
@@ -553,6 +575,173 @@ def check_run_folder(hparams):
             )
         return [note]
     return []
+
+
+def resumed_checkpoint(hparams):
+    """The checkpoint a run of ``hparams`` resumes training from, or None.
+
+    That is the newest complete checkpoint of ``save_folder``, as the
+    Brain's ``recover_if_possible`` picks it.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> save = str(getfixture("tmpdir"))
+    >>> checkpointer = AtomicCheckpointer(save, {"model": torch.nn.Linear(
+    ...     2, 2)})
+    >>> resumed_checkpoint({"save_folder": save}) is None
+    True
+    >>> ckpt = checkpointer.save_checkpoint(end_of_epoch=False)
+    >>> resumed_checkpoint({"save_folder": save}).meta["end-of-epoch"]
+    False
+    """
+    checkpointer = hparams.get("checkpointer")
+    if checkpointer is None:
+        save_folder = hparams.get("save_folder") or os.path.join(
+            hparams["output_folder"], "save"
+        )
+        if not os.path.isdir(save_folder):
+            return None
+        checkpointer = sb.utils.checkpoints.Checkpointer(save_folder)
+    try:
+        return checkpointer.find_checkpoint()
+    except Exception as err:  # e.g. an unreadable CKPT.yaml
+        raise RecipeError(
+            f"{checkpointer.checkpoints_dir}: cannot list its checkpoints: "
+            f"{first_line(err)}"
+        ) from None
+
+
+def check_intra_epoch_batch_size(hparams, old_batch_size, new_batch_size):
+    """Refuses another ``batch_size`` when resuming within an epoch.
+
+    An intra-epoch checkpoint (Ctrl-C, SIGTERM, ``ckpt_interval_*``) saves
+    the number of *batches* of the epoch already trained; the resumed run
+    skips that many batches at its own batch size, so a larger one would
+    silently leave the rest of the epoch untrained, and a smaller one
+    train part of it twice. At an epoch boundary (an end-of-epoch
+    checkpoint) the batch size may change.
+
+    Arguments
+    ---------
+    hparams : dict
+        The new run's hyperparameters (``save_folder`` or ``output_folder``;
+        ``checkpointer`` if built).
+    old_batch_size : int
+        The batch size of the run that saved the checkpoints.
+    new_batch_size : int
+        The new run's batch size.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> save = str(getfixture("tmpdir"))
+    >>> checkpointer = AtomicCheckpointer(save, {"model": torch.nn.Linear(
+    ...     2, 2)})
+    >>> ckpt = checkpointer.save_checkpoint(end_of_epoch=True)
+    >>> check_intra_epoch_batch_size({"save_folder": save}, 1, 4)
+    >>> ckpt = checkpointer.save_checkpoint(end_of_epoch=False)
+    >>> check_intra_epoch_batch_size({"save_folder": save}, 1, 1)
+    >>> check_intra_epoch_batch_size({"save_folder": save}, 1, 4)
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... resume with --batch_size=1 ...
+    """
+    if old_batch_size == new_batch_size:
+        return
+    ckpt = resumed_checkpoint(hparams)
+    if ckpt is None or ckpt.meta.get("end-of-epoch", True):
+        return
+    epoch = _read_int(ckpt.paramfiles.get("counter"))
+    batches = _read_int(ckpt.paramfiles.get("dataloader-TRAIN"))
+    where = f"epoch {epoch}" if epoch is not None else "an epoch"
+    if batches is None:
+        done, skip = "", "the batches already trained at the new size"
+    else:
+        done = f", after {batches} batches,"
+        skip = f"{batches} batches of {new_batch_size}, not of " \
+            f"{old_batch_size}"
+    raise RecipeError(
+        f"{ckpt.path} was saved within {where}{done} with batch_size "
+        f"{old_batch_size}: resuming it with batch_size {new_batch_size} "
+        f"would skip {skip}; resume with --batch_size={old_batch_size} to "
+        "finish the epoch (the batch size may change after it, at an "
+        "end-of-epoch checkpoint)"
+    )
+
+
+def _read_int(path):
+    """The integer a small checkpoint file holds (the epoch counter, a
+    DataLoader position), or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(f.read().strip())
+    except (TypeError, OSError, ValueError):
+        return None
+
+
+def check_checkpoint_shapes(hparams):
+    """Compares the newest checkpoint's modules with the yaml's.
+
+    For a run folder whose ``save/`` holds checkpoints but no
+    ``hyperparams.yaml`` (``save/`` copied alone, the yaml deleted), so
+    that a run with another model size is a one-line error before
+    anything is written, not a torch size-mismatch traceback once the
+    Brain resumes. Matching checkpoints resume as before.
+
+    Arguments
+    ---------
+    hparams : dict
+        The new run's hyperparameters: ``checkpointer`` (its ``torch``
+        modules are those compared; else ``modules``), ``output_folder``.
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> save = str(getfixture("tmpdir"))
+    >>> small = AtomicCheckpointer(save, {"masknet": torch.nn.Linear(2, 2)})
+    >>> ckpt = small.save_checkpoint()
+    >>> wide = AtomicCheckpointer(save, {"masknet": torch.nn.Linear(2, 3)})
+    >>> check_checkpoint_shapes({"output_folder": save, "checkpointer":
+    ...     small})
+    >>> check_checkpoint_shapes({"output_folder": save, "checkpointer":
+    ...     wide})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... (masknet: parameter 'weight' has shape (2, 2) in the checkpoint but (3, 2) ...
+    """
+    from speechbrain_mossformer.pretrained import check_state_dict
+
+    checkpointer = hparams.get("checkpointer")
+    modules = (
+        checkpointer.recoverables if checkpointer is not None
+        else hparams.get("modules") or {}
+    )
+    ckpt = resumed_checkpoint(hparams)
+    if ckpt is None:
+        return
+    folder = hparams["output_folder"]
+    for name, module in modules.items():
+        path = ckpt.paramfiles.get(name)
+        if not isinstance(module, torch.nn.Module) or path is None:
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise RecipeError(
+                f"{path}: cannot read the checkpoint: {first_line(err)}"
+            ) from None
+        try:
+            check_state_dict(module, state, name)
+        except ValueError as err:
+            raise RecipeError(
+                f"{folder} holds checkpoints of a run with other settings "
+                f"({err}); its hyperparams.yaml is gone, so resume it with "
+                f"the model size its checkpoint {ckpt.path.name} was trained "
+                "with (N_encoder_out, out_channels, num_blocks, "
+                "query_key_dim, num_spks, kernel_size, ...) or give another "
+                "--output_folder (its checkpoints are left as they are)"
+            ) from None
 
 
 def resolve_precision(hparams, run_opts):
@@ -751,8 +940,68 @@ def ensure_rirs(hparams):
     hparams["rir_csv"] = csv_path
 
 
+def check_rirs(rir_csv):
+    """Reads the header of every RIR file of ``rir_csv``; they must be mono.
+
+    The one check of the RIRs, at setup, for both of their users:
+    SpeechBrain's ``AddReverb`` (``use_reverb``) fails deep in training
+    on a multichannel RIR (``TypeError: only integer tensors of a single
+    element can be converted to an index``), and dynamic mixing would
+    silently take its first channel.
+
+    Arguments
+    ---------
+    rir_csv : str
+        A RIR manifest (``ID,duration,wav,wav_format,wav_opts``; paths may
+        use ``$rir_root``, the CSV's folder).
+
+    Returns
+    -------
+    dict
+        ``{sample rate: the first file at that rate}``.
+
+    Raises
+    ------
+    RecipeError
+        Naming the first RIR file that is not mono and its channel count.
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf
+    >>> tmp = getfixture("tmpdir")
+    >>> sf.write(str(tmp / "r.wav"), np.zeros(160), 16000)
+    >>> sf.write(str(tmp / "s.wav"), np.zeros((160, 2)), 16000)
+    >>> _ = (tmp / "rirs.csv").write_text(
+    ...     "ID,duration,wav,wav_format,wav_opts\\n"
+    ...     "r,0.01,$rir_root/r.wav,wav,\\n", encoding="utf-8")
+    >>> check_rirs(str(tmp / "rirs.csv")) == {16000: str(tmp / "r.wav")}
+    True
+    >>> with open(str(tmp / "rirs.csv"), "a") as f:
+    ...     _ = f.write("s,0.01,$rir_root/s.wav,wav,\\n")
+    >>> check_rirs(str(tmp / "rirs.csv"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... .../s.wav has 2 channels; ...
+    """
+    from speechbrain_mossformer.dataprep.csv_manifest import audio_info
+    from speechbrain_mossformer.dataprep.dynamic_mixing import read_rir_list
+
+    rates = {}
+    for path in read_rir_list(rir_csv):
+        info = audio_info(path)
+        if info.channels != 1:
+            raise RecipeError(
+                f"rir_csv {rir_csv}: the RIR file {path} has "
+                f"{info.channels} channels; room impulse responses must be "
+                "mono (1 channel): give one channel per file"
+            )
+        rates.setdefault(info.samplerate, path)
+    return rates
+
+
 def rir_sample_rate(rir_csv):
-    """The sample rate of the RIR files of ``rir_csv`` (all must share it).
+    """The sample rate of the RIR files of ``rir_csv`` (all must share it;
+    they must be mono, see :func:`check_rirs`).
 
     SpeechBrain's ``AddReverb`` does not read the files' rate: it takes its
     ``reverb_sample_rate`` argument for granted, so RIRs at another rate
@@ -769,12 +1018,7 @@ def rir_sample_rate(rir_csv):
     >>> rir_sample_rate(str(tmp / "rirs.csv"))
     16000
     """
-    from speechbrain_mossformer.dataprep.csv_manifest import audio_info
-    from speechbrain_mossformer.dataprep.dynamic_mixing import read_rir_list
-
-    rates = {}
-    for path in read_rir_list(rir_csv):
-        rates.setdefault(audio_info(path).samplerate, path)
+    rates = check_rirs(rir_csv)
     if len(rates) > 1:
         examples = "; ".join(f"{p}: {r} Hz" for r, p in sorted(rates.items()))
         raise RecipeError(
@@ -1006,11 +1250,11 @@ def save_progress(separator, err):
 
 
 #: Settings that count things: whole numbers, at least 1 (``num_workers``:
-#: at least 0).
+#: at least 0); null where the yaml allows it (``dm_epoch_size``).
 COUNT_KEYS = (
     "N_epochs", "batch_size", "num_spks", "sample_rate", "num_workers",
     "N_encoder_out", "out_channels", "num_blocks", "group_size",
-    "query_key_dim", "kernel_size",
+    "query_key_dim", "kernel_size", "dm_epoch_size",
 )
 
 
@@ -1176,6 +1420,10 @@ def run_recipe(argv, dataset):
     run_on_main(ensure_rirs, args=[hparams])
     if needs_rirs(hparams) and not hparams.get("rir_csv"):
         ensure_rirs(hparams)  # other ranks: only reads the existing files
+    if needs_rirs(hparams):
+        # at setup, for AddReverb and dynamic mixing alike: not deep in
+        # training once a multichannel RIR is drawn
+        check_rirs(hparams["rir_csv"])
     datasets = audio_datasets(hparams, csvs)
     load_initial_weights(hparams)
 

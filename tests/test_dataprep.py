@@ -544,3 +544,24 @@ def test_speaker_splits_do_not_depend_on_the_utterance_duration(tmp_path):
         for part in os.path.splitext(name)[0].split("_")
     }
     assert test_speakers and not test_speakers & set(os.listdir(pool))
+
+
+def test_dynamic_mixing_bad_counts_are_data_preparation_errors(tmp_path):
+    # user settings (the recipes' dm_epoch_size, num_spks): the recipes
+    # print a DataPreparationError as one line, a plain ValueError as a
+    # traceback (kept for programming errors)
+    from speechbrain_mossformer.dataprep.dynamic_mixing import (
+        DynamicMixingDataset)
+    from speechbrain_mossformer.dataprep.minidata import make_wsj0_si_tr_s
+
+    si_tr_s = make_wsj0_si_tr_s(str(tmp_path))
+    with pytest.raises(DataPreparationError, match="epoch_size must be >= 1"):
+        DynamicMixingDataset(si_tr_s, training_signal_len=4000, epoch_size=0)
+    with pytest.raises(DataPreparationError, match="num_spks must be >= 1"):
+        DynamicMixingDataset(si_tr_s, num_spks=0, epoch_size=4)
+    # an empty training CSV as the epoch size
+    empty = tmp_path / "tr.csv"
+    empty.write_text("ID,duration\n")
+    with pytest.raises(DataPreparationError, match="got 0"):
+        DynamicMixingDataset(si_tr_s, train_csv=str(empty))
+    assert len(DynamicMixingDataset(si_tr_s, epoch_size=3)) == 3

@@ -685,3 +685,175 @@ def test_a_data_error_under_ddp_saves_no_checkpoint(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 1)
     assert recipe.save_progress(brain, DataPreparationError("x")) is True
     assert brain.saved == 2
+
+
+# ---------------------------------------------------------------------------
+# Regressions: multichannel RIRs, a changed batch size within an epoch, a run
+# folder with checkpoints but no hyperparams.yaml, dm_epoch_size
+
+
+def write_rir_csv(folder, channels):
+    """A RIR manifest with one RIR file per entry of ``channels``."""
+    import numpy as np
+    import soundfile as sf
+
+    os.makedirs(folder, exist_ok=True)
+    rows = []
+    for k, n in enumerate(channels):
+        t = np.arange(800) / 8000
+        rir = np.random.default_rng(k).standard_normal(800) * np.exp(-t / 0.02)
+        rir[0] = 1.0
+        if n > 1:
+            rir = np.stack([rir] * n, axis=1)
+        sf.write(os.path.join(folder, f"r{k}.wav"), rir, 8000)
+        rows.append(f"r{k},0.1,$rir_root/r{k}.wav,wav,\n")
+    path = os.path.join(folder, "rirs.csv")
+    with open(path, "w") as f:
+        f.write("ID,duration,wav,wav_format,wav_opts\n" + "".join(rows))
+    return path
+
+
+@pytest.mark.parametrize("how", ["use_reverb", "dynamic_mixing"])
+def test_multichannel_rir_is_refused_at_setup(data, tmp_path, how):
+    # AddReverb failed deep in training (TypeError, ~40 lines) and dynamic
+    # mixing silently took the first channel: both refuse it at setup
+    rirs = str(tmp_path / "rirs")
+    rir_csv = write_rir_csv(rirs, [1, 2])
+    stereo = os.path.join(rirs, "r1.wav")
+    out = str(tmp_path / "out")
+    if how == "use_reverb":
+        proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                         "--use_reverb=True", f"--rir_csv={rir_csv}",
+                         "--N_epochs=1", check=False)
+    else:  # WHAMR! with reverberant targets: dynamic mixing reverberates
+        proc = run_train("wham", "mossformer-whamr.yaml", data["whamr"], out,
+                         "--whamr_targets=reverb", "--dynamic_mixing=True",
+                         f"--base_folder_dm={data['si_tr_s']}",
+                         "--training_signal_len=4000", "--dm_epoch_size=2",
+                         f"--rir_csv={rir_csv}", "--N_epochs=1", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and stereo in last, last
+    assert "has 2 channels" in last and "must be mono" in last, last
+    assert "Traceback" not in proc.stderr
+    assert not any(n.startswith("CKPT+")
+                   for n in os.listdir(os.path.join(out, "save")))
+
+
+def test_batch_size_change_within_an_epoch_is_refused(data, tmp_path):
+    # SpeechBrain fast-forwards the saved number of *batches* at the new
+    # batch size: the rest of the interrupted epoch was silently skipped
+    out = str(tmp_path / "out")
+    script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
+    cmd = [PYTHON, script, hparams, f"--data_folder={data['wsj2']}",
+           f"--output_folder={out}", "--N_epochs=4", *TINY]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    save = os.path.join(out, "save")
+
+    def checkpoints(end_of_epoch):
+        found = []
+        for name in sorted(os.listdir(save)) if os.path.isdir(save) else []:
+            meta = os.path.join(save, name, "CKPT.yaml")  # complete ones
+            if os.path.isfile(meta) and (
+                f"end-of-epoch: {str(end_of_epoch).lower()}"
+                in open(meta).read()
+            ):
+                found.append(name)
+        return found
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoints(end_of_epoch=True):
+            break  # epoch 1 is saved: stop during epoch 2
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate()
+    assert proc.returncode == 143, stderr[-3000:]
+    intra = checkpoints(end_of_epoch=False)
+    assert len(intra) == 1, os.listdir(save)
+    ckpts = sorted(n for n in os.listdir(save) if n.startswith("CKPT+"))
+    saved = open(os.path.join(out, "hyperparams.yaml")).read()
+    epochs = train_log_epochs(out)
+
+    proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                     "--N_epochs=4", "--batch_size=4", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and intra[0] in last, last
+    assert "with batch_size 1" in last and "--batch_size=1" in last, last
+    assert "Traceback" not in proc.stderr
+    # nothing trained, nothing rewritten
+    assert open(os.path.join(out, "hyperparams.yaml")).read() == saved
+    assert train_log_epochs(out) == epochs
+    assert sorted(n for n in os.listdir(save) if n.startswith("CKPT+")) \
+        == ckpts
+
+    # at an epoch boundary (no intra-epoch checkpoint) it may change
+    import shutil
+
+    shutil.rmtree(os.path.join(save, intra[0]))
+    proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                     "--N_epochs=2", "--batch_size=4")
+    assert "batch_size: 1 -> 4" in open(os.path.join(out, "log.txt")).read()
+    assert train_log_epochs(out)[-1] == 2
+
+
+def test_checkpoints_without_hyperparams_yaml_are_checked(data, tmp_path):
+    import shutil
+
+    first = str(tmp_path / "first")
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], first,
+              "--N_epochs=1")
+    # save/ copied alone: no hyperparams.yaml to compare the settings with
+    out = str(tmp_path / "copy")
+    shutil.copytree(os.path.join(first, "save"), os.path.join(out, "save"))
+    before = sorted(os.listdir(os.path.join(out, "save")))
+    proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                     "--out_channels=32", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "holds checkpoints of a run with " \
+        "other settings" in last, last
+    assert "masknet: parameter 'conv1d_encoder.weight' has shape " \
+        "(16, 16, 1) in the checkpoint but (32, 16, 1) in the model" in last
+    assert "Traceback" not in proc.stderr
+    assert sorted(os.listdir(os.path.join(out, "save"))) == before
+    assert not os.path.isfile(os.path.join(out, "train_log.txt"))
+    # the checkpoints' own settings resume as before
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+              "--N_epochs=2")
+    assert train_log_epochs(out) == [2]
+    assert len(read_results(out)) == 5
+
+
+def test_dm_epoch_size_below_one_is_a_clear_error(data, tmp_path):
+    from speechbrain_mossformer.recipe import (
+        RecipeError, check_overrides, dynamic_mixing_dataset, prepare_data)
+
+    # on the command line: checked with the other counts (null allowed)
+    proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"],
+                     str(tmp_path / "out"), "--dynamic_mixing=True",
+                     f"--base_folder_dm={data['si_tr_s']}",
+                     "--dm_epoch_size=0", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("error: --dm_epoch_size 0: expected a whole number of "
+                    "at least 1"), last
+    assert "Traceback" not in proc.stderr
+    _, wsj = recipe_paths("wsj0mix", "mossformer.yaml")
+    check_overrides(wsj, "data_folder: /d\ndm_epoch_size: null")
+    # in the yaml itself: the recipe's error, naming the setting
+    hparams = {"data_folder": data["wsj2"],
+               "save_folder": str(tmp_path / "save"), "sample_rate": 8000,
+               "num_spks": 2, "base_folder_dm": data["si_tr_s"],
+               "training_signal_len": 4000, "seed": 1}
+    csvs = prepare_data(hparams, "wsj0mix")
+    for bad in (0, -3, 2.5, "many"):
+        hparams["dm_epoch_size"] = bad
+        with pytest.raises(RecipeError, match=f"dm_epoch_size {bad}: "):
+            dynamic_mixing_dataset(hparams, "wsj0mix", csvs["train"])
+    hparams["dm_epoch_size"] = None  # as many as the training CSV
+    assert len(dynamic_mixing_dataset(hparams, "wsj0mix", csvs["train"])) \
+        == 8

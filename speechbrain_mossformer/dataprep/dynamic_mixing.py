@@ -564,7 +564,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         Maximum item length in samples; None keeps the shortest drawn
         utterance's full length.
     epoch_size : int or None
-        Nominal number of items per epoch (``len``).
+        Nominal number of items per epoch (``len``), at least 1.
     train_csv : str or None
         If ``epoch_size`` is None, ``len`` is its number of rows (the
         upstream convention); else the number of utterances in the pool.
@@ -584,7 +584,9 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         ``gain_style="wsj0"``.
     rirs : str, list or None
         Room impulse responses (see :func:`read_rir_list`); None: no
-        reverberation.
+        reverberation. They should be mono: a multichannel file's first
+        channel is used (the recipes refuse multichannel RIRs at setup,
+        ``recipe.check_rirs``).
     seed : int
         Base seed; item ``i`` of epoch ``e`` uses the seed ``(seed, e, i)``.
     max_peak : float
@@ -661,8 +663,10 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
             )
         if speaker_from is None:
             speaker_from = "stem" if corpus == "wsj0" else "librispeech"
-        if num_spks < 1:
-            raise ValueError("num_spks must be >= 1, got %r" % (num_spks,))
+        if num_spks < 1:  # a user setting: one line in the recipes
+            raise DataPreparationError(
+                "num_spks must be >= 1, got %r" % (num_spks,)
+            )
         self.sample_rate = int(sample_rate)
         self.num_spks = int(num_spks)
         self.training_signal_len = (
@@ -716,8 +720,10 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
                 epoch_size = _count_csv_rows(train_csv)
             else:
                 epoch_size = int(counts.sum())
-        if epoch_size < 1:
-            raise ValueError("epoch_size must be >= 1, got %r" % epoch_size)
+        if epoch_size < 1:  # a user setting: one line in the recipes
+            raise DataPreparationError(
+                "epoch_size must be >= 1, got %r" % (epoch_size,)
+            )
         self.epoch_size = int(epoch_size)
 
         # Shared memory: DataLoader workers see set_epoch() updates.
