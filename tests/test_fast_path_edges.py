@@ -12,6 +12,7 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     MossFormerMaskNet,
     MossFormerStack,
     MossFormerWrapper,
+    ScaleNorm,
 )
 
 from test_fast_path import perturbed, ref_block
@@ -101,6 +102,24 @@ def test_half_precision_model_runs(dtype, context):
     assert out.dtype == dtype and out.shape == ref.shape
     scale = ref.abs().max()
     assert (out.float() - ref).abs().max() <= 0.05 * scale
+
+
+def test_float16_model_fresh_from_init_stays_finite():
+    # at initialisation the input of to_out is about 1e-5, whose RMS is
+    # clamped at eps = 1e-5: g / rms = 1e5 overflowed float16 (65504) and
+    # 0 * inf made the masks NaN; the official x / rms * g stays finite
+    torch.manual_seed(0)
+    masknet = MossFormerMaskNet(32, 32, num_blocks=2, num_spks=2,
+                                group_size=8, query_key_dim=16).eval()
+    encoded = torch.randn(2, 32, 45).abs()
+    with torch.no_grad():
+        ref = masknet(encoded)
+        half = copy.deepcopy(masknet).half()
+        out = half(encoded.half())
+    assert torch.isfinite(out).all()
+    assert (out.float() - ref).abs().max() <= 0.01 * ref.abs().max()
+    silent = torch.zeros(1, 2, 8, dtype=torch.float16)
+    assert torch.equal(ScaleNorm(8).half()(silent), silent)
 
 
 def test_bad_shapes_give_one_line_errors():

@@ -3,6 +3,7 @@ SpeechBrain's separation pipeline, sizes, gradients and input lengths."""
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -325,12 +326,70 @@ def test_masknet_rejects_wrong_channel_count():
         masknet(torch.randn(1, 8, 10))
 
 
-@pytest.mark.parametrize("group_size", [0, -4, 2.5, True])
-def test_group_size_must_be_a_positive_integer(group_size):
-    with pytest.raises(ValueError, match="group_size must be a positive "
-                       f"integer, got {group_size!r}"):
-        MossFormerMaskNet(16, 16, num_blocks=1, group_size=group_size,
-                          query_key_dim=8)
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"group_size": 0}, "group_size must be an integer of at least 1, "
+         "got 0"),
+        ({"group_size": -4}, "group_size must be an integer of at least 1"),
+        ({"group_size": 2.5}, "group_size must be an integer of at least 1, "
+         "got 2.5"),
+        ({"group_size": True}, "group_size must be an integer of at least 1"),
+        ({"num_spks": 0}, "num_spks must be an integer of at least 1, got 0"),
+        ({"num_spks": -1}, "num_spks must be an integer of at least 1"),
+        ({"query_key_dim": 0}, "query_key_dim must be an integer of at "
+         "least 1"),
+        ({"expansion_factor": 0}, "hidden_dim must be an integer of at "
+         "least 2, got 0"),
+        ({"encoder_kernel_size": 1}, "encoder_kernel_size must be an integer "
+         "of at least 2, got 1"),
+    ],
+)
+def test_impossible_sizes_name_the_argument(overrides, message):
+    settings = dict(encoder_out_nchannels=16, num_blocks=1, group_size=4,
+                    query_key_dim=8)
+    settings.update(overrides)
+    with pytest.raises(ValueError, match=message):
+        MossFormerWrapper(**settings)
+
+
+def test_inputs_of_another_dtype_than_the_model_name_both():
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8).eval()
+    with pytest.raises(ValueError, match=r"MossFormerWrapper: the mixture "
+                       r"is torch.float64 but the model is torch.float32"):
+        model(torch.randn(1, 200, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected a floating point "
+                       "encoder output, got torch.int64"):
+        model.masknet(torch.ones(1, 16, 20, dtype=torch.long))
+    # autocast takes care of mixed types itself
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(1, 200)).shape == (1, 200, 2)
+
+
+def test_numpy_integer_sizes_are_accepted():
+    model = MossFormerWrapper(
+        encoder_out_nchannels=np.int64(16), num_blocks=np.int64(1),
+        group_size=np.int64(4), query_key_dim=np.int64(8),
+        num_spks=np.int64(2),
+    ).eval()
+    assert model(torch.randn(1, 200)).shape == (1, 200, 2)
+
+
+def test_tables_are_rebuilt_when_a_meta_device_model_loads_weights():
+    # build on the meta device, materialise, load: the rotary and position
+    # tables are not in checkpoints, so they held uninitialised memory
+    settings = dict(encoder_out_nchannels=32, num_blocks=2, group_size=8,
+                    query_key_dim=16)
+    torch.manual_seed(0)
+    ref = MossFormerWrapper(**settings).eval()
+    with torch.device("meta"):
+        model = MossFormerWrapper(**settings)
+    model = model.to_empty(device="cpu").eval()
+    model.load_state_dict(ref.state_dict())
+    mix = torch.randn(2, 800)
+    with torch.no_grad():
+        assert torch.equal(model(mix), ref(mix))
 
 
 def test_joint_attention_matches_a_loop_over_unpadded_groups():

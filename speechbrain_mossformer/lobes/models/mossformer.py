@@ -49,6 +49,8 @@ Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -157,6 +159,31 @@ def _complex_view_ok(x, dim):
     )
 
 
+def _positive_int(name, value, minimum=1):
+    """``value`` as an ``int`` (Python or NumPy integers, not bools), or a
+    ``ValueError`` naming the argument when it is not one of at least
+    ``minimum``.
+
+    Example
+    -------
+    >>> _positive_int("num_spks", 2)
+    2
+    >>> _positive_int("num_spks", 0)
+    Traceback (most recent call last):
+      ...
+    ValueError: num_spks must be an integer of at least 1, got 0
+    """
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(
+            f"{name} must be an integer of at least {minimum}, got {value!r}"
+        )
+    return number
+
+
 def _hooked(module):
     """True when ``module`` itself has a forward hook or pre-hook."""
     return bool(module._forward_hooks or module._forward_pre_hooks)
@@ -238,6 +265,10 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x):
         """Normalises ``x`` [..., dim] over its last dimension."""
+        if x.dtype == torch.float16:
+            # [..., D]: g / rms can pass float16's 65504 (rms clamped at
+            # eps = 1e-5 for a near-silent frame), x / rms * g cannot
+            return x / self.rms(x) * self.g
         # [..., 1]: one factor per frame, so ``x`` is read and written once
         factor = self.g / self.rms(x)
         # [..., D]
@@ -589,7 +620,11 @@ class FFConvM(nn.Module):
         ``result`` (inference only) receives the output.
         """
         plain = _hooks_inside(self) or not _stock_ffconvm(self)
-        if self.linear.out_features < self.linear.in_features and not plain:
+        if (
+            self.linear.out_features < self.linear.in_features
+            and not plain
+            and x.dtype != torch.float16  # g / rms may overflow it
+        ):
             # A narrowing layer scales its (smaller) output rather than its
             # input: (x * s) W^T + b = (x W^T) * s + b, s = g / rms(x).
             # [B, T, 1]
@@ -807,15 +842,28 @@ class RotaryEmbedding(nn.Module):
         if dim % 2 != 0:
             raise ValueError(f"RotaryEmbedding needs an even dim, got {dim}")
         self.dim = dim
-        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2).float() / dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.theta = theta
+        for name, table in self.tables().items():
+            self.register_buffer(name, table, persistent=False)
+
+    def tables(self):
+        """The fixed tables (not saved in checkpoints): ``inv_freq``
+        [dim/2] and ``half_turn`` [dim, dim]."""
+        dim = self.dim
+        inv_freq = 1.0 / (
+            self.theta ** (torch.arange(0, dim, 2).float() / dim)
+        )
         # [dim, dim]: x @ half_turn = (-x1, x0, -x3, x2, ...), exactly (one
         # +-1 per column), as one small matmul instead of a gather
         half_turn = torch.zeros(dim, dim)
         even = torch.arange(0, dim, 2)
         half_turn[even + 1, even] = -1.0
         half_turn[even, even + 1] = 1.0
-        self.register_buffer("half_turn", half_turn, persistent=False)
+        return {"inv_freq": inv_freq, "half_turn": half_turn}
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        _refill_tables(self)
+        super()._load_from_state_dict(*args, **kwargs)
 
     def angles(self, seq_len, device):
         """Returns the cosine and sine tables, each [seq_len, dim]."""
@@ -864,6 +912,18 @@ class RotaryEmbedding(nn.Module):
         return torch.cat((rot, rest), dim=x.dim() - 1)
 
 
+def _refill_tables(module):
+    """Writes ``module.tables()`` into its (unsaved) buffers, in their
+    dtype and device, when a state dict is loaded: a model built on the
+    meta device and then ``to_empty()`` holds uninitialised memory there,
+    which no checkpoint restores."""
+    for name, table in module.tables().items():
+        buffer = getattr(module, name)
+        if buffer.device.type != "meta":
+            with torch.no_grad():
+                buffer.copy_(table)
+
+
 class ScaledSinuEmbedding(nn.Module):
     """Global sinusoidal position embedding with one learned scale.
 
@@ -885,9 +945,23 @@ class ScaledSinuEmbedding(nn.Module):
 
     def __init__(self, dim):
         super().__init__()
+        self.dim = dim
         self.scale = nn.Parameter(torch.ones(1))
-        inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        for name, table in self.tables().items():
+            self.register_buffer(name, table, persistent=False)
+
+    def tables(self):
+        """The fixed table (not saved in checkpoints): ``inv_freq``."""
+        dim = self.dim
+        return {
+            "inv_freq": 1.0 / (
+                10000 ** (torch.arange(0, dim, 2).float() / dim)
+            )
+        }
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        _refill_tables(self)
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x):
         """Returns the embedding [T, dim] for ``x`` [B, T, dim]."""
@@ -1136,16 +1210,11 @@ class MossFormerBlock(nn.Module):
         hidden_dim=None,
     ):
         super().__init__()
-        if (
-            isinstance(group_size, bool)
-            or not isinstance(group_size, int)
-            or group_size < 1
-        ):
-            raise ValueError(
-                f"group_size must be a positive integer, got {group_size!r}"
-            )
+        group_size = _positive_int("group_size", group_size)
+        query_key_dim = _positive_int("query_key_dim", query_key_dim)
         if hidden_dim is None:
             hidden_dim = int(dim * expansion_factor)
+        hidden_dim = _positive_int("hidden_dim", hidden_dim, minimum=2)
         if hidden_dim % 2 != 0:
             raise ValueError(f"hidden_dim must be even, got {hidden_dim}")
         self.group_size = group_size
@@ -1586,6 +1655,10 @@ class MossFormerMaskNet(nn.Module):
             raise ValueError(
                 f"MossFormerMaskNet supports norm='ln' only, got {norm!r}"
             )
+        in_channels = _positive_int("in_channels", in_channels)
+        out_channels = _positive_int("out_channels", out_channels)
+        num_spks = _positive_int("num_spks", num_spks)
+        num_blocks = _positive_int("num_blocks", num_blocks, minimum=0)
         if out_channels % 2 != 0:
             raise ValueError(
                 f"out_channels must be even (token shift and sinusoidal "
@@ -1635,6 +1708,12 @@ class MossFormerMaskNet(nn.Module):
             )
         if x.shape[-1] < 1:
             raise ValueError("MossFormerMaskNet got an input of 0 frames")
+        check_input_dtype(
+            x,
+            getattr(self.conv1d_encoder, "weight", None),
+            "MossFormerMaskNet",
+            "encoder output",
+        )
         if x.shape[0] == 0:
             raise ValueError(
                 f"MossFormerMaskNet: the batch is empty (encoder output of "
@@ -1883,6 +1962,39 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
         )
 
 
+def check_input_dtype(x, weight, where, what="input"):
+    """Raises a clear error for an input the model's weights cannot take:
+    not floating point, or another float type than ``weight``'s (when it
+    is a tensor) outside autocast (e.g. the float64 array ``soundfile.read`` returns, given to
+    a float32 model).
+
+    Example
+    -------
+    >>> w = torch.zeros(1)
+    >>> check_input_dtype(torch.zeros(2), w, "MossFormer")
+    >>> try:
+    ...     check_input_dtype(torch.zeros(2, dtype=torch.float64), w,
+    ...                       "MossFormer", "mixture")
+    ... except ValueError as err:
+    ...     print(err)  # doctest: +NORMALIZE_WHITESPACE
+    MossFormer: the mixture is torch.float64 but the model is torch.float32;
+    convert one of them (e.g. mix.float())
+    """
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{where}: expected a floating point {what}, got {x.dtype}"
+        )
+    if (
+        isinstance(weight, torch.Tensor)
+        and x.dtype != weight.dtype
+        and not torch.is_autocast_enabled(x.device.type)
+    ):
+        raise ValueError(
+            f"{where}: the {what} is {x.dtype} but the model is "
+            f"{weight.dtype}; convert one of them (e.g. mix.float())"
+        )
+
+
 class MossFormerWrapper(nn.Module):
     """A whole MossFormer separator in one module: ``[B, T] -> [B, T, S]``.
 
@@ -1936,6 +2048,10 @@ class MossFormerWrapper(nn.Module):
         activation_checkpointing=False,
     ):
         super().__init__()
+        # the decoder strides by half the kernel: at least 1
+        encoder_kernel_size = _positive_int(
+            "encoder_kernel_size", encoder_kernel_size, minimum=2
+        )
         self.num_spks = num_spks
         self.kernel_size = encoder_kernel_size
         self.encoder = Encoder(
@@ -1964,11 +2080,12 @@ class MossFormerWrapper(nn.Module):
     def forward(self, mix):
         """Separates ``mix`` [B, T] into estimates [B, T, num_spks]."""
         check_input_length(mix, self.kernel_size, "MossFormerWrapper")
-        if not mix.is_floating_point():
-            raise ValueError(
-                f"MossFormerWrapper: expected a floating point mixture, got "
-                f"{mix.dtype}"
-            )
+        check_input_dtype(
+            mix,
+            getattr(getattr(self.encoder, "conv1d", None), "weight", None),
+            "MossFormerWrapper",
+            "mixture",
+        )
         return separate_with_modules(
             self.encoder, self.masknet, self.decoder, mix, self.num_spks
         )
