@@ -16,6 +16,7 @@ Authors
 
 import gc
 import json
+import math
 import os
 import resource
 import statistics
@@ -49,17 +50,48 @@ def model_list(parser, text):
     return models
 
 
+#: The shortest audio every benchmark model takes: one encoder frame (a
+#: kernel of 16 samples at 8 kHz).
+MIN_SECONDS = 16 / SAMPLE_RATE
+
+
+def check_seconds(parser, seconds):
+    """An argparse error unless ``seconds`` (one ``--seconds`` length) is
+    a finite number of at least one encoder frame (``MIN_SECONDS``)."""
+    if not math.isfinite(seconds) or seconds < MIN_SECONDS:
+        parser.error(
+            f"--seconds must be a finite length of at least {MIN_SECONDS:g} "
+            f"(one encoder frame), got {seconds:g}"
+        )
+    return seconds
+
+
 def seconds_list(parser, text):
     """The audio lengths of a ``--seconds`` value (comma-separated
     seconds); an argparse error for a non-number, an empty list or a
-    length that is not positive."""
+    length that ``check_seconds`` refuses."""
     try:
         seconds = [float(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
         parser.error(f"--seconds wants comma-separated numbers, got {text!r}")
-    if not seconds or min(seconds) <= 0:
-        parser.error(f"--seconds must be positive, got {seconds}")
+    if not seconds:
+        parser.error(f"--seconds is empty, got {text!r}")
+    for value in seconds:
+        check_seconds(parser, value)
     return seconds
+
+
+def output_folder(parser, path, option="--out-dir"):
+    """Creates ``path`` (a results folder) before anything is measured;
+    an argparse error when it cannot be (a file there, no permission), so
+    that no measurement is lost at the end."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        parser.error(f"{option} {path}: {err.strerror or err}")
+    if not os.access(path, os.W_OK):
+        parser.error(f"{option} {path}: not writable")
+    return path
 
 
 def build_mossformer(size, overrides=None):

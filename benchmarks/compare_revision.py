@@ -63,8 +63,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.train and args.onnx:
         parser.error("--train and --onnx do not go together")
-    if args.rounds < 1 or args.threads < 1 or args.seconds <= 0:
-        parser.error("--rounds and --threads must be >= 1, --seconds > 0")
+    if args.rounds < 1 or args.threads < 1:
+        parser.error("--rounds and --threads must be >= 1")
+    bm.check_seconds(parser, args.seconds)
     return args
 
 

@@ -71,8 +71,10 @@ def parse_args(argv=None):
     )
     args = parser.parse_args(argv)
     args.models = bm.model_list(parser, args.models)
-    if args.repeats < 1 or args.threads < 1 or args.seconds <= 0:
-        parser.error("--repeats and --threads must be >= 1, --seconds > 0")
+    if args.repeats < 1 or args.threads < 1:
+        parser.error("--repeats and --threads must be >= 1")
+    bm.check_seconds(parser, args.seconds)
+    bm.output_folder(parser, args.out_dir)
     return args
 
 

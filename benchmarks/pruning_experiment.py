@@ -1611,8 +1611,11 @@ def summarize(args):
     try:
         seeds = [int(k) for k in args.summarize.split(",") if k.strip()]
     except ValueError:
+        seeds = None
+    if not seeds or min(seeds) < 0:
         raise SystemExit(
-            f"--summarize wants seeds like 0,1,2, got {args.summarize!r}")
+            f"--summarize wants seeds >= 0 like 0,1,2, got "
+            f"{args.summarize!r}")
     args.summarize = ",".join(str(k) for k in seeds)
     runs = [add_standard_errors(read_results(args, seed)) for seed in seeds]
     if len({tuple(r["test_mixtures"]) for r in runs}) > 1:

@@ -131,6 +131,8 @@ def parse_args(argv=None):
     args.seconds = bm.seconds_list(parser, args.seconds)
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--threads and --repeats must be >= 1, --warmup >= 0")
+    if not (args.memory_child or args.onnx_path):
+        bm.output_folder(parser, args.out_dir)
     return args
 
 

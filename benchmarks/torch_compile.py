@@ -66,8 +66,12 @@ def parse_args(argv=None):
         help="markdown file to write",
     )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.threads < 1 or args.seconds <= 0:
-        parser.error("--repeats and --threads must be >= 1, --seconds > 0")
+    if args.repeats < 1 or args.threads < 1:
+        parser.error("--repeats and --threads must be >= 1")
+    bm.check_seconds(parser, args.seconds)
+    if not args.json:
+        bm.output_folder(parser, os.path.dirname(os.path.abspath(args.out)),
+                         "--out")
     return args
 
 

@@ -74,6 +74,8 @@ def parse_args(argv=None):
     args.seconds = bm.seconds_list(parser, args.seconds)
     if min(args.batch, args.steps, args.threads) < 1:
         parser.error("--batch, --steps and --threads must be >= 1")
+    if not args.child:
+        bm.output_folder(parser, args.out_dir)
     return args
 
 

@@ -48,6 +48,17 @@ def load(name):
         ("train_memory", ["--seconds", "0"]),
         ("train_memory", ["--steps", "0"]),
         ("train_memory", ["--batch", "0"]),
+        # not finite, or shorter than one encoder frame (16 samples)
+        ("speed", ["--seconds", "nan"]),
+        ("speed", ["--seconds", "4,inf"]),
+        ("speed", ["--seconds", "0.001"]),
+        ("train_memory", ["--seconds", "nan"]),
+        ("matmul_floor", ["--seconds", "inf"]),
+        ("matmul_floor", ["--seconds", "0.001"]),
+        ("compare_revision", ["--rev", "HEAD", "--seconds", "nan"]),
+        ("compare_revision", ["--rev", "HEAD", "--seconds", "0.001"]),
+        ("torch_compile", ["--seconds", "nan"]),
+        ("torch_compile", ["--seconds", "0.001"]),
     ],
 )
 def test_bad_values_are_argparse_errors(script, argv, capsys):
@@ -56,6 +67,30 @@ def test_bad_values_are_argparse_errors(script, argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "script, option",
+    [
+        ("speed", "--out-dir"),
+        ("train_memory", "--out-dir"),
+        ("matmul_floor", "--out-dir"),
+        ("torch_compile", "--out"),
+    ],
+)
+def test_an_unusable_output_folder_stops_before_measuring(
+    script, option, tmp_path, capsys
+):
+    # a file where the results folder should be: found at the end of the
+    # measurement before, as a traceback, with the results lost
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    target = blocker / ("x.md" if option == "--out" else "results")
+    with pytest.raises(SystemExit) as stop:
+        load(script).parse_args([option, str(target)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {option} {blocker}" in err and "Traceback" not in err
 
 
 def test_good_values_still_parse():
@@ -145,3 +180,13 @@ def test_train_memory_runs_end_to_end(tmp_path):
         assert row["step_s"] == row["times"][0] > 0
     table = (tmp_path / "train_memory.md").read_text()
     assert "| MossFormer (S) | 0.5 | on |" in table
+
+
+@pytest.mark.parametrize("seeds", ["-1", "0,-2", ",", "a"])
+def test_summarize_names_bad_seeds_before_looking_for_runs(seeds):
+    # "-1" used to end in "run the experiment with --seed -1 first", a
+    # seed that --seed itself refuses
+    experiment = load("pruning_experiment")
+    args = experiment.parse_args(["--summarize", seeds])
+    with pytest.raises(SystemExit, match="--summarize wants seeds >= 0"):
+        experiment.summarize(args)
