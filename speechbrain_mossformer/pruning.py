@@ -1327,7 +1327,9 @@ def recipe_overrides(config):
     """Recipe arguments that build the model of ``config``.
 
     Give them to a separation recipe with ``--init_from=<folder>`` to
-    fine-tune a pruned folder (the recipe loads it strictly).
+    fine-tune a pruned folder (the recipe loads it strictly). With a
+    ``sample_rate`` in ``config`` (a pretrained folder's), it is one of
+    them: the recipes' yamls default to 8 kHz.
 
     Arguments
     ---------
@@ -1346,6 +1348,10 @@ def recipe_overrides(config):
     ...     "kernel_size": 16, "hidden_dims": [96, 128],
     ...     "query_key_dims": [32, 32]})[-2:]
     ['--hidden_dims=[96,128]', '--query_key_dims=[32,32]']
+    >>> recipe_overrides({"N_encoder_out": 64, "out_channels": 48,
+    ...     "num_blocks": 2, "group_size": 128, "query_key_dim": 32,
+    ...     "sample_rate": 16000})[-1]
+    '--sample_rate=16000'
     """
     sizes = model_sizes(config)
     kernel = int(config.get("kernel_size", 16))
@@ -1363,6 +1369,8 @@ def recipe_overrides(config):
         + ",".join(map(str, sizes["query_key_dims"]))
         + "]",
     ]
+    if config.get("sample_rate") is not None:
+        args.append(f"--sample_rate={int(config['sample_rate'])}")
     return args
 
 

@@ -405,6 +405,8 @@ def test_cli_prunes_and_prints_recipe_overrides(pruned_folder, capsys):
     assert code == 0
     assert "'--hidden_dims=[32,32]'" in text and "--num_blocks=2" in text
     assert "--init_from=" + str(root / "cli") in text
+    # the folder's rate: the recipes' yamls default to 8 kHz
+    assert "--sample_rate=8000" in text
     code = pruning.main([str(root / "dense"), str(root / "bad"),
                          "--num-blocks", "7"])
     assert code == 2
