@@ -434,3 +434,17 @@ def test_reverberant_targets(data):
     assert not torch.allclose(a["mix_sig"], a["s1_sig"] + a["s2_sig"])
     with pytest.raises(ValueError, match="needs rirs"):
         make_ds(data, reverberant_targets=True)
+
+
+def test_a_folder_of_ldc_sphere_files_says_to_convert_them(tmp_path):
+    # WSJ0 as LDC ships it: si_tr_s/<spk>/<utt>.wv1, which libsndfile
+    # cannot read (shorten-compressed SPHERE)
+    for name in ("011/011c0201.wv1", "012/012c0201.wv2"):
+        path = tmp_path / "si_tr_s" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"NIST_1A\n   1024\n")
+    with pytest.raises(EmptyDataFolderError,
+                       match=r"holds no \.wav/\.flac files\. It holds "
+                       r"WSJ0's \.wv1/\.wv2 \(NIST SPHERE\) files: convert "
+                       r"them to \.wav first"):
+        build_speaker_pool(str(tmp_path / "si_tr_s"))

@@ -400,8 +400,17 @@ def build_speaker_pool(folder, speaker_from="stem"):
     check_data_folder(folder, "dynamic mixing folder")
     files = list_audio_tree(folder)
     if not files:
+        hint = ""
+        if list_audio_tree(folder, (".wv1", ".wv2")):
+            # WSJ0 as LDC ships it: shorten-compressed NIST SPHERE
+            hint = (
+                " It holds WSJ0's .wv1/.wv2 (NIST SPHERE) files: convert "
+                "them to .wav first (e.g. sph2pipe -f wav), as for "
+                "SpeechBrain's own WSJ0 recipes."
+            )
         raise EmptyDataFolderError(
-            "The dynamic mixing folder %s holds no .wav/.flac files." % folder
+            "The dynamic mixing folder %s holds no .wav/.flac files.%s"
+            % (folder, hint)
         )
     pool = {}
     for path in files:
