@@ -187,6 +187,29 @@ def test_noise_is_looped_when_short(data, tmp_path):
     np.testing.assert_allclose(noise[:1000], noise[1000:2000], atol=1e-6)
 
 
+def test_wham_noise_as_released_16k_stereo_is_first_channel_resampled(
+    data, tmp_path
+):
+    # wham_noise/tr holds 16 kHz 2-channel files (the mini fixture writes
+    # 8 kHz mono): dynamic mixing takes the first channel, at the run's rate
+    noise_dir = tmp_path / "wham_noise" / "tr"
+    noise_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    left = 0.1 * rng.standard_normal(4 * 16000)
+    right = np.zeros_like(left)  # a second channel that must not be used
+    sf.write(str(noise_dir / "011a010b_0.9_20do010c_-0.9.wav"),
+             np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    ds = make_ds(data, noise_folder=str(noise_dir))
+    item, plan = ds[0], ds.plan(0)
+    noise = item["noise_sig"].numpy()
+    assert noise.shape == (LEN,) and np.abs(noise).max() > 0
+    # the first channel at 8 kHz, scaled to the drawn level
+    start = plan["noise"]["start"]
+    expected = resample_poly(left, 1, 2)[start:start + LEN]
+    gain = np.dot(noise, expected) / np.dot(expected, expected)
+    np.testing.assert_allclose(noise, gain * expected, atol=1e-4)
+
+
 def test_reverb_path(data):
     ds = make_ds(data, rirs=data["rir_csv"], noise_folder=data["noise"])
     assert len(ds.rir_files) == 6
