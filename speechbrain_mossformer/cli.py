@@ -120,7 +120,9 @@ def build_parser():
     )
     parser.add_argument(
         "--quiet", action="store_true",
-        help="no progress bar and no messages except errors",
+        help="no progress bar and no notes: only errors, and warnings "
+        "about the result (a chunk border whose speaker order could not "
+        "be told)",
     )
     return parser
 

@@ -159,12 +159,27 @@ def _same_path(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _inside(path, folder):
+    """Whether ``path`` (existing or not) lies below ``folder``, symbolic
+    links resolved.
+
+    Example
+    -------
+    >>> _inside("/a/b/c", "/a/b"), _inside("/a/bc", "/a/b")
+    (True, False)
+    """
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path != folder and path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def check_output_folder(out_dir, protected=()):
     """Checks that writing a pretrained folder to ``out_dir`` loses nothing.
 
     Refused: an ``out_dir`` that is a file, that is one of the
     ``protected`` folders (the folders being read: a model pruned into
-    itself, a recipe run exported into its own run folder), or that holds
+    itself, a recipe run exported into its own run folder) or lies inside
+    one (an export inside a ``CKPT+`` folder would be deleted with that
+    checkpoint), or that holds
     a ``hyperparams.yaml`` not written by this package (e.g. a recipe's
     own yaml), which would be overwritten, or, without a
     ``hyperparams.yaml``, any file that writing the folder replaces
@@ -199,16 +214,23 @@ def check_output_folder(out_dir, protected=()):
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputFolderError(f"{out_dir}: exists and is not a folder")
-    if not os.path.isdir(out_dir):
-        return
     for source in protected:
-        if source is not None and os.path.isdir(source) and _same_path(
-            out_dir, source
-        ):
+        if source is None or not os.path.isdir(source):
+            continue
+        if os.path.isdir(out_dir) and _same_path(out_dir, source):
             raise OutputFolderError(
                 f"{out_dir}: is the folder being read ({source}); writing "
                 "there would overwrite it: give another output folder"
             )
+        if _inside(out_dir, source):
+            # e.g. into a CKPT+ folder, which SpeechBrain deletes whole
+            # when a better checkpoint comes
+            raise OutputFolderError(
+                f"{out_dir}: is inside the folder being read ({source}); "
+                "give an output folder outside it"
+            )
+    if not os.path.isdir(out_dir):
+        return
     if os.path.isfile(os.path.join(out_dir, "CKPT.yaml")):
         # any SpeechBrain checkpoint (e.g. another CKPT+* folder of the run
         # being exported): its encoder/masknet/decoder.ckpt would be

@@ -314,11 +314,14 @@ def test_export_never_overwrites_the_run_folder_or_a_checkpoint(tmp_path,
         recipe_yaml = f.read()
     with open(os.path.join(ckpt, "masknet.ckpt"), "rb") as f:
         masknet = f.read()
+    # nor inside it: an export in a CKPT+ folder would be deleted with it
     for out in (recipe, recipe + "/", ckpt, os.path.join(ckpt, "..", ".."),
-                os.path.join(recipe, "save")):
+                os.path.join(recipe, "save"), os.path.join(ckpt, "model"),
+                os.path.join(recipe, "exported")):
         assert main([recipe, out]) == 2
         err = capsys.readouterr().err
         assert "folder being read" in err and len(err.splitlines()) == 1
+        assert not os.path.exists(os.path.join(ckpt, "model"))
     # a folder holding another yaml (e.g. another run's) is not replaced
     other = tmp_path / "other_run"
     other.mkdir()

@@ -518,6 +518,9 @@ def test_pruning_into_the_source_folder_is_refused(pruned_folder, capsys,
     yaml_before = (src / "hyperparams.yaml").read_text()
     err = _cli_error(capsys, [str(src), str(src) + "/"] + extra)
     assert "folder being read" in err
+    err = _cli_error(capsys, [str(src), str(src / "pruned")] + extra)
+    assert "inside the folder being read" in err
+    assert not (src / "pruned").exists()
     assert (src / "masknet.ckpt").read_bytes() == before
     assert (src / "hyperparams.yaml").read_text() == yaml_before
 
