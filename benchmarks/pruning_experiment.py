@@ -1614,7 +1614,7 @@ def summarize(args):
         seeds = None
     if not seeds or min(seeds) < 0:
         raise SystemExit(
-            f"--summarize wants seeds >= 0 like 0,1,2, got "
+            f"--summarize wants seeds like 0,1,2 (each >= 0), got "
             f"{args.summarize!r}")
     args.summarize = ",".join(str(k) for k in seeds)
     runs = [add_standard_errors(read_results(args, seed)) for seed in seeds]

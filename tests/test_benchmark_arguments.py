@@ -188,5 +188,6 @@ def test_summarize_names_bad_seeds_before_looking_for_runs(seeds):
     # seed that --seed itself refuses
     experiment = load("pruning_experiment")
     args = experiment.parse_args(["--summarize", seeds])
-    with pytest.raises(SystemExit, match="--summarize wants seeds >= 0"):
+    with pytest.raises(SystemExit,
+                       match=r"wants seeds like 0,1,2 \(each >= 0\)"):
         experiment.summarize(args)
