@@ -37,6 +37,7 @@ import contextlib
 import csv
 import functools
 import logging
+import math
 import os
 import signal
 import threading
@@ -785,6 +786,17 @@ class Separation(sb.Brain):
             logger.warning(
                 f"{failed} of {len(rows)} test utterances have non-finite "
                 "estimates: the means in test_results.csv are NaN"
+            )
+        silent = sum(
+            1 for r in rows
+            if any(math.isinf(float(r[k])) for k in RESULT_FIELDS[1:])
+        )
+        if silent:
+            # an all-zero estimate: its BSS-Eval SDR is -inf by definition
+            logger.warning(
+                f"{silent} of {len(rows)} test utterances have an infinite "
+                "metric (an all-zero estimate has SDR -inf): the means in "
+                "test_results.csv are infinite"
             )
         if not rows:
             return {}

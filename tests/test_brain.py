@@ -1,6 +1,7 @@
 """The shared ``Separation`` Brain: skipped batches, gradient accumulation,
 the reported training loss, its checkpointed state and saved audio."""
 
+import logging
 import os
 import signal
 
@@ -542,6 +543,8 @@ class OracleEstimates(Separation):
         for i, snt_id in enumerate(batch.id):
             if snt_id.startswith("nan"):
                 est[i, 5, 0] = float("nan")
+            if snt_id.startswith("zero"):
+                est[i, :, 0] = 0.0
         return est, targets
 
 
@@ -577,6 +580,32 @@ def test_utterances_with_nan_estimates_are_not_left_out_of_the_mean(
         assert math.isnan(float(rows[1][key]))
         assert math.isnan(float(rows[2][key]))
         assert math.isnan(means[key])
+
+
+def test_an_all_zero_estimate_warns_that_the_means_are_infinite(
+    tmp_path, caplog
+):
+    # its BSS-Eval SDR is -inf by definition, which makes the means -inf
+    model = MossFormerWrapper(
+        encoder_out_nchannels=16, num_blocks=1, group_size=4,
+        query_key_dim=8,
+    )
+    brain = OracleEstimates(
+        modules={"encoder": model.encoder, "masknet": model.masknet,
+                 "decoder": model.decoder},
+        opt_class=lambda params: torch.optim.Adam(params, 1e-3),
+        hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper,
+                 "output_folder": str(tmp_path)},
+        run_opts={"device": "cpu"},
+    )
+    brain.on_stage_start(sb.Stage.TEST)
+    for name in ("ok", "zero1"):
+        brain.evaluate_batch(batch(name, seed=len(name)), sb.Stage.TEST)
+    with caplog.at_level(logging.WARNING):
+        means = brain.write_test_results()
+    assert means["sdr"] == float("-inf")
+    assert ("1 of 2 test utterances have an infinite metric (an all-zero "
+            "estimate has SDR -inf)") in caplog.text
 
 
 @pytest.mark.parametrize("source_len, mix_len", [(820, 800), (800, 820)])
