@@ -38,6 +38,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 
 import numpy as np
 import soundfile as sf
@@ -256,22 +257,42 @@ def _sf_problem(err):
     return f"not a readable audio file ({text})"
 
 
+#: ``_quiet_stderr`` state, shared by the threads (file descriptor 2 is
+#: the whole process's): how many are inside, and the real stderr.
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Silences C-level stderr (mpg123 prints notes on corrupt MP3s)."""
+    """Silences C-level stderr (mpg123 prints notes on corrupt MP3s).
+
+    Threads may overlap: the first one in saves the real stderr and the
+    last one out puts it back (each restoring its own copy would leave
+    stderr at ``/dev/null`` when they overlap).
+    """
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _QUIET["saved"] = saved
+        _QUIET["depth"] += 1
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
         yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0 and _QUIET["saved"] is not None:
+                os.dup2(_QUIET["saved"], 2)
+                os.close(_QUIET["saved"])
+                _QUIET["saved"] = None
 
 
 def _check_finite_block(path, data, position, sample_rate):
@@ -610,6 +631,9 @@ class ChunkedSeparator:
         Samples per chunk; ``None`` separates the whole input at once.
     overlap_size : int
         Overlap between chunks, at least 1 and at most half a chunk.
+    sample_rate : int, optional
+        Rate of the stream, to give positions in seconds in warnings (the
+        same in the file whatever its own rate).
 
     Example
     -------
@@ -625,7 +649,9 @@ class ChunkedSeparator:
     True
     """
 
-    def __init__(self, separate_fn, chunk_size, overlap_size):
+    def __init__(self, separate_fn, chunk_size, overlap_size,
+                 sample_rate=None):
+        self.sample_rate = sample_rate
         if chunk_size is not None:
             chunk_size, overlap_size = int(chunk_size), int(overlap_size)
             if chunk_size < 2:
@@ -719,12 +745,17 @@ class ChunkedSeparator:
                 # kept is a guess, and speakers may swap at this border
                 self.undetermined_borders.append(start)
                 if len(self.undetermined_borders) == 1:
+                    S = self._pending.shape[2]
+                    where = (
+                        f"{start / self.sample_rate:.2f} s"
+                        if self.sample_rate else f"sample {start}"
+                    )
                     logger.warning(
-                        "chunk border at sample %d: fewer than %d tracks "
-                        "are active in the overlap, so the speaker order "
-                        "cannot be checked there (a longer "
-                        "overlap avoids this)", start,
-                        self._pending.shape[2] - 1,
+                        "chunk border at %s: the overlap has too little "
+                        "activity to tell the speakers apart (at least %d "
+                        "of the %d tracks must be active), so the speaker "
+                        "order cannot be checked there and may swap (a "
+                        "longer overlap avoids this)", where, S - 1, S,
                     )
             # [B, T, S]: reorder each item's speakers
             est = torch.gather(
@@ -832,8 +863,16 @@ class SeparationStream:
         self.num_spks = num_spks
         self.progress = None
         self._blocks = blocks
+        self._started = False
 
     def __iter__(self):
+        if self._started:
+            raise RuntimeError(
+                f"{self.path}: this stream has already been read (it "
+                "separates the file once, as it goes): call stream_file "
+                "again to separate it again"
+            )
+        self._started = True
         return iter(self._blocks)
 
     def read_all(self):
@@ -958,6 +997,8 @@ class MossFormerSeparation(SepformerSeparation):
             if not _looks_local(local):
                 local = None
         if local is not None:
+            # "~/model": SpeechBrain would take it as it is
+            local = source = os.path.expanduser(local)
             _check_folder(
                 local, hparams_file, cls.MODULES_NEEDED,
                 kwargs.get("overrides"),
@@ -990,6 +1031,14 @@ class MossFormerSeparation(SepformerSeparation):
             raise ModelLoadError(
                 f"{source}: cannot load the model: {first_line(err)}"
             ) from None
+
+    def _dtype(self):
+        """The floating point type of the model's weights (float32 unless
+        cast)."""
+        for param in self.mods.parameters():
+            if param.is_floating_point():
+                return param.dtype
+        return torch.float32
 
     @property
     def kernel_size(self):
@@ -1048,7 +1097,9 @@ class MossFormerSeparation(SepformerSeparation):
                 "MossFormerSeparation: the mixture contains NaN or infinite "
                 "values"
             )
-        mix = mix.to(self.device, torch.float32)
+        # the weights' precision (a model cast with mods.to(dtype), as
+        # SepformerSeparation allows)
+        mix = mix.to(self.device, self._dtype())
         with torch.no_grad():
             est = separate_with_modules(
                 self.mods.encoder,
@@ -1165,7 +1216,8 @@ class MossFormerSeparation(SepformerSeparation):
         num_frames = resampled_length(audio.frames, rate_in, rate_out)
 
         def separate_fn(mix):
-            return self.separate_batch(mix).cpu()
+            # float32 tracks whatever the model's precision
+            return self.separate_batch(mix).cpu().float()
 
         stream = SeparationStream(
             audio, None, rate_out, num_frames, self.num_spks
@@ -1187,7 +1239,8 @@ class MossFormerSeparation(SepformerSeparation):
         """Generator behind ``stream_file``: yields [n, S] CPU tensors."""
         down = StreamResampler(audio.sample_rate, self.sample_rate)
         up = StreamResampler(self.sample_rate, rate_out)
-        chunker = ChunkedSeparator(separate_fn, chunk, overlap)
+        chunker = ChunkedSeparator(separate_fn, chunk, overlap,
+                                   self.sample_rate)
         emitted = 0
 
         def out_blocks(est_blocks):
@@ -1463,6 +1516,15 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
             f"{folder}: not a pretrained folder, missing {[hparams_file]}"
         )
     declared = _declared_paths(os.path.join(folder, hparams_file), overrides)
+    for name in module_names:
+        path = os.path.expanduser(str(declared.get(name, "")))
+        if path and not os.path.isfile(path):
+            # SpeechBrain would take its folder for a Hugging Face id
+            raise ModelLoadError(
+                f"{os.path.join(folder, hparams_file)}: the pretrainer's "
+                f"path for '{name}' ({path}) is not a file (relative paths "
+                "are read from the working folder)"
+            )
     missing = [
         f"{name}.ckpt" for name in module_names
         if not os.path.isfile(_checkpoint_path(folder, declared, name))

@@ -863,3 +863,82 @@ def test_borders_whose_overlap_cannot_order_the_speakers_are_reported(
     sep = ChunkedSeparator(oracle, 8 * SR, 2 * SR)
     sep.push(refs.sum(-1)) + sep.flush()
     assert sep.undetermined_borders == []
+
+
+# ---------------------------------------------------------------------------
+# A second review: threads, streams, cast models, stale pretrainer paths
+
+
+def test_overlapping_quiet_stderr_restores_the_real_stderr():
+    # two threads inside at once, the first leaving first: each restoring
+    # its own saved copy left the process's stderr at /dev/null for good
+    from speechbrain_mossformer.inference import _quiet_stderr
+
+    before = os.fstat(2)
+    first, second = _quiet_stderr(), _quiet_stderr()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_a_stream_read_twice_is_an_error_not_silence(model, tmp_path):
+    path = write(tmp_path / "a.wav", 0.1 * np.random.default_rng(0)
+                 .standard_normal(SR), SR)
+    stream = model.stream_file(path)
+    assert stream.read_all().abs().sum() > 0
+    with pytest.raises(RuntimeError, match="already been read"):
+        stream.read_all()
+
+
+def test_a_model_cast_to_float64_separates(tiny_dir):
+    model = MossFormerSeparation.from_hparams(source=tiny_dir)
+    mix = torch.randn(1, 800)
+    ref = model.separate_batch(mix)
+    model.mods.to(torch.float64)
+    out = model.separate_batch(mix.double())
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() <= 1e-5
+
+
+def test_a_stale_pretrainer_path_is_named_without_the_network(
+    micro_dir, tmp_path, monkeypatch
+):
+    # the folder holds its checkpoints, but the yaml points elsewhere:
+    # SpeechBrain would follow the yaml and ask the hub for "run1"
+    folder = tmp_path / "moved"
+    shutil.copytree(micro_dir, folder)
+    text = (folder / "hyperparams.yaml").read_text()
+    text = text.replace("Pretrainer\n", "Pretrainer\n    paths:\n"
+                        "        encoder: run1/encoder.ckpt\n", 1)
+    (folder / "hyperparams.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"hyperparams.yaml: the "
+                       r"pretrainer's path for 'encoder' \(run1/encoder.ckpt"
+                       r"\) is not a file"):
+        MossFormerSeparation.from_hparams(source=str(folder))
+
+
+def test_a_home_relative_source_loads(micro_dir, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(micro_dir, home / "model")
+    monkeypatch.setenv("HOME", str(home))
+    model = MossFormerSeparation.from_hparams(
+        source="~/model", savedir=str(tmp_path / "saved"))
+    assert model.separate_batch(torch.zeros(1, 800)).shape == (1, 800, 2)
+
+
+def test_the_speaker_order_warning_gives_the_border_in_seconds(caplog):
+    # a pause from 3 s to 9 s: the borders there cannot order the speakers
+    mix = torch.randn(1, 12 * SR)
+    mix[:, 3 * SR: 9 * SR] = 0
+    sep = ChunkedSeparator(lambda m: torch.stack([m, 0.5 * m], dim=-1),
+                           2 * SR, SR // 2, sample_rate=SR)
+    with caplog.at_level(logging.WARNING):
+        sep.push(mix) + sep.flush()
+    first = sep.undetermined_borders[0]
+    assert 3 * SR <= first < 9 * SR
+    assert f"chunk border at {first / SR:.2f} s" in caplog.text
+    assert "at least 1 of the 2 tracks must be active" in caplog.text
