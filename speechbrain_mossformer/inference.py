@@ -1516,15 +1516,6 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
             f"{folder}: not a pretrained folder, missing {[hparams_file]}"
         )
     declared = _declared_paths(os.path.join(folder, hparams_file), overrides)
-    for name in module_names:
-        path = os.path.expanduser(str(declared.get(name, "")))
-        if path and not os.path.isfile(path):
-            # SpeechBrain would take its folder for a Hugging Face id
-            raise ModelLoadError(
-                f"{os.path.join(folder, hparams_file)}: the pretrainer's "
-                f"path for '{name}' ({path}) is not a file (relative paths "
-                "are read from the working folder)"
-            )
     missing = [
         f"{name}.ckpt" for name in module_names
         if not os.path.isfile(_checkpoint_path(folder, declared, name))
@@ -1539,6 +1530,16 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
             + (f" (nor found at the pretrainer's paths {where})"
                if where else "")
         )
+    for name in module_names:
+        path = os.path.expanduser(str(declared.get(name, "")))
+        if path and not os.path.isfile(path):
+            # the folder holds it, but SpeechBrain follows the yaml and
+            # would take the path's folder for a Hugging Face id
+            raise ModelLoadError(
+                f"{os.path.join(folder, hparams_file)}: the pretrainer's "
+                f"path for '{name}' ({path}) is not a file (relative paths "
+                "are read from the working folder)"
+            )
 
 
 def _strict_check_folder(folder, hparams_file, module_names,
