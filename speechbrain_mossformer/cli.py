@@ -539,9 +539,9 @@ def _main(argv):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    skipped = []
-    items = collect_inputs(args.inputs, args.recursive, args.out_dir,
-                           skipped)
+    # any audio at all? (what is skipped is decided once the model, and so
+    # the number of tracks per input, is known)
+    items = collect_inputs(args.inputs, args.recursive, args.out_dir)
     if not items:
         print(
             f"error: no audio files found in {', '.join(args.inputs)} "
@@ -565,7 +565,6 @@ def _main(argv):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    # again, now that the number of tracks per input is known
     skipped = []
     items = collect_inputs(args.inputs, args.recursive, args.out_dir,
                            skipped, model.num_spks)
@@ -607,11 +606,12 @@ def _main(argv):
             (f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)),
             key=lambda track: len(os.fsencode(os.path.basename(track))),
         )
-        if len(os.fsencode(os.path.basename(longest))) > _name_max(longest):
+        name_max = _name_max(longest)
+        if len(os.fsencode(os.path.basename(longest))) > name_max:
             print(
                 f"error: {path}: its output name {os.path.basename(longest)}"
                 f" is longer than the file system allows "
-                f"({_name_max(longest)} bytes); rename the input",
+                f"({name_max} bytes); rename the input",
                 file=sys.stderr,
             )
             failures += 1

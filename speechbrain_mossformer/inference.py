@@ -1499,10 +1499,16 @@ def _checkpoint_path(folder, declared, name):
     >>> _checkpoint_path("model", {"masknet": "/nowhere/m.ckpt"}, "masknet")
     'model/masknet.ckpt'
     """
-    path = os.path.expanduser(str(declared.get(name, "")))
+    path = _declared_path(declared, name)
     if path and os.path.isfile(path):
         return path
     return os.path.join(folder, f"{name}.ckpt")
+
+
+def _declared_path(declared, name):
+    """The yaml's Pretrainer path of ``name`` (``~`` expanded), or ``""``
+    when the yaml gives none."""
+    return os.path.expanduser(str(declared.get(name, "")))
 
 
 def _check_folder(folder, hparams_file, module_names, overrides=None):
@@ -1531,7 +1537,7 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
                if where else "")
         )
     for name in module_names:
-        path = os.path.expanduser(str(declared.get(name, "")))
+        path = _declared_path(declared, name)
         if path and not os.path.isfile(path):
             # the folder holds it, but SpeechBrain follows the yaml and
             # would take the path's folder for a Hugging Face id

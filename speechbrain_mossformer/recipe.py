@@ -999,9 +999,10 @@ def check_rirs(rir_csv):
     return rates
 
 
-def rir_sample_rate(rir_csv):
+def rir_sample_rate(rir_csv, rates=None):
     """The sample rate of the RIR files of ``rir_csv`` (all must share it;
-    they must be mono, see :func:`check_rirs`).
+    they must be mono, see :func:`check_rirs`). ``rates``: what
+    ``check_rirs`` returned, when the headers have been read already.
 
     SpeechBrain's ``AddReverb`` does not read the files' rate: it takes its
     ``reverb_sample_rate`` argument for granted, so RIRs at another rate
@@ -1018,7 +1019,8 @@ def rir_sample_rate(rir_csv):
     >>> rir_sample_rate(str(tmp / "rirs.csv"))
     16000
     """
-    rates = check_rirs(rir_csv)
+    if rates is None:
+        rates = check_rirs(rir_csv)
     if len(rates) > 1:
         examples = "; ".join(f"{p}: {r} Hz" for r, p in sorted(rates.items()))
         raise RecipeError(
@@ -1028,8 +1030,11 @@ def rir_sample_rate(rir_csv):
     return next(iter(rates))
 
 
-def configure_reverb(hparams):
+def configure_reverb(hparams, rir_rates=None):
     """Points the yaml's ``reverb`` (AddReverb) at ``rir_csv``.
+
+    ``rir_rates``: what ``check_rirs`` returned for ``rir_csv``, when its
+    headers have been read already (else they are read here).
 
     AddReverb reads its CSV lazily and its paths may use ``$rir_root`` (the
     CSV's folder). It resamples the RIRs from its ``reverb_sample_rate``
@@ -1059,7 +1064,7 @@ def configure_reverb(hparams):
     reverb.replacements = {
         "rir_root": os.path.dirname(os.path.abspath(hparams["rir_csv"]))
     }
-    rate = rir_sample_rate(hparams["rir_csv"])
+    rate = rir_sample_rate(hparams["rir_csv"], rir_rates)
     if rate != int(hparams["sample_rate"]):
         logger.info(
             f"the RIRs of {hparams['rir_csv']} are at {rate} Hz: resampled "
@@ -1420,10 +1425,11 @@ def run_recipe(argv, dataset):
     run_on_main(ensure_rirs, args=[hparams])
     if needs_rirs(hparams) and not hparams.get("rir_csv"):
         ensure_rirs(hparams)  # other ranks: only reads the existing files
+    rir_rates = None
     if needs_rirs(hparams):
         # at setup, for AddReverb and dynamic mixing alike: not deep in
-        # training once a multichannel RIR is drawn
-        check_rirs(hparams["rir_csv"])
+        # training once a multichannel RIR is drawn (each header read once)
+        rir_rates = check_rirs(hparams["rir_csv"])
     datasets = audio_datasets(hparams, csvs)
     load_initial_weights(hparams)
 
@@ -1442,7 +1448,7 @@ def run_recipe(argv, dataset):
         )
         separator.dynamic_mixing_dataset = train_set
         train_opts["collate_fn"] = PaddedBatch
-    configure_reverb(hparams)
+    configure_reverb(hparams, rir_rates)
 
     # SIGTERM (a cluster's preemption, torchrun stopping its workers) stops
     # training like Ctrl-C, with a checkpoint, instead of killing it

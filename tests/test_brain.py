@@ -548,14 +548,8 @@ class OracleEstimates(Separation):
         return est, targets
 
 
-def test_utterances_with_nan_estimates_are_not_left_out_of_the_mean(
-    tmp_path,
-):
-    # a model that fails (NaN) on a test mixture must not be reported with
-    # the mean over the mixtures it did not fail on
-    import csv
-    import math
-
+def oracle_test_brain(output_folder):
+    """An ``OracleEstimates`` brain at the start of its test stage."""
     model = MossFormerWrapper(
         encoder_out_nchannels=16, num_blocks=1, group_size=4,
         query_key_dim=8,
@@ -565,10 +559,22 @@ def test_utterances_with_nan_estimates_are_not_left_out_of_the_mean(
                  "decoder": model.decoder},
         opt_class=lambda params: torch.optim.Adam(params, 1e-3),
         hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper,
-                 "output_folder": str(tmp_path)},
+                 "output_folder": str(output_folder)},
         run_opts={"device": "cpu"},
     )
     brain.on_stage_start(sb.Stage.TEST)
+    return brain
+
+
+def test_utterances_with_nan_estimates_are_not_left_out_of_the_mean(
+    tmp_path,
+):
+    # a model that fails (NaN) on a test mixture must not be reported with
+    # the mean over the mixtures it did not fail on
+    import csv
+    import math
+
+    brain = oracle_test_brain(tmp_path)
     for name in ("ok", "nan1"):
         brain.evaluate_batch(batch(name, seed=len(name)), sb.Stage.TEST)
     means = brain.write_test_results()
@@ -586,19 +592,7 @@ def test_an_all_zero_estimate_warns_that_the_means_are_infinite(
     tmp_path, caplog
 ):
     # its BSS-Eval SDR is -inf by definition, which makes the means -inf
-    model = MossFormerWrapper(
-        encoder_out_nchannels=16, num_blocks=1, group_size=4,
-        query_key_dim=8,
-    )
-    brain = OracleEstimates(
-        modules={"encoder": model.encoder, "masknet": model.masknet,
-                 "decoder": model.decoder},
-        opt_class=lambda params: torch.optim.Adam(params, 1e-3),
-        hparams={"num_spks": 2, "loss": get_si_snr_with_pitwrapper,
-                 "output_folder": str(tmp_path)},
-        run_opts={"device": "cpu"},
-    )
-    brain.on_stage_start(sb.Stage.TEST)
+    brain = oracle_test_brain(tmp_path)
     for name in ("ok", "zero1"):
         brain.evaluate_batch(batch(name, seed=len(name)), sb.Stage.TEST)
     with caplog.at_level(logging.WARNING):

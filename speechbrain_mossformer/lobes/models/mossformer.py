@@ -1965,8 +1965,8 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
 def check_input_dtype(x, weight, where, what="input"):
     """Raises a clear error for an input the model's weights cannot take:
     not floating point, or another float type than ``weight``'s (when it
-    is a tensor) outside autocast (e.g. the float64 array ``soundfile.read`` returns, given to
-    a float32 model).
+    is a tensor) outside autocast (e.g. the float64 array that
+    ``soundfile.read`` returns, given to a float32 model).
 
     Example
     -------
