@@ -848,7 +848,13 @@ class RotaryEmbedding(nn.Module):
 
     def tables(self):
         """The fixed tables (not saved in checkpoints): ``inv_freq``
-        [dim/2] and ``half_turn`` [dim, dim]."""
+        [dim/2] and ``half_turn`` [dim, dim].
+
+        Example
+        -------
+        >>> {k: tuple(v.shape) for k, v in RotaryEmbedding(4).tables().items()}
+        {'inv_freq': (2,), 'half_turn': (4, 4)}
+        """
         dim = self.dim
         inv_freq = 1.0 / (
             self.theta ** (torch.arange(0, dim, 2).float() / dim)
@@ -951,7 +957,13 @@ class ScaledSinuEmbedding(nn.Module):
             self.register_buffer(name, table, persistent=False)
 
     def tables(self):
-        """The fixed table (not saved in checkpoints): ``inv_freq``."""
+        """The fixed table (not saved in checkpoints): ``inv_freq``.
+
+        Example
+        -------
+        >>> ScaledSinuEmbedding(8).tables()["inv_freq"].shape
+        torch.Size([4])
+        """
         dim = self.dim
         return {
             "inv_freq": 1.0 / (
