@@ -21,11 +21,13 @@ drift and bugs between the copies. This module is the single shared version:
   plus a mean row, written once (main process) under DDP, computed during
   the test pass itself (no second pass over the test set);
 * Ctrl-C (and, in the recipes, SIGTERM: a cluster's preemption or
-  ``torchrun`` stopping) during training takes effect when the step (or
-  the gradient accumulation window, or the epoch's training) is complete,
-  on every DDP rank at the same step, so the checkpoint saved on the way
-  out holds exactly the batches trained (none counted but not applied, no
-  half-applied update);
+  ``torchrun`` stopping) anywhere in ``fit`` is held and takes effect at
+  the next safe point: when the step (or the gradient accumulation window,
+  or the epoch's training) is complete, before the next validation batch,
+  or between epochs; on every DDP rank at the same point, so the
+  checkpoint saved on the way out holds exactly the batches trained (none
+  counted but not applied, no half-applied update). Nothing in between
+  (a log line, a checkpoint being written) can swallow it;
 * optional example audio.
 
 Authors
@@ -84,6 +86,9 @@ class HeldInterrupt:
     state is whole (after an optimizer step, at the end of the training
     stage). A second signal at least ``insist_after`` seconds after the
     first is raised at once: the way out of a step that does not end.
+    A signal that raised where it arrived could also be lost: inside a log
+    line, tqdm's lock turned the exception into a ``RuntimeError`` that
+    ``logging`` printed and dropped, and training went on.
     Nothing is held outside the main thread, and a signal is only held
     while its handler is the one that would raise: Python's default for
     SIGINT, ``raise_terminated`` for SIGTERM.
@@ -143,8 +148,8 @@ class HeldInterrupt:
             self.signum = signum
             logger.warning(
                 f"{signal.Signals(signum).name}: stopping after this "
-                "training step, with a checkpoint (Ctrl-C again to stop at "
-                "once)"
+                "training step (or validation batch, or epoch), with a "
+                "checkpoint (Ctrl-C again to stop at once)"
             )
         self.pending = True
 
@@ -275,21 +280,46 @@ class Separation(sb.Brain):
         self.interrupt = HeldInterrupt()
         # (batches, average loss) of the epoch's finished training stage
         self.finished_training = None
+        # whether everything trained is in a checkpoint (see fit)
+        self.all_saved = False
         # DataLoaders with workers made by make_dataloader
         self._loaders = weakref.WeakSet()
 
     def fit(self, *args, **kwargs):
-        """SpeechBrain's ``fit``; Ctrl-C and SIGTERM are held in training.
+        """SpeechBrain's ``fit``; Ctrl-C and SIGTERM are held throughout.
 
-        See ``fit_batch`` and ``on_stage_start``; the handlers are put back
-        and the DataLoader workers stopped (``stop_loader_workers``)
-        whatever ends the run.
+        A held signal stops the run at the next safe point: after a
+        training step (``fit_batch``), at the end of the epoch's training
+        or before a validation batch (``on_stage_end``,
+        ``evaluate_batch``), at the start of the next epoch
+        (``on_stage_start``), or once the last epoch is saved (here).
+        ``all_saved`` tells ``recipe.save_progress`` whether everything
+        trained is already in a checkpoint (the run stopped between
+        epochs). The handlers are put back and the DataLoader workers
+        stopped (``stop_loader_workers``) whatever ends the run.
         """
+        self.interrupt.reset()
+        self.interrupt.hold()
+        # nothing trained yet in this run: the checkpoint it resumed from
+        # (or none) is all there is
+        self.all_saved = True
         try:
-            return super().fit(*args, **kwargs)
+            result = super().fit(*args, **kwargs)
         finally:
             self.interrupt.release()
             stop_loader_workers(self._loaders)
+        if self.interrupt.pending:
+            # held after the last epoch's checkpoint: training is complete
+            # and saved; stop before the test stage, as asked
+            raise self.interrupt.stop()
+        return result
+
+    def _stop_if_signalled(self):
+        """Raises the held signal (on every DDP rank, if any has one)."""
+        (stop,) = self._on_any_rank(self.interrupt.pending)
+        if stop:
+            self.interrupt.release()
+            raise self.interrupt.stop()
 
     def evaluate(self, *args, **kwargs):
         """SpeechBrain's ``evaluate``; the DataLoader workers are stopped
@@ -684,7 +714,14 @@ class Separation(sb.Brain):
     # Evaluation
     @torch.no_grad()
     def evaluate_batch(self, batch, stage):
-        """Loss of one batch; on TEST also per-utterance metrics."""
+        """Loss of one batch; on TEST also per-utterance metrics.
+
+        In validation, a Ctrl-C or SIGTERM held since the epoch's training
+        ended stops here, before the batch (every DDP rank validates the
+        whole set, so all of them get here together).
+        """
+        if stage == sb.Stage.VALID:
+            self._stop_if_signalled()
         with self.evaluation_ctx:
             predictions, targets = self.compute_forward(batch, stage)
         loss = self.compute_objectives(predictions, targets)
@@ -821,12 +858,16 @@ class Separation(sb.Brain):
         """Starts a stage: new dynamic mixes per epoch, fresh counters."""
         self.stage = stage
         if stage == sb.Stage.TRAIN:
+            # a signal held since the last epoch's validation (its log
+            # lines, its checkpoint) stops here, before anything is trained
+            self._stop_if_signalled()
+            self.all_saved = False
             self.window_backwards = 0
             self.finished_training = None
             # Ctrl-C and SIGTERM wait for a whole step (fit_batch) or the
             # end of the stage, also between steps (data loading, periodic
-            # checkpoints): every rank then stops at the same point
-            self.interrupt.reset()
+            # checkpoints): every rank then stops at the same point. (fit
+            # holds them already; this is for a stage started on its own.)
             self.interrupt.hold()
             if self.step == 0:  # not when resuming inside the epoch
                 self.skipped_batches = 0
@@ -856,10 +897,7 @@ class Separation(sb.Brain):
             # a signal held after the last step (in the epoch's last,
             # incomplete accumulation window, or under DDP after the last
             # step's all-reduce) stops here, the epoch's training complete
-            (stop,) = self._on_any_rank(self.interrupt.pending)
-            self.interrupt.release()
-            if stop:
-                raise self.interrupt.stop()
+            self._stop_if_signalled()
         elif stage == sb.Stage.VALID:
             current_lr = self.optimizer.param_groups[0]["lr"]
             scheduler = self._hp("lr_scheduler")
@@ -878,6 +916,7 @@ class Separation(sb.Brain):
                 self.checkpointer.save_and_keep_only(
                     meta={"si-snr": stage_loss}, min_keys=["si-snr"]
                 )
+                self.all_saved = True
         elif stage == sb.Stage.TEST:
             stage_stats.update(self.write_test_results())
             if self._hp("train_logger") is not None:

@@ -1207,6 +1207,10 @@ def save_progress(separator, err):
     loop (its batch count and average loss; SpeechBrain resets both before
     validating, and counts validation batches), so the resumed run
     validates again and logs the epoch's real training loss, not 0.
+    Stopped between epochs (``separator.all_saved``: the last epoch's
+    checkpoint is written and nothing was trained since), nothing is
+    saved: an intra-epoch checkpoint there would make the resumed run
+    train that epoch again.
 
     Arguments
     ---------
@@ -1228,6 +1232,12 @@ def save_progress(separator, err):
     False
     """
     if separator.checkpointer is None:
+        return False
+    if getattr(separator, "all_saved", False):
+        logger.warning(
+            "stopped between epochs: everything trained is in the last "
+            "epoch's checkpoint"
+        )
         return False
     if (
         not isinstance(err, KeyboardInterrupt)

@@ -487,6 +487,8 @@ def run_two_ranks(helper, out, port, *args, timeout=300):
         ("one", 2, 2),  # only rank 1 signalled, in step 2
         ("mixed", 2, 2),  # rank 0 between steps, rank 1 after the reduce
         ("last", "end of stage", 3),  # both after the last all-reduce
+        # only rank 1, in validation batch 2: both stop before batch 3
+        ("validation", "validation 3", 3),
     ],
 )
 def test_ddp_ranks_stop_together_after_a_ctrl_c(tmp_path, mode, stopped_at,

@@ -167,10 +167,8 @@ def test_dynamic_mixing_path_of_each_recipe(
     assert_complete_run(out, n_test=4)
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path, how):
-    # SIGKILL: the last periodic checkpoint; SIGTERM (a preempted job):
-    # the step in progress completes, an intra-epoch checkpoint, exit 143
+def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
+    # SIGKILL: nothing runs on the way out; the last periodic checkpoint
     out = str(tmp_path / "out")
     script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
     cmd = [
@@ -188,22 +186,83 @@ def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path, how):
             break  # epoch 1 is done: kill during epoch 2
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(getattr(signal, how))
-    stdout, stderr = proc.communicate()
-    if how == "SIGTERM":
-        assert proc.returncode == 143, stderr[-3000:]
-        assert "saved an intra-epoch checkpoint" in stdout + stderr
-        assert stderr.strip().splitlines()[-1] == (
-            "terminated (SIGTERM): run the same command again to resume")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
     killed_at = train_log_epochs(out)
     assert killed_at and killed_at[-1] < 4
+    assert_resumes_to_the_end(cmd, out)
+
+
+def assert_resumes_to_the_end(cmd, out):
+    """Runs ``cmd`` again: it ends training (4 epochs) and tests."""
     resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epochs = train_log_epochs(out)
     assert sorted(set(epochs)) == [1, 2, 3, 4]
     assert epochs[-1] == 4
-    assert "Epoch loaded: 4" in open(log).read()
+    assert "Epoch loaded: 4" in open(os.path.join(out, "train_log.txt")).read()
     assert len(read_results(out)) == 5
+
+
+def sigterm_run(where, data, out, *extra):
+    """The wsj0-2mix recipe, 4 epochs, sending itself SIGTERM at ``where``
+    (see ``tests/helpers/sigterm_recipe.py``); returns the finished process
+    and the command that resumes it."""
+    script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
+    args = [hparams, f"--data_folder={data['wsj2']}",
+            f"--output_folder={out}", "--N_epochs=4", *TINY, *extra]
+    helper = os.path.join(REPO, "tests", "helpers", "sigterm_recipe.py")
+    proc = subprocess.run([PYTHON, helper, where, "wsj0mix", *args],
+                          cwd=REPO, capture_output=True, text=True)
+    return proc, [PYTHON, script, *args]
+
+
+def intra_epoch_checkpoints(out):
+    """The complete intra-epoch checkpoints of a run."""
+    save = os.path.join(out, "save")
+    found = []
+    for name in sorted(os.listdir(save)):
+        meta = os.path.join(save, name, "CKPT.yaml")  # complete ones
+        if os.path.isfile(meta) and (
+            "end-of-epoch: false" in open(meta).read()
+        ):
+            found.append(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    "where, logged, saved",
+    [
+        # the step in progress completes, then an intra-epoch checkpoint
+        ("step", [1], "saved an intra-epoch checkpoint"),
+        # epoch 2's training is complete: saved as at its end, and the
+        # resumed run validates it again
+        ("validation", [1], "saved an intra-epoch checkpoint"),
+        # held through the log line (where it was once swallowed, and the
+        # run went on to the end) and epoch 1's checkpoint; epoch 2 never
+        # starts, and nothing needs saving
+        ("log@1", [1], "stopped between epochs"),
+        # after the last epoch's checkpoint: no test stage, nothing saved
+        # (an intra-epoch checkpoint there would retrain epoch 4)
+        ("log@4", [1, 2, 3, 4], "stopped between epochs"),
+    ],
+)
+def test_sigterm_stops_with_everything_trained_saved(
+    data, tmp_path, where, logged, saved
+):
+    # a preempted job: exit 143, one line saying how to resume, and the
+    # same command resumes to the end
+    out = str(tmp_path / "out")
+    proc, resume = sigterm_run(where, data, out)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert saved in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "terminated (SIGTERM): run the same command again to resume")
+    assert train_log_epochs(out) == logged
+    assert len(intra_epoch_checkpoints(out)) == (
+        1 if saved.startswith("saved") else 0)
+    assert not os.path.isfile(os.path.join(out, "test_results.csv"))
+    assert_resumes_to_the_end(resume, out)
 
 
 def test_ddp_two_ranks_train_identical_weights(data, tmp_path):
@@ -744,34 +803,10 @@ def test_batch_size_change_within_an_epoch_is_refused(data, tmp_path):
     # SpeechBrain fast-forwards the saved number of *batches* at the new
     # batch size: the rest of the interrupted epoch was silently skipped
     out = str(tmp_path / "out")
-    script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
-    cmd = [PYTHON, script, hparams, f"--data_folder={data['wsj2']}",
-           f"--output_folder={out}", "--N_epochs=4", *TINY]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     save = os.path.join(out, "save")
-
-    def checkpoints(end_of_epoch):
-        found = []
-        for name in sorted(os.listdir(save)) if os.path.isdir(save) else []:
-            meta = os.path.join(save, name, "CKPT.yaml")  # complete ones
-            if os.path.isfile(meta) and (
-                f"end-of-epoch: {str(end_of_epoch).lower()}"
-                in open(meta).read()
-            ):
-                found.append(name)
-        return found
-
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoints(end_of_epoch=True):
-            break  # epoch 1 is saved: stop during epoch 2
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be stopped"
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate()
-    assert proc.returncode == 143, stderr[-3000:]
-    intra = checkpoints(end_of_epoch=False)
+    proc, _ = sigterm_run("step", data, out)  # stopped during epoch 2
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    intra = intra_epoch_checkpoints(out)
     assert len(intra) == 1, os.listdir(save)
     ckpts = sorted(n for n in os.listdir(save) if n.startswith("CKPT+"))
     saved = open(os.path.join(out, "hyperparams.yaml")).read()

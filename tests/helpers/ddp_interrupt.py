@@ -6,12 +6,15 @@
 * ``one``: only rank 1 gets the signal, in the forward pass of step 2;
 * ``mixed``: rank 0 gets it between steps 1 and 2 (data loading), rank 1
   in step 2 after the step's all-reduce;
-* ``last``: both get it in the last step (3), after its all-reduce.
+* ``last``: both get it in the last step (3), after its all-reduce;
+* ``validation``: only rank 1 gets it, in validation batch 2 (every rank
+  validates the whole set).
 
 The held signal is agreed through the step's collective (or, after the
 last step, at the end of the training stage), so both ranks must stop at
 the same point: after step 2 in ``one`` and ``mixed``, at the end of the
-stage in ``last``. A rank stopping alone would leave the other one in a
+stage in ``last``, before validation batch 3 in ``validation``. A rank
+stopping alone would leave the other one in a
 collective it never completes.
 """
 
@@ -31,7 +34,8 @@ class SignalAt(Separation):
     """Sends itself SIGINT at (step, where) in ``self.plan``."""
 
     def compute_forward(self, batch, stage):
-        if (self.step, "forward") in self.plan:
+        where = "forward" if stage == sb.Stage.TRAIN else "validation"
+        if (self.step, where) in self.plan:
             signal.raise_signal(signal.SIGINT)
         return super().compute_forward(batch, stage)
 
@@ -45,6 +49,7 @@ PLANS = {
     "one": {1: [(2, "forward")]},
     "mixed": {0: [(2, "between")], 1: [(2, "after all-reduce")]},
     "last": {0: [(3, "after all-reduce")], 1: [(3, "after all-reduce")]},
+    "validation": {1: [(2, "validation")]},
 }
 
 if __name__ == "__main__":
@@ -62,8 +67,19 @@ if __name__ == "__main__":
             brain.fit_batch(mixture("good", seed + 10 * rank))
         stopped_at = "trained all"
         brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+        brain.on_stage_start(sb.Stage.VALID, epoch=1)
+        brain.step = 0
+        with torch.no_grad():
+            for seed in range(1, 4):
+                brain.step += 1
+                stopped_at = f"validation {brain.step}"
+                brain.evaluate_batch(mixture("good", seed), sb.Stage.VALID)
+        stopped_at = "validated all"
     except KeyboardInterrupt:
-        stopped_at = brain.step if stopped_at is None else "end of stage"
+        if stopped_at is None:
+            stopped_at = brain.step
+        elif stopped_at == "trained all":
+            stopped_at = "end of stage"
     torch.save(
         {"stopped_at": stopped_at, "optimizer_step": brain.optimizer_step},
         os.path.join(out, f"rank{rank}.pt"),
