@@ -83,7 +83,8 @@ def test_stock_and_ours_load_offline_and_agree(tiny_dir, tmp_path,
         expected = stock.separate_batch(mix)
     got = ours.separate_batch(mix)
     assert got.shape == (3, 2001, 2)
-    assert torch.equal(got, expected)
+    # the same modules; bit-identical with AVX2 kernels, not with older
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
     assert ours.device == "cpu"
     assert not any(p.requires_grad for p in ours.mods.parameters())
 

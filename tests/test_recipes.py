@@ -10,10 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+import yaml
 
 from speechbrain_mossformer.dataprep import minidata
 
@@ -168,29 +168,19 @@ def test_dynamic_mixing_path_of_each_recipe(
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
-    # SIGKILL: nothing runs on the way out; the last periodic checkpoint
+    # SIGKILL in epoch 2's fifth step: nothing runs on the way out; the
+    # periodic checkpoint after its third step is what there is
     out = str(tmp_path / "out")
-    script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
-    cmd = [
-        PYTHON, script, hparams, f"--data_folder={data['wsj2']}",
-        f"--output_folder={out}", "--N_epochs=4", "--ckpt_interval_minutes=0",
+    proc, resume = sigterm_run(
+        "kill", data, out, "--ckpt_interval_minutes=0",
         "--ckpt_interval_steps=3",
-        *TINY,
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    log = os.path.join(out, "train_log.txt")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.isfile(log) and train_log_epochs(out):
-            break  # epoch 1 is done: kill during epoch 2
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    killed_at = train_log_epochs(out)
-    assert killed_at and killed_at[-1] < 4
-    assert_resumes_to_the_end(cmd, out)
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert train_log_epochs(out) == [1]
+    (intra,) = intra_epoch_checkpoints(out)
+    with open(os.path.join(out, "save", intra, "brain.ckpt")) as f:
+        assert yaml.safe_load(f)["step"] == 3
+    assert_resumes_to_the_end(resume, out)
 
 
 def assert_resumes_to_the_end(cmd, out):
@@ -441,11 +431,13 @@ def test_unreadable_audio_mid_training_is_one_line_and_keeps_progress(
     ],
 )
 def test_recipe_decoder_stride_follows_the_encoder_kernel(
-    dataset, yaml, kernel
+    dataset, yaml, kernel, tmp_path
 ):
     from hyperpyyaml import load_hyperpyyaml
 
-    overrides = {"data_folder": "unused", "kernel_size": kernel,
+    # output_folder: the yaml's Checkpointer creates its folder
+    overrides = {"data_folder": "unused", "output_folder": str(tmp_path),
+                 "kernel_size": kernel,
                  "N_encoder_out": 16, "out_channels": 16, "num_blocks": 1,
                  "query_key_dim": 8}
     with open(recipe_paths(dataset, yaml)[1]) as f:

@@ -1,4 +1,5 @@
-"""A recipe run that sends itself SIGTERM once, at a chosen point.
+"""A recipe run that sends itself SIGTERM (or SIGKILL) once, at a chosen
+point.
 
 ``python sigterm_recipe.py WHERE DATASET HPARAMS [ARGS...]`` runs the
 recipe of ``DATASET`` (``wsj0mix``, ``wham``, ``librimix``) like its
@@ -9,7 +10,9 @@ by the recipe's own handlers, as a cluster's preemption is) at ``WHERE``:
 * ``validation``: in the forward pass of epoch 2's first validation batch;
 * ``log@N``: inside epoch N's log line, the way CI once caught it: tqdm's
   write lock turned the exception into a ``RuntimeError`` that
-  ``logging`` printed and dropped, and the run went on (exit 0).
+  ``logging`` printed and dropped, and the run went on (exit 0);
+* ``kill``: SIGKILL instead, in the forward pass of epoch 2's fifth
+  training step (nothing runs on the way out).
 
 An external ``kill`` lands at one of these points (or between them) by
 chance; here each is hit on purpose.
@@ -29,11 +32,11 @@ WHERE, DATASET = sys.argv[1], sys.argv[2]
 sent = []
 
 
-def send_once():
-    """SIGTERM to this process, once per run."""
+def send_once(signum=signal.SIGTERM):
+    """``signum`` to this process, once per run."""
     if not sent:
         sent.append(True)
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signum)
 
 
 forward = Separation.compute_forward
@@ -46,6 +49,8 @@ def compute_forward(self, batch, stage):
         ("validation", sb.Stage.VALID, 2, 1),
     ):
         send_once()
+    if (WHERE, stage, epoch, self.step) == ("kill", sb.Stage.TRAIN, 2, 5):
+        send_once(signal.SIGKILL)
     return forward(self, batch, stage)
 
 
