@@ -121,6 +121,8 @@ class HeldInterrupt:
 
     def __init__(self, insist_after=1.0):
         self.insist_after = insist_after
+        #: whether a second signal may stop at once (see ``completing``)
+        self.insisting = True
         self._previous = {}
         self.reset()
 
@@ -139,7 +141,11 @@ class HeldInterrupt:
 
     def _handler(self, signum, frame):
         now = time.monotonic()
-        if self._first is not None and now - self._first >= self.insist_after:
+        if (
+            self.insisting
+            and self._first is not None
+            and now - self._first >= self.insist_after
+        ):
             self.signum = signum
             self.release()
             raise self.stop()
@@ -168,6 +174,18 @@ class HeldInterrupt:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+    @contextlib.contextmanager
+    def completing(self):
+        """A block that a second signal does not cut short either (it is
+        held like the first): e.g. the learning-rate schedule and the
+        checkpoint at the end of an epoch, which a resumed run would
+        otherwise see half done (the scheduler stepped twice)."""
+        insisting, self.insisting = self.insisting, False
+        try:
+            yield self
+        finally:
+            self.insisting = insisting
 
     @contextlib.contextmanager
     def held(self):
@@ -282,37 +300,80 @@ class Separation(sb.Brain):
         self.finished_training = None
         # whether everything trained is in a checkpoint (see fit)
         self.all_saved = False
+        # inside stopping_at_safe_points (fit)
+        self._fitting = False
+        # the epoch counter of the fit in progress
+        self._epoch_counter = None
         # DataLoaders with workers made by make_dataloader
         self._loaders = weakref.WeakSet()
 
     def fit(self, *args, **kwargs):
-        """SpeechBrain's ``fit``; Ctrl-C and SIGTERM are held throughout.
+        """SpeechBrain's ``fit``, in ``stopping_at_safe_points``.
 
-        A held signal stops the run at the next safe point: after a
-        training step (``fit_batch``), at the end of the epoch's training
-        or before a validation batch (``on_stage_end``,
-        ``evaluate_batch``), at the start of the next epoch
-        (``on_stage_start``), or once the last epoch is saved (here).
-        ``all_saved`` tells ``recipe.save_progress`` whether everything
-        trained is already in a checkpoint (the run stopped between
-        epochs). The handlers are put back and the DataLoader workers
-        stopped (``stop_loader_workers``) whatever ends the run.
+        The DataLoader workers are stopped (``stop_loader_workers``)
+        whatever ends the run.
+        """
+        self._epoch_counter = args[0] if args else kwargs.get("epoch_counter")
+        try:
+            with self.stopping_at_safe_points():
+                result = super().fit(*args, **kwargs)
+                # held after the last epoch's checkpoint: training is
+                # complete and saved; every rank stops here, before the
+                # test stage, as asked
+                self._stop_if_signalled()
+            return result
+        finally:
+            stop_loader_workers(self._loaders)
+
+    @contextlib.contextmanager
+    def stopping_at_safe_points(self):
+        """Holds Ctrl-C and SIGTERM for the block (``fit``'s epochs).
+
+        A held signal stops the run at the next safe point, on every DDP
+        rank at the same one: after a training step (``fit_batch``), at
+        the end of the epoch's training or before a validation batch
+        (``on_stage_end``, ``evaluate_batch``), at the start of the next
+        epoch (``on_stage_start``), or once the last epoch is saved
+        (``fit``). ``all_saved`` tells ``recipe.save_progress`` whether
+        everything trained is already in a checkpoint (the run stopped
+        between epochs). On the way out the handlers are put back and
+        nothing stays pending (a later ``evaluate`` or stage run by hand
+        starts afresh); a signal that came after the last safe point is
+        raised here.
+
+        Example
+        -------
+        >>> brain = Separation(modules={}, hparams={"num_spks": 2})
+        >>> previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        >>> try:
+        ...     with brain.stopping_at_safe_points():
+        ...         signal.raise_signal(signal.SIGINT)  # held
+        ...         print("not stopped yet")
+        ... except KeyboardInterrupt:
+        ...     print("stopped on the way out")
+        not stopped yet
+        stopped on the way out
+        >>> brain.interrupt.pending
+        False
+        >>> _ = signal.signal(signal.SIGINT, previous)
         """
         self.interrupt.reset()
         self.interrupt.hold()
+        self._fitting = True
         # nothing trained yet in this run: the checkpoint it resumed from
         # (or none) is all there is
         self.all_saved = True
+        late = None
         try:
-            result = super().fit(*args, **kwargs)
+            yield self
         finally:
+            self._fitting = False
             self.interrupt.release()
-            stop_loader_workers(self._loaders)
-        if self.interrupt.pending:
-            # held after the last epoch's checkpoint: training is complete
-            # and saved; stop before the test stage, as asked
-            raise self.interrupt.stop()
-        return result
+            if self.interrupt.pending:
+                late = self.interrupt.stop()
+            self.interrupt.reset()
+        if late is not None:  # (not when an exception is on its way out)
+            raise late
 
     def _stop_if_signalled(self):
         """Raises the held signal (on every DDP rank, if any has one)."""
@@ -713,14 +774,36 @@ class Separation(sb.Brain):
     # ------------------------------------------------------------------
     # Evaluation
     @torch.no_grad()
+    def _end_of_epoch(self, stage_stats, stage_loss, epoch):
+        """After validation: the learning-rate schedule, the epoch's log
+        line and its checkpoint (then ``all_saved``)."""
+        current_lr = self.optimizer.param_groups[0]["lr"]
+        scheduler = self._hp("lr_scheduler")
+        if isinstance(scheduler, ReduceLROnPlateau):
+            current_lr, next_lr = scheduler(
+                [self.optimizer], epoch, stage_loss
+            )
+            update_learning_rate(self.optimizer, next_lr)
+        if self._hp("train_logger") is not None:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": current_lr},
+                train_stats=getattr(self, "train_stats", None),
+                valid_stats=stage_stats,
+            )
+        if self.checkpointer is not None:
+            self.checkpointer.save_and_keep_only(
+                meta={"si-snr": stage_loss}, min_keys=["si-snr"]
+            )
+            self.all_saved = True
+
     def evaluate_batch(self, batch, stage):
         """Loss of one batch; on TEST also per-utterance metrics.
 
-        In validation, a Ctrl-C or SIGTERM held since the epoch's training
-        ended stops here, before the batch (every DDP rank validates the
-        whole set, so all of them get here together).
+        In ``fit``'s validation, a Ctrl-C or SIGTERM held since the epoch's
+        training ended stops here, before the batch (every DDP rank
+        validates the whole set, so all of them get here together).
         """
-        if stage == sb.Stage.VALID:
+        if stage == sb.Stage.VALID and self._fitting:
             self._stop_if_signalled()
         with self.evaluation_ctx:
             predictions, targets = self.compute_forward(batch, stage)
@@ -858,16 +941,25 @@ class Separation(sb.Brain):
         """Starts a stage: new dynamic mixes per epoch, fresh counters."""
         self.stage = stage
         if stage == sb.Stage.TRAIN:
-            # a signal held since the last epoch's validation (its log
-            # lines, its checkpoint) stops here, before anything is trained
-            self._stop_if_signalled()
+            if self._fitting:
+                # a signal held since the last epoch's training ended (its
+                # validation's log line, its checkpoint) stops here, before
+                # anything is trained
+                (stop,) = self._on_any_rank(self.interrupt.pending)
+                if stop:
+                    self._back_to_the_end_of_training()
+                    self.interrupt.release()
+                    raise self.interrupt.stop()
+            else:  # a stage run on its own: a fresh start
+                self.interrupt.reset()
             self.all_saved = False
             self.window_backwards = 0
             self.finished_training = None
             # Ctrl-C and SIGTERM wait for a whole step (fit_batch) or the
             # end of the stage, also between steps (data loading, periodic
             # checkpoints): every rank then stops at the same point. (fit
-            # holds them already; this is for a stage started on its own.)
+            # holds them already; this is for a stage run on its own,
+            # released at its end.)
             self.interrupt.hold()
             if self.step == 0:  # not when resuming inside the epoch
                 self.skipped_batches = 0
@@ -877,6 +969,22 @@ class Separation(sb.Brain):
             self.test_rows = []
             self.test_unscored = 0
             self.audio_saved = 0
+
+    def _back_to_the_end_of_training(self):
+        """Stopping as an epoch starts with the last one's training not
+        saved (no validation set, so no checkpoint at its end): the epoch
+        counter (and the training loader's position) have moved on, so the
+        counter goes back one, and ``recipe.save_progress`` saves the state
+        as at the end of the last epoch's training (``finished_training``).
+        The resumed run then finishes that epoch (no batch left) and trains
+        this one whole; saved with the counter as it was, it skipped it."""
+        counter = getattr(self, "_epoch_counter", None)
+        if (
+            not self.all_saved
+            and self.finished_training is not None
+            and hasattr(counter, "current")
+        ):
+            counter.current -= 1
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, schedules the learning rate, checkpoints, writes results.
@@ -898,25 +1006,14 @@ class Separation(sb.Brain):
             # incomplete accumulation window, or under DDP after the last
             # step's all-reduce) stops here, the epoch's training complete
             self._stop_if_signalled()
+            if not self._fitting:
+                self.interrupt.release()  # a stage run on its own
         elif stage == sb.Stage.VALID:
-            current_lr = self.optimizer.param_groups[0]["lr"]
-            scheduler = self._hp("lr_scheduler")
-            if isinstance(scheduler, ReduceLROnPlateau):
-                current_lr, next_lr = scheduler(
-                    [self.optimizer], epoch, stage_loss
-                )
-                update_learning_rate(self.optimizer, next_lr)
-            if self._hp("train_logger") is not None:
-                self.hparams.train_logger.log_stats(
-                    stats_meta={"epoch": epoch, "lr": current_lr},
-                    train_stats=getattr(self, "train_stats", None),
-                    valid_stats=stage_stats,
-                )
-            if self.checkpointer is not None:
-                self.checkpointer.save_and_keep_only(
-                    meta={"si-snr": stage_loss}, min_keys=["si-snr"]
-                )
-                self.all_saved = True
+            # the schedule and the checkpoint go together: a second signal
+            # here is held too (the resumed run would step the scheduler
+            # again); the run stops before the next epoch
+            with self.interrupt.completing():
+                self._end_of_epoch(stage_stats, stage_loss, epoch)
         elif stage == sb.Stage.TEST:
             stage_stats.update(self.write_test_results())
             if self._hp("train_logger") is not None:

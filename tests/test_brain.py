@@ -383,6 +383,112 @@ def test_a_stopped_fit_leaves_no_dataloader_worker_behind():
     assert multiprocessing.active_children() == []
 
 
+class Mixtures(torch.utils.data.Dataset):
+    """Four "good" mixtures of 160 samples."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        gen = torch.Generator().manual_seed(i)
+        s1, s2 = torch.randn(2, 160, generator=gen)
+        return {"id": "good", "mix_sig": s1 + s2, "s1_sig": s1,
+                "s2_sig": s2}
+
+
+def fit(brain, counter, valid=True):
+    """``brain.fit`` on ``Mixtures`` (batch 1, in this process)."""
+    loader = {"batch_size": 1, "collate_fn": PaddedBatch}
+    brain.fit(counter, Mixtures(), Mixtures() if valid else None,
+              train_loader_kwargs=loader, valid_loader_kwargs=loader,
+              progressbar=False)
+
+
+def test_a_stopped_fit_leaves_nothing_pending():
+    # the held Ctrl-C stayed pending after fit stopped: a validation batch
+    # or a training stage run by hand afterwards (a notebook) stopped at
+    # once
+    brain = make_brain(1)
+    brain.__class__ = CtrlCAt
+    brain.ctrl_c_steps = (2,)
+    with pytest.raises(KeyboardInterrupt):
+        fit(brain, sb.utils.epoch_loop.EpochCounter(limit=1))
+    assert not brain.interrupt.pending
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    brain.ctrl_c_steps = ()
+    with torch.no_grad():
+        brain.evaluate_batch(batch("good", 1), sb.Stage.VALID)
+    brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
+    step_without_stopping(brain, [batch("good", 1)])
+
+
+def test_a_training_stage_run_by_hand_lets_the_signals_go_at_its_end():
+    # outside fit, on_stage_end no longer released them: a later Ctrl-C was
+    # only logged (and another Brain's hold did nothing)
+    brain = make_brain(1)
+    step_without_stopping(brain, [batch("good", 1)])
+    brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_between_epochs_without_validation_resumes_every_epoch(
+    tmp_path,
+):
+    # held past the epoch counter's step: the checkpoint saved the end of
+    # epoch 1 with the counter at 2, and the resumed run skipped epoch 2
+    from speechbrain_mossformer.recipe import save_progress
+
+    class CtrlCAsEpoch2Begins(sb.utils.epoch_loop.EpochCounter):
+        def __next__(self):
+            epoch = super().__next__()
+            if epoch == 2:
+                signal.raise_signal(signal.SIGINT)
+            return epoch
+
+    brain = make_brain(1, tmp_path)
+    counter = CtrlCAsEpoch2Begins(limit=3)
+    brain.checkpointer.add_recoverable("counter", counter)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        fit(brain, counter, valid=False)
+    assert brain.optimizer_step == 4
+    assert save_progress(brain, stop.value)
+
+    resumed = make_brain(1, tmp_path)
+    counter = sb.utils.epoch_loop.EpochCounter(limit=3)
+    resumed.checkpointer.add_recoverable("counter", counter)
+    fit(resumed, counter, valid=False)
+    assert resumed.optimizer_step == 12  # 3 epochs of 4 steps
+
+
+def test_a_second_ctrl_c_does_not_cut_the_epochs_checkpoint_short(
+    tmp_path,
+):
+    # raised inside the epoch's log line (after the scheduler stepped, before
+    # the checkpoint): the resumed run validated the epoch again and
+    # stepped the scheduler twice for it
+    from speechbrain_mossformer.brain import HeldInterrupt
+    from speechbrain_mossformer.recipe import save_progress
+
+    class DoubleCtrlCLogger:
+        def log_stats(self, stats_meta, **stats):
+            if stats_meta.get("epoch") == 1:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)  # insisting at once
+
+    brain = make_brain(1, tmp_path, train_logger=DoubleCtrlCLogger())
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)  # lets make_brain's hold go
+    brain.interrupt = HeldInterrupt(insist_after=0.0)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        fit(brain, sb.utils.epoch_loop.EpochCounter(limit=2))
+    assert brain.optimizer_step == 4  # epoch 2 never started
+    assert brain.all_saved
+    assert not save_progress(brain, stop.value)  # nothing more to save
+    (ckpt,) = brain.checkpointer.list_checkpoints()
+    assert ckpt.meta["end-of-epoch"]
+
+
 def test_a_process_left_with_loader_workers_still_exits():
     # e.g. an evaluate() stopped by an error, or persistent workers: the
     # workers ignore SIGTERM, multiprocessing's exit handler sends SIGTERM

@@ -285,6 +285,43 @@ def test_ddp_two_ranks_train_identical_weights(data, tmp_path):
     assert len(read_results(out)) == 5
 
 
+def test_ddp_sigterm_on_one_rank_after_the_last_epoch_stops_both(
+    data, tmp_path
+):
+    # only rank 1 signalled, in the last epoch's log line: it stopped alone
+    # and rank 0 went on into the test stage, its collectives unanswered
+    out = str(tmp_path / "out")
+    _, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
+    torchrun = os.path.join(os.path.dirname(PYTHON), "torchrun")
+    args = [hparams, f"--data_folder={data['wsj2']}",
+            f"--output_folder={out}", "--N_epochs=2",
+            "--use_speedperturb=False", *TINY]
+    helper = os.path.join(REPO, "tests", "helpers", "sigterm_recipe.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", SIGTERM_RANK="1")
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node=2", "--master_port=29533", helper,
+         "log@2", "wsj0mix", *args],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+    )
+    # each rank stops with its own line: the one signalled (SIGTERM) and
+    # the one that agreed to stop with it
+    assert "terminated (SIGTERM): run the same command" in proc.stderr, \
+        proc.stderr[-4000:]
+    assert "interrupted: run the same command" in proc.stderr, \
+        proc.stderr[-4000:]
+    assert train_log_epochs(out) == [1, 2]
+    assert not os.path.isfile(os.path.join(out, "test_results.csv"))
+    script, _ = recipe_paths("wsj0mix", "mossformer.yaml")
+    resumed = subprocess.run(
+        [torchrun, "--nproc_per_node=2", "--master_port=29533", script,
+         *args],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert train_log_epochs(out) == [1, 2]  # nothing trained again
+    assert len(read_results(out)) == 5
+
+
 def test_tiny_model_learns_at_least_3_db_on_a_fixed_mini_set(data, tmp_path):
     out = str(tmp_path / "out")
     run_train(

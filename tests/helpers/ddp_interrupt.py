@@ -57,24 +57,27 @@ if __name__ == "__main__":
     brain = ddp_brain(SignalAt)
     rank = int(os.environ["RANK"])
     brain.plan = PLANS[mode].get(rank, [])
-    brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     stopped_at = None
     try:
-        for seed in range(1, 4):
-            if (brain.step + 1, "between") in brain.plan:
-                signal.raise_signal(signal.SIGINT)
-            brain.step += 1
-            brain.fit_batch(mixture("good", seed + 10 * rank))
-        stopped_at = "trained all"
-        brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
-        brain.on_stage_start(sb.Stage.VALID, epoch=1)
-        brain.step = 0
-        with torch.no_grad():
+        # what fit runs its epochs in
+        with brain.stopping_at_safe_points():
+            brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
             for seed in range(1, 4):
+                if (brain.step + 1, "between") in brain.plan:
+                    signal.raise_signal(signal.SIGINT)
                 brain.step += 1
-                stopped_at = f"validation {brain.step}"
-                brain.evaluate_batch(mixture("good", seed), sb.Stage.VALID)
-        stopped_at = "validated all"
+                brain.fit_batch(mixture("good", seed + 10 * rank))
+            stopped_at = "trained all"
+            brain.on_stage_end(sb.Stage.TRAIN, brain.avg_train_loss, epoch=1)
+            brain.on_stage_start(sb.Stage.VALID, epoch=1)
+            brain.step = 0
+            with torch.no_grad():
+                for seed in range(1, 4):
+                    brain.step += 1
+                    stopped_at = f"validation {brain.step}"
+                    brain.evaluate_batch(mixture("good", seed),
+                                         sb.Stage.VALID)
+            stopped_at = "validated all"
     except KeyboardInterrupt:
         if stopped_at is None:
             stopped_at = brain.step

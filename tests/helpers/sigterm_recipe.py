@@ -15,9 +15,11 @@ by the recipe's own handlers, as a cluster's preemption is) at ``WHERE``:
   training step (nothing runs on the way out).
 
 An external ``kill`` lands at one of these points (or between them) by
-chance; here each is hit on purpose.
+chance; here each is hit on purpose. Under ``torchrun``, ``SIGTERM_RANK``
+(if set) names the one rank that signals itself.
 """
 
+import os
 import signal
 import sys
 import traceback
@@ -34,6 +36,9 @@ sent = []
 
 def send_once(signum=signal.SIGTERM):
     """``signum`` to this process, once per run."""
+    rank = os.environ.get("SIGTERM_RANK")
+    if rank is not None and rank != os.environ.get("RANK", "0"):
+        return
     if not sent:
         sent.append(True)
         signal.raise_signal(signum)
