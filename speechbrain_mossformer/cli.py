@@ -31,6 +31,8 @@ Authors
 """
 
 import argparse
+import contextlib
+import logging
 import math
 import os
 import re
@@ -188,6 +190,10 @@ def _is_audio_name(name):
     return name.lower().endswith(AUDIO_EXTENSIONS)
 
 
+#: Written into each track's header (WAV LIST/INFO "software"): how a
+#: later run tells the tracks it may rewrite from anyone's recordings.
+TRACK_SOFTWARE = "mossformer-separate"
+
 #: ``<stem>_spk<N>.wav``, N = 1, 2, ...: the name of a track we write.
 _TRACK_NAME = re.compile(r"^(.+)_spk([1-9][0-9]*)\.wav$")
 #: Temporary files of a track being written (``separate_to_files``), and
@@ -198,6 +204,33 @@ _TEMP_NAME = re.compile(
 )
 
 
+def is_our_track(path):
+    """Whether ``path`` is a track that ``mossformer-separate`` wrote (its
+    header says so: ``TRACK_SOFTWARE``), so that a later run may skip it
+    as an input and rewrite it. Any other file, however it is named, is
+    somebody's recording.
+
+    Example
+    -------
+    >>> path = str(getfixture("tmpdir") / "a_spk1.wav")
+    >>> sf.write(path, np.zeros(80), 8000)
+    >>> is_our_track(path)
+    False
+    >>> with sf.SoundFile(path, "w", samplerate=8000, channels=1) as f:
+    ...     f.software = TRACK_SOFTWARE
+    ...     f.write(np.zeros(80))
+    >>> is_our_track(path)
+    True
+    """
+    from speechbrain_mossformer.inference import _sf_name
+
+    try:
+        with sf.SoundFile(_sf_name(path)) as f:
+            return (f.software or "").startswith(TRACK_SOFTWARE)
+    except Exception:  # unreadable: not a track of ours
+        return False
+
+
 def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
                    num_spks=None):
     """Expands files and folders into ``(path, relative_output_prefix)``.
@@ -206,8 +239,8 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     equal names in different sub-folders do not collide). When scanning
     folders, a file is skipped only if it is exactly a track that another
     input of this run writes (``<out_dir>/<its prefix>_spk<N>.wav``, same
-    real path, N from 1 to ``num_spks``): an earlier output, about to be
-    overwritten. Our temporary files (``.mossformer-*.part.caf`` /
+    real path, N from 1 to ``num_spks``) and an earlier run wrote it
+    (``is_our_track``): an earlier output, about to be overwritten. Our temporary files (``.mossformer-*.part.caf`` /
     ``.part.wav``) are skipped too. Paths
     that do not exist are returned as they are (they fail later, with the
     other per-file errors).
@@ -236,7 +269,9 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     [('x/a.wav', 'a')]
     >>> folder = getfixture("tmpdir")
     >>> for name in ["a.wav", "a_spk1.wav", "b_spk1.wav"]:
-    ...     (folder / name).write_binary(b"")
+    ...     with sf.SoundFile(str(folder / name), "w", 8000, 1) as f:
+    ...         f.software = TRACK_SOFTWARE  # as if we wrote them all
+    ...         f.write(np.zeros(80))
     >>> notes = []
     >>> [os.path.basename(p) for p, _ in collect_inputs(
     ...     [str(folder)], out_dir=str(folder), skipped=notes)]
@@ -295,6 +330,7 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
                 index in scanned
                 and match
                 and (num_spks is None or int(match[2]) <= num_spks)
+                and is_our_track(path)
             ):
                 # the prefix whose track this file would be
                 key = where(os.path.join(os.path.dirname(path), match[1]))
@@ -441,6 +477,7 @@ def _float_to_pcm16(src, dst, gain):
             tmp, "w", samplerate=fin.samplerate, channels=1,
             format="WAV", subtype="PCM_16",
         ) as fout:
+            fout.software = TRACK_SOFTWARE
             while True:
                 data = fin.read(_COPY_BLOCK, dtype="float32")
                 if len(data) == 0:
@@ -515,7 +552,8 @@ def main(argv=None):
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        return _main(argv)
+        with _warnings_as_lines():
+            return _main(argv)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -525,6 +563,34 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+class _WarningLines(logging.Handler):
+    """The package's warnings as ``warning: ...`` lines on stderr, written
+    above a progress bar (``tqdm.write``), not into it."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """``_WarningLines`` for the package's loggers during the block."""
+    package = logging.getLogger("speechbrain_mossformer")
+    handler = _WarningLines(logging.WARNING)
+    propagate = package.propagate
+    package.addHandler(handler)
+    package.propagate = False
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.propagate = propagate
 
 
 def _main(argv):
@@ -551,6 +617,13 @@ def _main(argv):
         return EXIT_USAGE
     if not os.path.isdir(args.model):
         print(f"error: --model {args.model}: not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    from speechbrain_mossformer.inference import ModelLoadError, _check_device
+
+    try:
+        _check_device(args.device)  # named as --device, not as the model
+    except ModelLoadError as err:
+        print(f"error: --device: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
         model = _load_model(args)
@@ -598,6 +671,20 @@ def _main(argv):
             print(
                 f"error: {path}: its output {clash[0]} would overwrite an "
                 f"input of this run; use another --out-dir",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
+        foreign = [
+            f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)
+            if os.path.lexists(f"{prefix}_spk{k + 1}.wav")
+            and not is_our_track(f"{prefix}_spk{k + 1}.wav")
+        ]
+        if foreign:
+            print(
+                f"error: {path}: its output {foreign[0]} exists and is not "
+                "a track of an earlier run (mossformer-separate marks its "
+                "own); use another --out-dir, or remove it",
                 file=sys.stderr,
             )
             failures += 1

@@ -634,6 +634,12 @@ class ChunkedSeparator:
     sample_rate : int, optional
         Rate of the stream, to give positions in seconds in warnings (the
         same in the file whatever its own rate).
+    source : str, optional
+        What is separated (a file name), to name it in warnings.
+
+    Borders whose speaker order could not be checked are listed in
+    ``undetermined_borders`` and, once the input has ended (``flush``),
+    in one warning.
 
     Example
     -------
@@ -650,8 +656,9 @@ class ChunkedSeparator:
     """
 
     def __init__(self, separate_fn, chunk_size, overlap_size,
-                 sample_rate=None):
+                 sample_rate=None, source=None):
         self.sample_rate = sample_rate
+        self.source = source
         if chunk_size is not None:
             chunk_size, overlap_size = int(chunk_size), int(overlap_size)
             if chunk_size < 2:
@@ -709,10 +716,30 @@ class ChunkedSeparator:
         elif self._total > self._pending_end:
             start = max(self._total - self.chunk_size, self._cross_end)
             out += self._process(start, self._total)
+        self._warn_undetermined(self._pending.shape[2])
         out.append(self._pending)
         self._pending = None
         self._buf = None
         return [o for o in out if o.shape[1] > 0]
+
+    def _warn_undetermined(self, num_spks):
+        """One warning for all the borders of ``undetermined_borders``."""
+        borders = self.undetermined_borders
+        if not borders:
+            return
+        where = ", ".join(
+            f"{b / self.sample_rate:.2f} s" if self.sample_rate
+            else f"sample {b}"
+            for b in borders[:5]
+        ) + (f" and {len(borders) - 5} more" if len(borders) > 5 else "")
+        logger.warning(
+            "%s%d chunk border%s (at %s): the overlap has too little "
+            "activity to tell the speakers apart (at least %d of the %d "
+            "tracks must be active), so the speaker order cannot be checked "
+            "there and may swap (a longer overlap avoids this)",
+            f"{self.source}: " if self.source else "", len(borders),
+            "s" if len(borders) > 1 else "", where, num_spks - 1, num_spks,
+        )
 
     def _process(self, start, end):
         """Separates input [start, end), aligns and cross-fades it with the
@@ -744,19 +771,6 @@ class ChunkedSeparator:
                 # the overlap cannot tell the quiet tracks apart: the order
                 # kept is a guess, and speakers may swap at this border
                 self.undetermined_borders.append(start)
-                if len(self.undetermined_borders) == 1:
-                    S = self._pending.shape[2]
-                    where = (
-                        f"{start / self.sample_rate:.2f} s"
-                        if self.sample_rate else f"sample {start}"
-                    )
-                    logger.warning(
-                        "chunk border at %s: the overlap has too little "
-                        "activity to tell the speakers apart (at least %d "
-                        "of the %d tracks must be active), so the speaker "
-                        "order cannot be checked there and may swap (a "
-                        "longer overlap avoids this)", where, S - 1, S,
-                    )
             # [B, T, S]: reorder each item's speakers
             est = torch.gather(
                 est, 2, perm[:, None, :].expand(-1, est.shape[1], -1)
@@ -1240,7 +1254,7 @@ class MossFormerSeparation(SepformerSeparation):
         down = StreamResampler(audio.sample_rate, self.sample_rate)
         up = StreamResampler(self.sample_rate, rate_out)
         chunker = ChunkedSeparator(separate_fn, chunk, overlap,
-                                   self.sample_rate)
+                                   self.sample_rate, source=audio.path)
         emitted = 0
 
         def out_blocks(est_blocks):
@@ -1457,7 +1471,8 @@ def _held_back_transfer_warnings():
 def _declared_paths(yaml_path, overrides=None):
     """The ``pretrainer: ... paths:`` entries of a folder's yaml, read
     without building anything, with ``overrides`` (a dict or yaml text, as
-    in ``from_hparams``) applied; ``{}`` when there are none.
+    in ``from_hparams``) applied; ``{}`` when there are none. A yaml whose
+    references cannot be resolved is a ``ModelLoadError``.
 
     A SpeechBrain user's own inference yaml often points its Pretrainer at
     a training run's checkpoint files instead of copying them next to the
@@ -1482,6 +1497,13 @@ def _declared_paths(yaml_path, overrides=None):
     try:
         with open(yaml_path, encoding="utf-8") as f:
             text = resolve_references(f.read(), overrides).getvalue()
+    except Exception as err:
+        # e.g. a !ref to an entry the yaml lacks: said here, not taken for
+        # checkpoints missing from the folder
+        raise ModelLoadError(
+            f"{yaml_path}: cannot be loaded: {first_line(err)}"
+        ) from None
+    try:
         paths = YAML(typ="rt").load(text)["pretrainer"]["paths"]
         return {str(k): str(v) for k, v in paths.items()}
     except Exception:

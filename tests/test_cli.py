@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from inference_helpers import random_folder, write
 
-from speechbrain_mossformer.cli import main
+from speechbrain_mossformer.cli import TRACK_SOFTWARE, is_our_track, main
 from speechbrain_mossformer.inference import MossFormerSeparation
 
 SR = 8000
@@ -190,6 +190,9 @@ def test_usage_and_model_errors_exit_2(model_dir, tmp_path, capsys):
         code, _, err = run(capsys, "--model", model_dir, "--device", "cuda",
                            good)
         assert code == 2 and "CUDA is not available" in err
+        assert err.startswith("error: --device: "), err  # not --model
+    code, _, err = run(capsys, "--model", model_dir, "--device", "gpu", good)
+    assert code == 2 and err.startswith("error: --device: unknown device")
 
 
 def test_progress_bar_for_long_files_unless_quiet(model_dir, tmp_path,
@@ -203,6 +206,27 @@ def test_progress_bar_for_long_files_unless_quiet(model_dir, tmp_path,
     assert code == 0 and out == "" and err == ""
     data, _ = sf.read(str(tmp_path / "out" / "long_spk1.wav"))
     assert len(data) == 3 * SR
+
+
+def test_the_speaker_order_warning_names_each_file_on_its_own_line(
+    model_dir, tmp_path, capsys
+):
+    # two files with a 3 s pause: the warning said neither which file nor
+    # how many borders, and was written into the progress bar's line
+    paths = []
+    for name, seed in (("pause", 0), ("pause2", 1)):
+        mix = noise(8.0, SR, seed=seed)
+        mix[2 * SR: 5 * SR] = 0
+        paths.append(write(tmp_path / f"{name}.wav", mix, SR))
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--chunk-seconds", 1,
+                       "--overlap-seconds", 0.25, *paths)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "chunk border" in line]
+    assert len(lines) == 2, err
+    for line, path in zip(lines, paths):
+        assert line.startswith(f"warning: {path}: "), line
+        assert " chunk borders (at " in line, line
 
 
 def test_console_script_exit_codes(model_dir, tmp_path):
@@ -250,13 +274,15 @@ def test_folder_scan_skips_only_earlier_outputs_of_this_run(
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "sep")) == [
         "talk_spk1_spk1.wav", "talk_spk1_spk2.wav"]
-    # tracks of an input of this run are skipped (with a note) and
-    # rewritten; our temporary files are never inputs
+    # tracks of an input of this run (written by an earlier run) are
+    # skipped (with a note) and rewritten; our temporary files are never
+    # inputs
     inp = tmp_path / "in"
     inp.mkdir()
     write(inp / "a.wav", noise(0.2, SR), SR)
-    for name in ("a_spk1.wav", "a_spk2.wav", "b_spk1.wav.part.wav"):
-        write(inp / name, noise(0.2, SR, seed=5), SR)
+    for name in ("a_spk1.wav", "a_spk2.wav"):
+        write_track(inp / name, noise(0.2, SR, seed=5))
+    write(inp / "b_spk1.wav.part.wav", noise(0.2, SR, seed=5), SR)
     write(inp / "b_spk1.wav.part.caf", noise(0.2, SR, seed=5), SR)
     write(inp / ".mossformer-123-spk1.part.caf", noise(0.2, SR, seed=5), SR)
     write(inp / ".mossformer-123-spk2.part.wav", noise(0.2, SR, seed=5), SR)
@@ -273,6 +299,56 @@ def test_folder_scan_skips_only_earlier_outputs_of_this_run(
     code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp,
                          "--quiet", inp)
     assert (code, out, err) == (0, "", "")
+
+
+def write_track(path, data):
+    """A track as an earlier run wrote it (marked in its header)."""
+    with sf.SoundFile(str(path), "w", samplerate=SR, channels=1,
+                      subtype="PCM_16") as f:
+        f.software = TRACK_SOFTWARE
+        f.write(data)
+
+
+def test_a_recording_named_like_a_track_is_never_overwritten(
+    model_dir, tmp_path, capsys
+):
+    # a_spk1.wav is someone's recording, not an earlier output: it was
+    # skipped "as an earlier output" and overwritten
+    inp = tmp_path / "clash"
+    inp.mkdir()
+    write(inp / "a.wav", noise(0.2, SR), SR)
+    recording = write(inp / "a_spk1.wav", noise(0.2, SR, seed=5), SR)
+    before = open(recording, "rb").read()
+    code, out, err = run(capsys, "--model", model_dir, "--out-dir", inp, inp)
+    assert code == 1, err
+    # it is an input of this run (separated into a_spk1_spk*.wav) ...
+    assert f"{recording} -> " in out
+    # ... and a.wav, whose output it would be, is refused
+    assert error_lines(err) == [
+        f"error: {inp / 'a.wav'}: its output {recording} would overwrite an "
+        "input of this run; use another --out-dir"]
+    assert open(recording, "rb").read() == before
+    # into another folder, where it is not an input either
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    other = write(out_dir / "a_spk2.wav", noise(0.2, SR, seed=6), SR)
+    before = open(other, "rb").read()
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out_dir,
+                       inp / "a.wav")
+    assert code == 1
+    assert error_lines(err) == [
+        f"error: {inp / 'a.wav'}: its output {other} exists and is not a "
+        "track of an earlier run (mossformer-separate marks its own); use "
+        "another --out-dir, or remove it"]
+    assert open(other, "rb").read() == before
+    assert not os.path.exists(out_dir / "a_spk1.wav")
+    # our own tracks are rewritten
+    os.remove(other)
+    assert run(capsys, "--model", model_dir, "--out-dir", out_dir,
+               inp / "a.wav")[0] == 0
+    assert run(capsys, "--model", model_dir, "--out-dir", out_dir,
+               inp / "a.wav")[0] == 0
+    assert is_our_track(str(out_dir / "a_spk1.wav"))
 
 
 def test_names_like_tracks_that_this_run_does_not_write_are_inputs(

@@ -293,6 +293,30 @@ def test_overrides_apply_to_the_pretrainer_paths_of_a_folder(
         MossFormerSeparation.from_hparams(source=str(folder))
 
 
+def test_a_broken_reference_in_a_folders_yaml_is_named(micro_dir, tmp_path):
+    # the checkpoints at the Pretrainer's paths, the yaml without the
+    # num_spks entry its MaskNet refers to: it was reported as checkpoints
+    # missing from the folder
+    folder = tmp_path / "inference"
+    folder.mkdir()
+    with open(os.path.join(micro_dir, "hyperparams.yaml")) as f:
+        text = f.read()
+    paths = "".join(
+        f"        {name}: {os.path.join(micro_dir, name + '.ckpt')}\n"
+        for name in ("encoder", "masknet", "decoder")
+    )
+    text = text.replace("Pretrainer\n", "Pretrainer\n    paths:\n" + paths, 1)
+    lines = [line for line in text.splitlines()
+             if not line.startswith("num_spks:")]
+    assert len(lines) < len(text.splitlines())
+    (folder / "hyperparams.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ModelLoadError) as err:
+        MossFormerSeparation.from_hparams(source=str(folder))
+    msg = str(err.value)
+    assert "hyperparams.yaml: cannot be loaded" in msg, msg
+    assert "num_spks" in msg and "missing" not in msg, msg
+
+
 def test_transfer_warnings_are_held_back_and_dropped_on_failure(
     micro_dir, tmp_path, caplog
 ):
@@ -936,10 +960,14 @@ def test_the_speaker_order_warning_gives_the_border_in_seconds(caplog):
     mix = torch.randn(1, 12 * SR)
     mix[:, 3 * SR: 9 * SR] = 0
     sep = ChunkedSeparator(lambda m: torch.stack([m, 0.5 * m], dim=-1),
-                           2 * SR, SR // 2, sample_rate=SR)
+                           2 * SR, SR // 2, sample_rate=SR, source="a.wav")
     with caplog.at_level(logging.WARNING):
         sep.push(mix) + sep.flush()
-    first = sep.undetermined_borders[0]
-    assert 3 * SR <= first < 9 * SR
-    assert f"chunk border at {first / SR:.2f} s" in caplog.text
-    assert "at least 1 of the 2 tracks must be active" in caplog.text
+    borders = sep.undetermined_borders
+    assert len(borders) > 1 and all(3 * SR <= b < 9 * SR for b in borders)
+    # one warning naming the input and every border (not only the first)
+    (record,) = [r for r in caplog.records if "chunk border" in r.message]
+    where = ", ".join(f"{b / SR:.2f} s" for b in borders)
+    assert record.message.startswith(
+        f"a.wav: {len(borders)} chunk borders (at {where}): "), record.message
+    assert "at least 1 of the 2 tracks must be active" in record.message
