@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # CPU-only machine (PyPI's torchaudio 2.11 fails beside a CPU-only torch).
 PINNED := torch==2.14.1 torchaudio==2.11.0 speechbrain==1.1.2
 
-.PHONY: install quickstart test test-fast clean
+.PHONY: install quickstart test clean
 
 install: $(STAMP)
 

@@ -180,7 +180,10 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="tiny smoke run (~3 minutes)")
     parser.add_argument("--work", default=DEFAULT_WORK,
-                        help="working folder (data, runs, models)")
+                        help="working folder (data, runs, models); "
+                        "--quick adds '-quick' and a seed N other than 0 "
+                        "'-seedN' to its name, so that runs of another "
+                        "mode or seed never reuse each other's")
     parser.add_argument("--out", default=None,
                         help="folder for pruning.md and pruning.png "
                         "(default: benchmarks/results; --quick: the "

@@ -491,9 +491,15 @@ def main(argv=None):
     )
     base = os.path.join(args.out_dir, args.name)
     write_markdown(base + ".md", results, machine, args, command.strip())
-    write_plot(base + ".png", results, machine, args)
     with open(base + ".json", "w") as f:
         json.dump(results, f, indent=1)
+    try:
+        import matplotlib  # noqa: F401  (the "plot" extra)
+    except ImportError:
+        print(f"wrote {base}.md, .json (no .png: matplotlib is not "
+              "installed)")
+        return 0
+    write_plot(base + ".png", results, machine, args)
     print(f"wrote {base}.md, .png, .json")
     return 0
 

@@ -231,6 +231,14 @@ def read_model_config(hparams_path):
         raise ExportError(f"{hparams_path}: expected a mapping at top level")
     data = _with_masknet_arguments(data, hparams_path)
     missing = [k for k in REQUIRED_KEYS if k not in data]
+    masknet = str(yaml_tag(data.get("MaskNet")) or "").split(":", 1)[-1]
+    if missing and masknet.startswith("speechbrain."):
+        # one of SpeechBrain's own models (a SepFormer run's
+        # Dual_Path_Model): say that, not the MossFormer sizes it lacks
+        raise ExportError(
+            f"{hparams_path}: MaskNet is {masknet}, not a MossFormerMaskNet:"
+            " only MossFormer runs can be exported"
+        )
     if missing:
         raise ExportError(
             f"{hparams_path}: missing model keys {missing} (needed: "
@@ -256,6 +264,23 @@ def read_model_config(hparams_path):
             )
         config[key] = value
     return config
+
+
+def describe_meta(key, value):
+    """A checkpoint's meta value as a user reads it: the recipes keep the
+    loss, the negative SI-SNR, under ``si-snr`` (as SpeechBrain's do), so
+    that one is given as the SI-SNR in dB, with its sign.
+
+    Example
+    -------
+    >>> describe_meta("si-snr", -15.08114)
+    'validation SI-SNR 15.08 dB'
+    >>> describe_meta("epoch", 4)
+    'epoch: 4'
+    """
+    if key == "si-snr" and isinstance(value, (int, float)):
+        return f"validation SI-SNR {-value:.2f} dB"
+    return f"{key}: {value}"
 
 
 def read_checkpoint_meta(ckpt_dir):
@@ -485,7 +510,7 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
     states = load_checkpoint_states(ckpt)
     origin = f"exported from {os.path.basename(os.path.normpath(ckpt))}"
     if value is not None:
-        origin += f" ({key}: {value})"
+        origin += f" ({describe_meta(key, value)})"
     try:
         write_pretrained_folder(out_dir, config, states, origin=origin)
     except OutputFolderError as err:
@@ -531,7 +556,8 @@ def main(argv=None):
     value = result["value"]
     print(
         f"wrote {args.out_dir} from {result['checkpoint']}"
-        + (f" ({args.key}: {value})" if value is not None else "")
+        + (f" ({describe_meta(args.key, value)})" if value is not None
+           else "")
         + f": {cfg['num_blocks']} blocks, {cfg['N_encoder_out']} channels, "
         f"{cfg['num_spks']} speakers, {cfg['sample_rate']} Hz"
     )

@@ -364,6 +364,13 @@ def main(argv=None):
                     "writing the graph there would destroy the model: give "
                     "another .onnx path"
                 )
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+        except ImportError:
+            raise ExportError(
+                "ONNX export needs the onnx package: pip install onnx "
+                "onnxruntime (or pip install -e \".[onnx]\")"
+            ) from None
         separator, info = load_separator(args.pretrained_dir)
         try:
             export_separator(separator, args.out)

@@ -243,7 +243,12 @@ def main(argv=None):
     stem = os.path.splitext(os.path.basename(mixture))[0]
     estimates = [os.path.join(sep_dir, f"{stem}_spk{k}.wav") for k in (1, 2)]
     png = os.path.join(out, "separation.png")
-    plot(mixture, estimates, references, png)
+    try:
+        import matplotlib  # noqa: F401  (the "plot" extra)
+    except ImportError:
+        png = "none (matplotlib is not installed: pip install matplotlib)"
+    else:
+        plot(mixture, estimates, references, png)
 
     from speechbrain_mossformer.metrics import separation_metrics
     import soundfile as sf

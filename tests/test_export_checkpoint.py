@@ -198,6 +198,23 @@ def test_raw_recipe_yaml_with_placeholders_and_refs(tmp_path):
         32, 3, 16000)
 
 
+def test_a_sepformer_run_is_named_as_such(tmp_path):
+    # SpeechBrain's own SepFormer yaml: the error listed MossFormer sizes
+    # it "lacked" instead of saying the mask net is another model
+    path = tmp_path / "hyperparams.yaml"
+    path.write_text(
+        "sample_rate: 8000\nnum_spks: 2\nkernel_size: 16\n"
+        "N_encoder_out: 256\nout_channels: 256\n"
+        "MaskNet: !new:speechbrain.lobes.models.dual_path.Dual_Path_Model\n"
+        "    num_spks: !ref <num_spks>\n    in_channels: 256\n"
+    )
+    with pytest.raises(ExportError) as err:
+        read_model_config(str(path))
+    assert str(err.value).endswith(
+        "MaskNet is speechbrain.lobes.models.dual_path.Dual_Path_Model, "
+        "not a MossFormerMaskNet: only MossFormer runs can be exported")
+
+
 def test_clear_errors(tmp_path):
     with pytest.raises(ExportError, match="nothing: no such folder"):
         export_checkpoint(str(tmp_path / "nothing"), str(tmp_path / "o"))
@@ -242,7 +259,8 @@ def test_command_line(tmp_path, capsys):
     fabricate_recipe(recipe, [-2.0, -7.5])
     out = str(tmp_path / "out")
     assert main([recipe, out]) == 0
-    assert "(si-snr: -7.5)" in capsys.readouterr().out
+    # the best checkpoint's loss -7.5 is a validation SI-SNR of +7.5 dB
+    assert "(validation SI-SNR 7.50 dB)" in capsys.readouterr().out
     assert main([str(tmp_path / "missing"), out]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     done = subprocess.run(

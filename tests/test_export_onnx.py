@@ -4,6 +4,7 @@ errors for bad folders."""
 
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -190,6 +191,19 @@ def test_output_path_problems_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {os.path.join(folder, 'decoder.ckpt')}: not a PyTorch "
         f"checkpoint (unrecognised data)\n")
+
+
+def test_without_the_onnx_package_the_error_says_what_to_install(
+    tmp_path, capsys, monkeypatch
+):
+    # after a plain "pip install -e .": torch's exporter failed deep inside
+    folder = random_folder(tmp_path / "micro")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails
+    assert main([folder, str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ONNX export needs the onnx package: "
+                          "pip install onnx onnxruntime"), err
+    assert not os.path.exists(tmp_path / "x.onnx")
 
 
 def test_output_path_inside_the_model_folder_is_refused(tmp_path, capsys):

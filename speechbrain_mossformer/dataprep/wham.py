@@ -64,7 +64,7 @@ def wham_folders(reverb=False, targets="anechoic"):
     """
     if targets not in ("anechoic", "reverb"):
         raise DataPreparationError(
-            "targets must be 'anechoic' or 'reverb', got %r" % (targets,)
+            "whamr_targets must be 'anechoic' or 'reverb', got %r" % (targets,)
         )
     if not reverb:
         if targets != "anechoic":
