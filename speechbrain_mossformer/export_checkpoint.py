@@ -493,6 +493,19 @@ def export_checkpoint(recipe_dir, out_dir, ckpt=None, key="si-snr",
     """
     if not os.path.isdir(recipe_dir):
         raise ExportError(f"{recipe_dir}: no such folder")
+    name = os.path.basename(os.path.normpath(recipe_dir))
+    if (name == "save" or name.startswith("CKPT+")) and not os.path.isfile(
+        os.path.join(recipe_dir, "hyperparams.yaml")
+    ):
+        # the run's save/ folder or one of its checkpoints
+        run = os.path.dirname(os.path.normpath(recipe_dir))
+        if name.startswith("CKPT+"):
+            run = os.path.dirname(run)
+        raise ExportError(
+            f"{recipe_dir}: give the run folder ({run or '.'}, the one that "
+            "holds hyperparams.yaml and save/), and --ckpt for one "
+            "checkpoint"
+        )
     config = read_model_config(os.path.join(recipe_dir, "hyperparams.yaml"))
     value = None
     if ckpt is None:

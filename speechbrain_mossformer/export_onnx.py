@@ -159,10 +159,14 @@ def load_separator(folder):
         if not os.path.isfile(os.path.join(folder, name))
     ]
     if missing:
+        run = os.path.isdir(os.path.join(folder, "save"))
         raise ExportError(
             f"{folder}: missing {', '.join(missing)}; a pretrained folder "
             f"holds {expected} (make one with "
-            "python -m speechbrain_mossformer.convert)"
+            + ("python -m speechbrain_mossformer.export_checkpoint "
+               f"{folder} OUT_DIR: this is a recipe's run folder)" if run
+               else "python -m speechbrain_mossformer.convert from the "
+               "official release, or export_checkpoint from a recipe run)")
         )
     from hyperpyyaml import load_hyperpyyaml
 

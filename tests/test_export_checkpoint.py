@@ -198,6 +198,19 @@ def test_raw_recipe_yaml_with_placeholders_and_refs(tmp_path):
         32, 3, 16000)
 
 
+def test_a_save_or_checkpoint_folder_gets_a_hint(tmp_path):
+    # "hyperparams.yaml: no such file" for the two folders users try first
+    recipe = str(tmp_path / "run")
+    (ckpt,) = fabricate_recipe(recipe, [-1.0])
+    for folder in (os.path.join(recipe, "save"), ckpt):
+        with pytest.raises(ExportError) as err:
+            export_checkpoint(folder, str(tmp_path / "o"))
+        assert str(err.value) == (
+            f"{folder}: give the run folder ({recipe}, the one that holds "
+            "hyperparams.yaml and save/), and --ckpt for one checkpoint")
+    assert not os.path.exists(tmp_path / "o")
+
+
 def test_a_sepformer_run_is_named_as_such(tmp_path):
     # SpeechBrain's own SepFormer yaml: the error listed MossFormer sizes
     # it "lacked" instead of saying the mask net is another model

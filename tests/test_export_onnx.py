@@ -193,6 +193,17 @@ def test_output_path_problems_are_one_line_errors(tmp_path, capsys):
         f"checkpoint (unrecognised data)\n")
 
 
+def test_a_recipe_run_folder_is_pointed_to_export_checkpoint(tmp_path,
+                                                             capsys):
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text("num_spks: 2\n")
+    assert main([str(run), str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "python -m speechbrain_mossformer.export_checkpoint " \
+        f"{run} OUT_DIR: this is a recipe's run folder" in err, err
+
+
 def test_without_the_onnx_package_the_error_says_what_to_install(
     tmp_path, capsys, monkeypatch
 ):
