@@ -359,16 +359,6 @@ def test_a_stopped_fit_leaves_no_dataloader_worker_behind():
     # SIGTERM, so multiprocessing's exit handler waited for them forever
     import multiprocessing
 
-    class Mixtures(torch.utils.data.Dataset):
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, i):
-            gen = torch.Generator().manual_seed(i)
-            s1, s2 = torch.randn(2, 160, generator=gen)
-            return {"id": "good", "mix_sig": s1 + s2, "s1_sig": s1,
-                    "s2_sig": s2}
-
     brain = make_brain(1)
     brain.__class__ = CtrlCAt
     brain.ctrl_c_steps = (2,)

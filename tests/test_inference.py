@@ -260,6 +260,18 @@ def test_overrides_are_applied_to_the_strict_check(micro_dir):
             "in the checkpoint but (48, 16, 1) in the model") in msg
 
 
+def yaml_with_pretrainer_paths(micro_dir, where):
+    """``micro_dir``'s yaml with Pretrainer ``paths``: ``where(name)`` for
+    each module's checkpoint."""
+    with open(os.path.join(micro_dir, "hyperparams.yaml")) as f:
+        text = f.read()
+    paths = "".join(
+        f"        {name}: {where(name)}\n"
+        for name in ("encoder", "masknet", "decoder")
+    )
+    return text.replace("Pretrainer\n", "Pretrainer\n    paths:\n" + paths, 1)
+
+
 def test_overrides_apply_to_the_pretrainer_paths_of_a_folder(
     micro_dir, tmp_path
 ):
@@ -271,15 +283,8 @@ def test_overrides_apply_to_the_pretrainer_paths_of_a_folder(
         shutil.copy(os.path.join(micro_dir, f"{name}.ckpt"), run)
     folder = tmp_path / "inference"
     folder.mkdir()
-    with open(os.path.join(micro_dir, "hyperparams.yaml")) as f:
-        text = f.read()
-    paths = "".join(
-        f"        {name}: !ref <ckpt_dir>/{name}.ckpt\n"
-        for name in ("encoder", "masknet", "decoder")
-    )
-    text = text.replace(
-        "Pretrainer\n", "Pretrainer\n    paths:\n" + paths, 1
-    )
+    text = yaml_with_pretrainer_paths(
+        micro_dir, lambda name: f"!ref <ckpt_dir>/{name}.ckpt")
     (folder / "hyperparams.yaml").write_text(
         "ckpt_dir: /no/such/run\n" + text
     )
@@ -299,13 +304,8 @@ def test_a_broken_reference_in_a_folders_yaml_is_named(micro_dir, tmp_path):
     # missing from the folder
     folder = tmp_path / "inference"
     folder.mkdir()
-    with open(os.path.join(micro_dir, "hyperparams.yaml")) as f:
-        text = f.read()
-    paths = "".join(
-        f"        {name}: {os.path.join(micro_dir, name + '.ckpt')}\n"
-        for name in ("encoder", "masknet", "decoder")
-    )
-    text = text.replace("Pretrainer\n", "Pretrainer\n    paths:\n" + paths, 1)
+    text = yaml_with_pretrainer_paths(
+        micro_dir, lambda name: os.path.join(micro_dir, f"{name}.ckpt"))
     lines = [line for line in text.splitlines()
              if not line.startswith("num_spks:")]
     assert len(lines) < len(text.splitlines())
