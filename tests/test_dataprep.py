@@ -312,6 +312,27 @@ def test_wrong_rate_folder_names_what_exists(mini, tmp_path):
     parent = os.path.dirname(mini["wsj2"])
     with pytest.raises(LayoutError, match="2speakers"):
         prepare_wsj0mix(parent, str(tmp_path))
+    # ... or too deep (the rate or version folder of a LibriMix)
+    for deep in (("wav8k",), ("wav8k", "min")):
+        with pytest.raises(LayoutError) as err:
+            prepare_librimix(os.path.join(mini["libri2"], *deep),
+                             str(tmp_path))
+        assert str(err.value).endswith(
+            "datapath must be the Libri2Mix folder itself, not a folder in "
+            f"it: {mini['libri2']}."), str(err.value)
+
+
+def test_wham_and_whamr_data_swapped_name_the_yaml_to_use(mini, tmp_path):
+    # the message spoke of prepare_wham's reverb argument, not the recipe
+    with pytest.raises(LayoutError) as err:
+        prepare_wham(mini["whamr"], str(tmp_path))
+    msg = str(err.value)
+    assert "has the WHAMR! folders" in msg, msg
+    assert "the run is set up for WHAM! (whamr: False): for WHAMR! use the " \
+        "recipe's hparams/mossformer-whamr.yaml" in msg, msg
+    with pytest.raises(LayoutError) as err:
+        prepare_wham(mini["wham"], str(tmp_path), reverb=True)
+    assert "use the recipe's hparams/mossformer-wham.yaml" in str(err.value)
 
 
 def test_wrong_number_of_speakers(mini, tmp_path):

@@ -132,13 +132,27 @@ def prepare_librimix(
 
 
 def _corpus_hint(datapath, num_spks):
-    """Suggests the right folder if ``datapath`` is one level too high."""
+    """Suggests the right folder if ``datapath`` is one level too high, or
+    is the rate folder (``wav8k``) or a version folder (``min``) in it.
+
+    Example
+    -------
+    >>> _corpus_hint("/data/Libri2Mix/wav8k/min", 2)
+    'datapath must be the Libri2Mix folder itself, not a folder in it: /data/Libri2Mix.'
+    """
     wanted = "Libri%dMix" % num_spks
-    if wanted in _subfolders(datapath):
+    if os.path.isdir(datapath) and wanted in _subfolders(datapath):
         return "datapath must be the %s folder itself: %s." % (
             wanted,
             os.path.join(datapath, wanted),
         )
+    parts = os.path.normpath(datapath).split(os.sep)
+    for depth in (1, 2):
+        if len(parts) > depth and parts[-depth].startswith("wav") and (
+            parts[-depth].endswith("k") and parts[-depth][3:-1].isdigit()
+        ):
+            return "datapath must be the %s folder itself, not a folder " \
+                "in it: %s." % (wanted, os.sep.join(parts[:-depth]) or os.sep)
     return ""
 
 

@@ -186,15 +186,17 @@ def _check_reverb_option(split_root, reverb):
         subs = _subfolders(split_dir)
         if not reverb and "mix_both" not in subs and "mix_both_reverb" in subs:
             raise LayoutError(
-                "reverb=False (WHAM!) but %s has the WHAMR! folders %s; "
-                "for WHAMR! use the recipe's hparams/mossformer-whamr.yaml "
-                "(whamr: True), or reverb=True in prepare_wham."
+                "%s has the WHAMR! folders %s, but the run is set up for "
+                "WHAM! (whamr: False): for WHAMR! use the recipe's "
+                "hparams/mossformer-whamr.yaml (in Python: prepare_wham "
+                "with reverb=True)."
                 % (split_dir, subs)
             )
         if reverb and "mix_both_reverb" not in subs and "mix_both" in subs:
             raise LayoutError(
-                "reverb=True (WHAMR!) but %s has the WHAM! folders %s; "
-                "for WHAM! use the recipe's hparams/mossformer-wham.yaml "
-                "(whamr: False), or reverb=False in prepare_wham."
+                "%s has the WHAM! folders %s, but the run is set up for "
+                "WHAMR! (whamr: True): for WHAM! use the recipe's "
+                "hparams/mossformer-wham.yaml (in Python: prepare_wham "
+                "with reverb=False)."
                 % (split_dir, subs)
             )
