@@ -1409,12 +1409,13 @@ def run_recipe(argv, dataset):
     notes += check_settings(hparams)
     run_opts = choose_ddp_backend(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
-    run_opts = resolve_precision(hparams, run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    # after the run's log.txt exists: its fp16 warning is logged there too
+    run_opts = resolve_precision(hparams, run_opts)
     for note in notes:
         logger.warning(note)
     resolve_checkpoint_interval(hparams, run_opts)

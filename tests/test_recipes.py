@@ -141,6 +141,10 @@ def test_recipe_prepares_trains_two_epochs_and_evaluates(
     assert_complete_run(out, n_test=4)
     if key == "whamr":
         assert os.path.isfile(os.path.join(out, "save", "rirs.csv"))
+    if key == "libri3":  # the fp16 fallback is in the run's own log
+        with open(os.path.join(out, "log.txt")) as f:
+            assert "--precision=fp16 needs a GPU; using fp32 on CPU" \
+                in f.read()
 
 
 @pytest.mark.parametrize(
