@@ -375,10 +375,13 @@ class Separation(sb.Brain):
         if late is not None:  # (not when an exception is on its way out)
             raise late
 
-    def _stop_if_signalled(self):
-        """Raises the held signal (on every DDP rank, if any has one)."""
+    def _stop_if_signalled(self, on_stop=None):
+        """Raises the held signal (on every DDP rank, if any has one),
+        after calling ``on_stop`` if given."""
         (stop,) = self._on_any_rank(self.interrupt.pending)
         if stop:
+            if on_stop is not None:
+                on_stop()
             self.interrupt.release()
             raise self.interrupt.stop()
 
@@ -774,28 +777,6 @@ class Separation(sb.Brain):
     # ------------------------------------------------------------------
     # Evaluation
     @torch.no_grad()
-    def _end_of_epoch(self, stage_stats, stage_loss, epoch):
-        """After validation: the learning-rate schedule, the epoch's log
-        line and its checkpoint (then ``all_saved``)."""
-        current_lr = self.optimizer.param_groups[0]["lr"]
-        scheduler = self._hp("lr_scheduler")
-        if isinstance(scheduler, ReduceLROnPlateau):
-            current_lr, next_lr = scheduler(
-                [self.optimizer], epoch, stage_loss
-            )
-            update_learning_rate(self.optimizer, next_lr)
-        if self._hp("train_logger") is not None:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": current_lr},
-                train_stats=getattr(self, "train_stats", None),
-                valid_stats=stage_stats,
-            )
-        if self.checkpointer is not None:
-            self.checkpointer.save_and_keep_only(
-                meta={"si-snr": stage_loss}, min_keys=["si-snr"]
-            )
-            self.all_saved = True
-
     def evaluate_batch(self, batch, stage):
         """Loss of one batch; on TEST also per-utterance metrics.
 
@@ -945,11 +926,7 @@ class Separation(sb.Brain):
                 # a signal held since the last epoch's training ended (its
                 # validation's log line, its checkpoint) stops here, before
                 # anything is trained
-                (stop,) = self._on_any_rank(self.interrupt.pending)
-                if stop:
-                    self._back_to_the_end_of_training()
-                    self.interrupt.release()
-                    raise self.interrupt.stop()
+                self._stop_if_signalled(self._back_to_the_end_of_training)
             else:  # a stage run on its own: a fresh start
                 self.interrupt.reset()
             self.all_saved = False
@@ -970,6 +947,28 @@ class Separation(sb.Brain):
             self.test_unscored = 0
             self.audio_saved = 0
 
+    def _end_of_epoch(self, stage_stats, stage_loss, epoch):
+        """After validation: the learning-rate schedule, the epoch's log
+        line and its checkpoint (then ``all_saved``)."""
+        current_lr = self.optimizer.param_groups[0]["lr"]
+        scheduler = self._hp("lr_scheduler")
+        if isinstance(scheduler, ReduceLROnPlateau):
+            current_lr, next_lr = scheduler(
+                [self.optimizer], epoch, stage_loss
+            )
+            update_learning_rate(self.optimizer, next_lr)
+        if self._hp("train_logger") is not None:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": current_lr},
+                train_stats=getattr(self, "train_stats", None),
+                valid_stats=stage_stats,
+            )
+        if self.checkpointer is not None:
+            self.checkpointer.save_and_keep_only(
+                meta={"si-snr": stage_loss}, min_keys=["si-snr"]
+            )
+            self.all_saved = True
+
     def _back_to_the_end_of_training(self):
         """Stopping as an epoch starts with the last one's training not
         saved (no validation set, so no checkpoint at its end): the epoch
@@ -978,13 +977,12 @@ class Separation(sb.Brain):
         as at the end of the last epoch's training (``finished_training``).
         The resumed run then finishes that epoch (no batch left) and trains
         this one whole; saved with the counter as it was, it skipped it."""
-        counter = getattr(self, "_epoch_counter", None)
         if (
             not self.all_saved
             and self.finished_training is not None
-            and hasattr(counter, "current")
+            and hasattr(self._epoch_counter, "current")
         ):
-            counter.current -= 1
+            self._epoch_counter.current -= 1
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, schedules the learning rate, checkpoints, writes results.

@@ -412,6 +412,21 @@ def test_a_stopped_fit_leaves_nothing_pending():
     step_without_stopping(brain, [batch("good", 1)])
 
 
+def test_evaluate_batch_builds_no_autograd_graph():
+    # its @torch.no_grad() once slid onto a helper inserted above it
+    seen = []
+
+    class Recording(ScriptedLoss):
+        def compute_forward(self, batch, stage):
+            seen.append(torch.is_grad_enabled())
+            return super().compute_forward(batch, stage)
+
+    brain = make_brain(1)
+    brain.__class__ = Recording
+    brain.evaluate_batch(batch("good", 1), sb.Stage.VALID)
+    assert seen == [False]
+
+
 def test_a_training_stage_run_by_hand_lets_the_signals_go_at_its_end():
     # outside fit, on_stage_end no longer released them: a later Ctrl-C was
     # only logged (and another Brain's hold did nothing)
