@@ -48,6 +48,9 @@ from speechbrain_mossformer.inference import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_OVERLAP_SECONDS,
     AudioInputError,
+    ModelLoadError,
+    _check_device,
+    _sf_name,
 )
 
 EXIT_OK = 0
@@ -222,8 +225,6 @@ def is_our_track(path):
     >>> is_our_track(path)
     True
     """
-    from speechbrain_mossformer.inference import _sf_name
-
     try:
         with sf.SoundFile(_sf_name(path)) as f:
             return (f.software or "").startswith(TRACK_SOFTWARE)
@@ -240,10 +241,10 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     folders, a file is skipped only if it is exactly a track that another
     input of this run writes (``<out_dir>/<its prefix>_spk<N>.wav``, same
     real path, N from 1 to ``num_spks``) and an earlier run wrote it
-    (``is_our_track``): an earlier output, about to be overwritten. Our temporary files (``.mossformer-*.part.caf`` /
-    ``.part.wav``) are skipped too. Paths
-    that do not exist are returned as they are (they fail later, with the
-    other per-file errors).
+    (``is_our_track``): an earlier output, about to be overwritten. Our
+    temporary files (``.mossformer-*.part.caf`` / ``.part.wav``) are
+    skipped too. Paths that do not exist are returned as they are (they
+    fail later, with the other per-file errors).
 
     Arguments
     ---------
@@ -618,8 +619,6 @@ def _main(argv):
     if not os.path.isdir(args.model):
         print(f"error: --model {args.model}: not a folder", file=sys.stderr)
         return EXIT_USAGE
-    from speechbrain_mossformer.inference import ModelLoadError, _check_device
-
     try:
         _check_device(args.device)  # named as --device, not as the model
     except ModelLoadError as err:
@@ -663,10 +662,8 @@ def _main(argv):
             )
             failures += 1
             continue
-        clash = [
-            f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)
-            if os.path.realpath(f"{prefix}_spk{k + 1}.wav") in inputs
-        ]
+        tracks = [f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)]
+        clash = [t for t in tracks if os.path.realpath(t) in inputs]
         if clash:
             print(
                 f"error: {path}: its output {clash[0]} would overwrite an "
@@ -676,9 +673,7 @@ def _main(argv):
             failures += 1
             continue
         foreign = [
-            f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)
-            if os.path.lexists(f"{prefix}_spk{k + 1}.wav")
-            and not is_our_track(f"{prefix}_spk{k + 1}.wav")
+            t for t in tracks if os.path.lexists(t) and not is_our_track(t)
         ]
         if foreign:
             print(
@@ -690,8 +685,7 @@ def _main(argv):
             failures += 1
             continue
         longest = max(
-            (f"{prefix}_spk{k + 1}.wav" for k in range(model.num_spks)),
-            key=lambda track: len(os.fsencode(os.path.basename(track))),
+            tracks, key=lambda t: len(os.fsencode(os.path.basename(t)))
         )
         name_max = _name_max(longest)
         if len(os.fsencode(os.path.basename(longest))) > name_max:
