@@ -180,7 +180,21 @@ class HeldInterrupt:
         """A block that a second signal does not cut short either (it is
         held like the first): e.g. the learning-rate schedule and the
         checkpoint at the end of an epoch, which a resumed run would
-        otherwise see half done (the scheduler stepped twice)."""
+        otherwise see half done (the scheduler stepped twice).
+
+        Example
+        -------
+        >>> interrupt = HeldInterrupt(insist_after=0.0)
+        >>> previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        >>> with interrupt.held(), interrupt.completing():
+        ...     signal.raise_signal(signal.SIGINT)
+        ...     signal.raise_signal(signal.SIGINT)  # insisting: held too
+        ...     print("completed")
+        completed
+        >>> interrupt.pending
+        True
+        >>> _ = signal.signal(signal.SIGINT, previous)
+        """
         insisting, self.insisting = self.insisting, False
         try:
             yield self
