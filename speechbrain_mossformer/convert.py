@@ -311,11 +311,11 @@ def convert_masknet_state(official_state, query_key_dim, out_channels):
     ['mossformer.blocks.3.to_qk.linear.weight']
     """
     from speechbrain_mossformer.lobes.models.mossformer import (
-        RotaryEmbedding,
         ScaledSinuEmbedding,
+        rotary_for,
     )
 
-    rotary = RotaryEmbedding(min(32, query_key_dim)).inv_freq
+    rotary = rotary_for(query_key_dim).inv_freq
     positional = ScaledSinuEmbedding(out_channels).inv_freq
     converted = {}
     for key, value in official_state.items():

@@ -1076,7 +1076,10 @@ class MossFormerSeparation(SepformerSeparation):
         """Separates a batch of mixtures at the model's rate.
 
         Same computation as ``SepformerSeparation.separate_batch``, run
-        under ``torch.no_grad()``, with checks first.
+        under ``torch.no_grad()``, with checks first. The model normalises
+        and averages over the whole length, so a mixture zero-padded to the
+        batch's length is not separated exactly as it would be alone
+        (``separate_file`` and the CLI take one recording at a time).
 
         Arguments
         ---------

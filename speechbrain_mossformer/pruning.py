@@ -70,6 +70,8 @@ import sys
 
 import torch
 
+from speechbrain_mossformer.lobes.models.mossformer import rotary_width
+
 __all__ = [
     "PruningError",
     "SPEC_KEYS",
@@ -150,7 +152,7 @@ def model_sizes(config):
             f"the configuration has {blocks} blocks but {len(hidden)} "
             f"hidden_dims and {len(qk)} query_key_dims"
         )
-    rotary = min(32, min(qk)) if blocks else 0
+    rotary = rotary_width(qk) if blocks else 0
     return {
         "out_channels": width,
         "num_blocks": blocks,
@@ -316,7 +318,7 @@ def resolve_sizes(config, spec):
                 raise PruningError(
                     f"query_key_dims must be positive, got {q}"
                 )
-        rotary, new_rotary = sizes["rotary_dim"], min(32, min(qk))
+        rotary, new_rotary = sizes["rotary_dim"], rotary_width(qk)
         if new_rotary < rotary and (new_rotary % 2 or rotary % new_rotary):
             raise PruningError(
                 f"query_key_dims {min(qk)} is below the rotary width "
@@ -790,11 +792,11 @@ def structured_prune(config, state_dicts, spec, calibration=None,
     old_qk = [sizes["query_key_dims"][b] for b in kept_blocks]
     old_hidden = [sizes["hidden_dims"][b] for b in kept_blocks]
     rotary = sizes["rotary_dim"]
-    if min(32, min(old_qk)) != rotary:
+    if rotary_width(old_qk) != rotary:
         dropped = sorted(set(range(sizes["num_blocks"])) - set(kept_blocks))
         raise PruningError(
             f"dropping blocks {dropped} would change the rotary width "
-            f"from {rotary} to {min(32, min(old_qk))} (it is min(32, "
+            f"from {rotary} to {rotary_width(old_qk)} (it is min(32, "
             "smallest query_key_dim)); "
             "keep a block with the smallest query/key width"
         )
@@ -815,7 +817,7 @@ def structured_prune(config, state_dicts, spec, calibration=None,
             for q in old_qk
         ]
     # [new_rotary]: the rotary features kept, pairs every `step` pairs
-    new_rotary = min(32, min(new_qk))
+    new_rotary = rotary_width(new_qk)
     step = rotary // new_rotary
     rotary_feats = torch.arange(new_rotary)
     rotary_feats = (rotary_feats // 2) * 2 * step + rotary_feats % 2

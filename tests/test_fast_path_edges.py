@@ -12,6 +12,8 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     MossFormerMaskNet,
     MossFormerStack,
     MossFormerWrapper,
+    RotaryEmbedding,
+    ScaledSinuEmbedding,
     ScaleNorm,
 )
 
@@ -102,6 +104,25 @@ def test_half_precision_model_runs(dtype, context):
     assert out.dtype == dtype and out.shape == ref.shape
     scale = ref.abs().max()
     assert (out.float() - ref).abs().max() <= 0.05 * scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_model_places_late_frames_right(dtype):
+    # model.half() rounded the position frequencies to 3 significant
+    # digits: the rotary angle of frame 4000 (4 s at 8 kHz) was off by up
+    # to 0.7 rad and the global embedding by up to 1 (the official code
+    # has the same flaw); the angles are now formed in float32
+    T = 4000
+    rotary, pos = RotaryEmbedding(32), ScaledSinuEmbedding(64)
+    ref_cos, ref_sin = rotary.angles(T, "cpu")
+    ref_emb = pos(torch.zeros(1, T, 64))
+    cos, sin = copy.deepcopy(rotary).to(dtype).angles(T, "cpu")
+    assert (cos - ref_cos).abs().max() < 1e-6
+    assert (sin - ref_sin).abs().max() < 1e-6
+    emb = copy.deepcopy(pos).to(dtype)(torch.zeros(1, T, 64, dtype=dtype))
+    assert emb.dtype == dtype
+    # only the final rounding to the model's dtype remains
+    assert (emb.float() - ref_emb).abs().max() <= torch.finfo(dtype).eps
 
 
 def test_float16_model_fresh_from_init_stays_finite():

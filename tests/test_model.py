@@ -14,6 +14,7 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     MossFormerMaskNet,
     MossFormerWrapper,
     count_parameters,
+    separate_with_modules,
 )
 from speechbrain_mossformer.model_sizes import PAPER_SIZES, model_sizes
 
@@ -326,6 +327,17 @@ def test_masknet_rejects_wrong_channel_count():
         masknet(torch.randn(1, 8, 10))
 
 
+def test_a_mask_net_for_another_number_of_speakers_is_named():
+    # num_spks was passed along but never checked: a 3-speaker mask net
+    # under a 2-speaker yaml returned 3 sources without a word
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8, num_spks=3)
+    with pytest.raises(ValueError, match="masks for 3 sources but num_spks "
+                       "is 2"):
+        separate_with_modules(model.encoder, model.masknet, model.decoder,
+                              torch.randn(1, 50), 2)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -401,7 +413,7 @@ def test_joint_attention_matches_a_loop_over_unpadded_groups():
     qq, lq, qk, lk = (torch.randn(1, T, 8) for _ in range(4))
     values = torch.randn(1, T, 64)
     with torch.no_grad():
-        got = block.joint_attention(qq, lq, qk, lk, values, None)
+        got = block.joint_attention(torch.stack((qq, lq, qk, lk)), values)
         rot = [block.rotary(t) for t in (qq, lq, qk, lk)]
         qq, lq, qk, lk = rot
         expected = torch.zeros_like(values)

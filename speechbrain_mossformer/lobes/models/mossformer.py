@@ -43,7 +43,10 @@ against a plain statement of the model):
   (its 1x1 convolutions as matrix products, ``masks_channels_last``) and the
   transposed-convolution decoder as one matrix product and an overlap-add
   for all sources (``decode_sources``): for narrow (pruned) models these
-  layers cost as much as the blocks. Training takes the plain path.
+  layers cost as much as the blocks. With autograd (training) the fused
+  projections, the residual depthwise convolution (with its own backward
+  pass on the CPU) and the unpadded local attention are used too, but
+  nothing works in place and no buffers are shared.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -68,6 +71,10 @@ __all__ = [
     "shared_input_ffconvm",
     "OffsetScale",
     "RotaryEmbedding",
+    "ROTARY_MAX_DIM",
+    "rotary_width",
+    "rotary_for",
+    "full_precision_inv_freq",
     "ScaledSinuEmbedding",
     "pad_time",
     "token_shift",
@@ -129,8 +136,13 @@ def _plain_eager():
     >>> _plain_eager()
     True
     """
+    # torch's private test for torch.func transforms (torch 2.x); should
+    # it disappear, assume one is active and take the plain path
+    functorch_active = getattr(
+        torch._C, "_are_functorch_transforms_active", lambda: True
+    )
     return not (
-        torch._C._are_functorch_transforms_active()
+        functorch_active()
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
     )
@@ -212,15 +224,20 @@ def _hooks_inside(module):
     """
     from torch.nn.modules import module as torch_module
 
+    def registered(name):
+        # torch's private registries of global hooks (torch 2.x); should one
+        # disappear, assume it holds hooks and take the plain path
+        return getattr(torch_module, name, True)
+
     # backward hooks fire only for the submodules that are called
     backward = torch.is_grad_enabled()
     if (
-        torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
+        registered("_global_forward_hooks")
+        or registered("_global_forward_pre_hooks")
         or backward
         and (
-            torch_module._global_backward_hooks
-            or torch_module._global_backward_pre_hooks
+            registered("_global_backward_hooks")
+            or registered("_global_backward_pre_hooks")
         )
     ):
         return True
@@ -785,7 +802,7 @@ class OffsetScale(nn.Module):
 
     def __init__(self, dim, heads=4):
         super().__init__()
-        self.gamma = nn.Parameter(torch.ones(heads, dim))
+        self.gamma = nn.Parameter(torch.empty(heads, dim))
         self.beta = nn.Parameter(torch.zeros(heads, dim))
         nn.init.normal_(self.gamma, std=0.02)
 
@@ -808,6 +825,65 @@ class OffsetScale(nn.Module):
             self.gamma[:, None, None],
             out=out,
         )
+
+
+ROTARY_MAX_DIM = 32
+
+
+def rotary_width(query_key_dims):
+    """How many query/key features carry the rotary positions: the
+    official ``min(32, query_key_dim)``, over all the blocks' widths when
+    they differ (a pruned model).
+
+    Arguments
+    ---------
+    query_key_dims : int or sequence of int
+        The query/key width, or one per block.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> rotary_width(128), rotary_width([96, 24, 40])
+    (32, 24)
+    """
+    try:
+        dims = [int(d) for d in query_key_dims]
+    except TypeError:
+        dims = [int(query_key_dims)]
+    return min([ROTARY_MAX_DIM] + dims)
+
+
+def rotary_for(query_key_dims):
+    """The ``RotaryEmbedding`` of blocks of these query/key widths.
+
+    Arguments
+    ---------
+    query_key_dims : int or sequence of int
+        The query/key width, or one per block.
+
+    Returns
+    -------
+    RotaryEmbedding
+
+    Example
+    -------
+    >>> rotary_for(128).dim
+    32
+    >>> rotary_for(31)
+    Traceback (most recent call last):
+    ...
+    ValueError: query_key_dim 31 is odd: below 32 it must be even (the rotary positions turn its features in pairs)
+    """
+    width = rotary_width(query_key_dims)
+    if width % 2:
+        raise ValueError(
+            f"query_key_dim {width} is odd: below {ROTARY_MAX_DIM} it must "
+            "be even (the rotary positions turn its features in pairs)"
+        )
+    return RotaryEmbedding(width)
 
 
 class RotaryEmbedding(nn.Module):
@@ -872,11 +948,24 @@ class RotaryEmbedding(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def angles(self, seq_len, device):
-        """Returns the cosine and sine tables, each [seq_len, dim]."""
+        """Returns the cosine and sine tables, each [seq_len, dim].
+
+        The angles are formed in (at least) float32 even in a model cast to
+        half precision: frequencies rounded to 3 significant digits would
+        put the angle of frame 4000 off by up to 0.7 rad.
+
+        Example
+        -------
+        >>> rotary = RotaryEmbedding(8)
+        >>> cos, sin = rotary.angles(4000, "cpu")
+        >>> cos_h, sin_h = rotary.to(torch.bfloat16).angles(4000, "cpu")
+        >>> bool((cos - cos_h).abs().max() < 1e-6)
+        True
+        """
         # [T]
         positions = torch.arange(seq_len, device=device).float()
         # [T, dim/2] -> [T, dim] (each frequency repeated twice: f0 f0 f1 f1)
-        freqs = torch.outer(positions, self.inv_freq.to(device))
+        freqs = torch.outer(positions, full_precision_inv_freq(self, device))
         freqs = freqs.repeat_interleave(2, dim=-1)
         return freqs.cos(), freqs.sin()
 
@@ -916,6 +1005,24 @@ class RotaryEmbedding(nn.Module):
             return rot
         # [..., T, D]
         return torch.cat((rot, rest), dim=x.dim() - 1)
+
+
+def full_precision_inv_freq(module, device):
+    """``module.inv_freq`` on ``device``, recomputed in float32 when the
+    module was cast to float16 or bfloat16 (``model.half()``), whose
+    rounding of the frequencies would misplace the positions of long
+    inputs.
+
+    Example
+    -------
+    >>> rotary = RotaryEmbedding(32).half()
+    >>> rotary.inv_freq.dtype, full_precision_inv_freq(rotary, "cpu").dtype
+    (torch.float16, torch.float32)
+    """
+    inv_freq = module.inv_freq
+    if inv_freq.dtype in (torch.float16, torch.bfloat16):
+        inv_freq = module.tables()["inv_freq"]
+    return inv_freq.to(device)
 
 
 def _refill_tables(module):
@@ -979,8 +1086,10 @@ class ScaledSinuEmbedding(nn.Module):
         """Returns the embedding [T, dim] for ``x`` [B, T, dim]."""
         # [T]
         positions = torch.arange(x.shape[1], device=x.device).float()
-        # [T, dim/2]
-        sinusoid = torch.outer(positions, self.inv_freq)
+        # [T, dim/2]: float32 angles even in a half-precision model
+        sinusoid = torch.outer(
+            positions, full_precision_inv_freq(self, x.device)
+        )
         # [T, dim]
         emb = torch.cat((sinusoid.sin(), sinusoid.cos()), dim=-1)
         # in the model's dtype (float32 positions would promote a
@@ -1121,9 +1230,9 @@ class Scratch:
     (dead) ones instead of fresh allocations: on Linux a fresh large tensor
     costs a page fault and a zeroing per 4 KiB page, about a tenth of a
     block's time. ``MossFormerStack`` makes one per forward pass when
-    ``_in_place_ok()``; it is dropped at the end of the pass. A forward hook
-    that keeps a tensor handed to a block's submodule (e.g. the input of
-    ``to_out``) must clone it, or run the model with autograd on.
+    ``_in_place_ok()``; it is dropped at the end of the pass. A block with
+    a hook on itself or on one of its submodules does not use it, so what
+    hooks keep stays valid.
 
     Example
     -------
@@ -1197,7 +1306,7 @@ class MossFormerBlock(nn.Module):
         Depthwise convolution kernel of the FFConvM modules.
     rotary : RotaryEmbedding, optional
         Rotary embedding to use (shared by all blocks in a stack). A new one
-        of ``min(32, query_key_dim)`` features is made if not given.
+        of ``rotary_width(query_key_dim)`` features is made if not given.
     hidden_dim : int, optional
         Explicit hidden width of ``to_hidden`` (overrides
         ``expansion_factor``; used by structured pruning).
@@ -1234,7 +1343,7 @@ class MossFormerBlock(nn.Module):
         self.rotary = (
             rotary
             if rotary is not None
-            else RotaryEmbedding(min(32, query_key_dim))
+            else rotary_for(query_key_dim)
         )
         self.to_hidden = FFConvM(dim, hidden_dim, dropout, kernel_size)
         self.to_qk = FFConvM(dim, query_key_dim, dropout, kernel_size)
@@ -1289,7 +1398,7 @@ class MossFormerBlock(nn.Module):
                 else scratch.get("heads", (4, *qk.shape), qk),
             )
         # [B, T, 2E]: attention outputs for V and U, side by side
-        attended = self.attend(heads, hidden, cos_sin, scratch)
+        attended = self.joint_attention(heads, hidden, cos_sin, scratch)
         # [B, T, E] each
         half = self.hidden_dim // 2
         v, u = hidden[..., :half], hidden[..., half:]
@@ -1321,32 +1430,33 @@ class MossFormerBlock(nn.Module):
             "python -m speechbrain_mossformer.export_onnx for ONNX"
         )
 
-    def joint_attention(self, quad_q, lin_q, quad_k, lin_k, values, cos_sin):
+    def joint_attention(self, heads, values, cos_sin=None, scratch=None):
         """Joint local (quadratic) and global (linear) single-head attention.
 
         Arguments
         ---------
-        quad_q, lin_q, quad_k, lin_k : torch.Tensor
-            Queries and keys [B, T, Dqk].
+        heads : torch.Tensor
+            The quadratic query, linear query, quadratic key and linear key
+            stacked head-major [4, B, T, Dqk] (``OffsetScale.stacked``).
         values : torch.Tensor
-            V and U side by side [B, T, 2E]; one attention matrix serves both.
+            V and U side by side [B, T, 2E]; one attention matrix serves
+            both.
         cos_sin : tuple, optional
             Cached rotary tables for T frames.
+        scratch : Scratch, optional
+            Inference only: holds the output, in buffer ``"wide"``.
 
         Returns
         -------
         torch.Tensor
             ``quad + lin`` attention output [B, T, 2E].
-        """
-        # [4, B, T, Dqk]
-        heads = torch.stack((quad_q, lin_q, quad_k, lin_k), dim=0)
-        # [B, T, 2E]
-        return self.attend(heads, values, cos_sin)
 
-    def attend(self, heads, values, cos_sin=None, scratch=None):
-        """``joint_attention`` on the four heads stacked [4, B, T, Dqk].
-
-        ``scratch`` (inference only) holds the output, in buffer ``"wide"``.
+        Example
+        -------
+        >>> block = MossFormerBlock(dim=16, group_size=4, query_key_dim=8)
+        >>> block.joint_attention(torch.randn(4, 2, 10, 8),
+        ...                       torch.randn(2, 10, 64)).shape
+        torch.Size([2, 10, 64])
         """
         B, T, _ = values.shape
         # [4, B, T, Dqk]: rotary positions 0..T-1 on all four heads
@@ -1540,8 +1650,8 @@ class MossFormerStack(nn.Module):
                 f"({num_blocks}), got {len(hidden_dims)} and "
                 f"{len(query_key_dims)}"
             )
-        rotary_dim = min(32, min(query_key_dims)) if num_blocks else 2
-        self.rotary = RotaryEmbedding(rotary_dim)
+        # (unused without blocks)
+        self.rotary = rotary_for(query_key_dims if num_blocks else 2)
         self.blocks = nn.ModuleList(
             [
                 MossFormerBlock(
@@ -1598,9 +1708,13 @@ class MossFormerMaskNet(nn.Module):
 
     ``GroupNorm -> 1x1 conv -> + scaled sinusoidal positions ->
     MossFormer blocks -> LayerNorm -> GroupNorm + skip -> PReLU ->
-    1x1 conv to num_spks * N -> tanh * sigmoid gate -> 1x1 conv -> ReLU``.
+    1x1 conv to num_spks * D -> tanh * sigmoid gate -> 1x1 conv back to N
+    -> ReLU`` (N = ``in_channels``, D = ``out_channels``).
     There is no dual-path chunking: the blocks see the whole sequence, and
-    the local/global split happens inside each block.
+    the local/global split happens inside each block. As in the official
+    model, the GroupNorm statistics, the linear attention's average and the
+    positions span the whole (padded) length, so an item of a zero-padded
+    batch is not separated exactly as it would be alone.
 
     Arguments
     ---------
@@ -2137,6 +2251,12 @@ def separate_with_modules(encoder, masknet, decoder, mix, num_spks):
     mix_w = encoder(mix)
     # [S, B, N, L]
     masks = masknet(mix_w)
+    if masks.shape[0] != num_spks:
+        raise ValueError(
+            f"the mask net makes masks for {masks.shape[0]} sources but "
+            f"num_spks is {num_spks}: set num_spks in the yaml to the mask "
+            "net's number of speakers"
+        )
     # [S, B, N, L]
     separated = mix_w.unsqueeze(0) * masks
     # [B, T', S]
