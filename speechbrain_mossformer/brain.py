@@ -312,6 +312,13 @@ class Separation(sb.Brain):
         self.interrupt = HeldInterrupt()
         # (batches, average loss) of the epoch's finished training stage
         self.finished_training = None
+        # (batches, average loss) after the epoch's last whole training
+        # step, i.e. its last optimizer step (see recipe.save_progress)
+        self.trained_through = None
+        # whether the current batch's step is whole (fit_batch)
+        self._step_whole = True
+        # inside the optimizer's update of the weights
+        self.updating_weights = False
         # whether everything trained is in a checkpoint (see fit)
         self.all_saved = False
         # inside stopping_at_safe_points (fit)
@@ -645,7 +652,10 @@ class Separation(sb.Brain):
         batch is then trained and counted, and its loss is in the epoch's
         average.
         """
+        self._step_whole = False
         loss, should_step = self._train_step(batch)
+        # an accumulation window's last micro-batch ends a whole step
+        self._step_whole = should_step
         stop = self.interrupt.agreed if is_distributed_initialized() else (
             self.interrupt.pending)
         if should_step and stop:
@@ -716,7 +726,10 @@ class Separation(sb.Brain):
             for p in params:
                 if p.grad is not None:
                     p.grad.mul_(factor / done)
+        # (left True if a second Ctrl-C stops the update half way)
+        self.updating_weights = True
         self.optimizers_step()
+        self.updating_weights = False
 
     def update_average(self, loss, avg_loss):
         """Running mean of the training loss over the batches not skipped.
@@ -728,9 +741,11 @@ class Separation(sb.Brain):
         if self.stage != sb.Stage.TRAIN:
             return super().update_average(loss, avg_loss)
         counted = self.step - self.skipped_batches
-        if counted <= 0 or not torch.isfinite(loss):
-            return avg_loss
-        return avg_loss + (float(loss) - avg_loss) / counted
+        if counted > 0 and torch.isfinite(loss):
+            avg_loss = avg_loss + (float(loss) - avg_loss) / counted
+        if self._step_whole:
+            self.trained_through = (self.step, avg_loss)
+        return avg_loss
 
     def select_loss(self, loss):
         """Mean of the per-utterance losses above ``threshold``.
@@ -946,6 +961,10 @@ class Separation(sb.Brain):
             self.all_saved = False
             self.window_backwards = 0
             self.finished_training = None
+            # the epoch so far: nothing, or what a resumed run loaded
+            self.trained_through = (self.step, self.avg_train_loss)
+            self._step_whole = True
+            self.updating_weights = False
             # Ctrl-C and SIGTERM wait for a whole step (fit_batch) or the
             # end of the stage, also between steps (data loading, periodic
             # checkpoints): every rank then stops at the same point. (fit
@@ -982,6 +1001,12 @@ class Separation(sb.Brain):
                 meta={"si-snr": stage_loss}, min_keys=["si-snr"]
             )
             self.all_saved = True
+
+    def _save_intra_epoch_ckpt(self):
+        """SpeechBrain's periodic checkpoint, which a second Ctrl-C does
+        not cut short (a half-written checkpoint folder)."""
+        with self.interrupt.completing():
+            super()._save_intra_epoch_ckpt()
 
     def _back_to_the_end_of_training(self):
         """Stopping as an epoch starts with the last one's training not

@@ -1251,17 +1251,52 @@ def save_progress(separator, err):
         )
         return False
     finished = getattr(separator, "finished_training", None)
+    whole = getattr(separator, "trained_through", None)
+    loader = None
     if finished:
-        during = separator.step, separator.avg_train_loss
-        separator.step, separator.avg_train_loss = finished
-        try:
-            separator._save_intra_epoch_ckpt()
-        finally:
-            separator.step, separator.avg_train_loss = during
+        state = finished
+    elif whole is not None and whole[0] != separator.step:
+        # a second Ctrl-C stopped a step half way (or in an accumulation
+        # window): the step counter has counted a batch that is not trained
+        if getattr(separator, "updating_weights", False):
+            logger.warning(
+                "stopped inside the optimizer's update: the weights may be "
+                "half updated, so no checkpoint is saved; the run resumes "
+                "from its last checkpoint"
+            )
+            return False
+        # saved as after the last whole step, the data loader's position
+        # too: the resumed run trains the unfinished batches again
+        state = whole
+        loader = _training_loader_iterator(separator)
+        logger.warning(
+            f"stopped in the middle of step {separator.step}: saving the "
+            f"state after step {whole[0]}, the last whole one"
+        )
     else:
+        state = None
+    during = separator.step, separator.avg_train_loss
+    position = loader._num_yielded if loader is not None else None
+    if state is not None:
+        separator.step, separator.avg_train_loss = state
+    if loader is not None:
+        loader._num_yielded = state[0]
+    try:
         separator._save_intra_epoch_ckpt()
+    finally:
+        separator.step, separator.avg_train_loss = during
+        if loader is not None:
+            loader._num_yielded = position
     logger.warning("stopped: saved an intra-epoch checkpoint")
     return True
+
+
+def _training_loader_iterator(separator):
+    """The iterator of the training DataLoader the checkpointer saves
+    (its ``_num_yielded`` is the position saved), or ``None``."""
+    loader = separator.checkpointer.recoverables.get("dataloader-TRAIN")
+    iterator = getattr(loader, "_speechbrain_iterator", None)
+    return iterator if hasattr(iterator, "_num_yielded") else None
 
 
 #: Settings that count things: whole numbers, at least 1 (``num_workers``:

@@ -494,6 +494,93 @@ def test_a_second_ctrl_c_does_not_cut_the_epochs_checkpoint_short(
     assert ckpt.meta["end-of-epoch"]
 
 
+class IndexedMixtures(Mixtures):
+    """``Mixtures`` named ``good0`` ... ``good3``."""
+
+    def __getitem__(self, i):
+        return dict(super().__getitem__(i), id=f"good{i}")
+
+
+def double_ctrl_c_brain(tmp_path, where):
+    """A Brain whose step 3 gets two Ctrl-C, the second raised at once,
+    in its forward pass or just before its optimizer's update."""
+    from speechbrain_mossformer.brain import HeldInterrupt
+
+    class DoubleCtrlC(ScriptedLoss):
+        def _double_ctrl_c(self):
+            if self.stage == sb.Stage.TRAIN and self.step == 3:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)  # insisting: raised
+
+        def compute_forward(self, batch, stage):
+            if where == "forward":
+                self._double_ctrl_c()
+            return super().compute_forward(batch, stage)
+
+        def optimizers_step(self):
+            if where == "update":
+                self._double_ctrl_c()
+            super().optimizers_step()
+
+    brain = make_brain(1, tmp_path)
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)  # lets make_brain's hold go
+    brain.__class__ = DoubleCtrlC
+    brain.interrupt = HeldInterrupt(insist_after=0.0)
+    return brain
+
+
+def fit_indexed(brain, tmp_path):
+    counter = sb.utils.epoch_loop.EpochCounter(limit=1)
+    brain.checkpointer.add_recoverable("counter", counter)
+    loader = {"batch_size": 1, "collate_fn": PaddedBatch}
+    brain.fit(counter, IndexedMixtures(), None,
+              train_loader_kwargs=loader, progressbar=False)
+
+
+def test_a_second_ctrl_c_inside_a_step_saves_the_last_whole_step(tmp_path):
+    # the step counter (and the loader's position) had counted step 3,
+    # which was never applied: the resumed run skipped its batch
+    from speechbrain_mossformer.recipe import save_progress
+
+    brain = double_ctrl_c_brain(tmp_path, "forward")
+    with pytest.raises(KeyboardInterrupt) as stop:
+        fit_indexed(brain, tmp_path)
+    assert (brain.step, brain.optimizer_step) == (3, 2)
+    assert save_progress(brain, stop.value)
+    (ckpt,) = brain.checkpointer.list_checkpoints()
+    with open(os.path.join(ckpt.path, "brain.ckpt")) as f:
+        assert "step: 2\n" in f.read()
+    with open(os.path.join(ckpt.path, "dataloader-TRAIN.ckpt")) as f:
+        assert f.read() == "2"
+
+    seen = []
+
+    class Recording(ScriptedLoss):
+        def compute_forward(self, batch, stage):
+            seen.append(batch.id[0])
+            return super().compute_forward(batch, stage)
+
+    resumed = make_brain(1, tmp_path)
+    resumed.__class__ = Recording
+    fit_indexed(resumed, tmp_path)
+    assert seen == ["good2", "good3"]  # steps 3 and 4
+    assert resumed.optimizer_step == 4
+
+
+def test_a_second_ctrl_c_in_the_optimizers_update_saves_nothing(tmp_path,
+                                                                 caplog):
+    # the update may be half applied: no checkpoint rather than a wrong one
+    from speechbrain_mossformer.recipe import save_progress
+
+    brain = double_ctrl_c_brain(tmp_path, "update")
+    with pytest.raises(KeyboardInterrupt) as stop:
+        fit_indexed(brain, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert not save_progress(brain, stop.value)
+    assert "inside the optimizer's update" in caplog.text
+    assert brain.checkpointer.list_checkpoints() == []
+
+
 def test_a_process_left_with_loader_workers_still_exits():
     # e.g. an evaluate() stopped by an error, or persistent workers: the
     # workers ignore SIGTERM, multiprocessing's exit handler sends SIGTERM
