@@ -51,3 +51,48 @@ def first_line(err):
         key = str(err.args[0])
         text = key if " " in key else f"missing key {key!r}"
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def device_problem(device):
+    """Why ``device`` cannot be used on this machine, or ``None``.
+
+    Arguments
+    ---------
+    device : str or torch.device or None
+        A device name as given on a command line (``None``: the default).
+
+    Returns
+    -------
+    str or None
+        One line naming the problem.
+
+    Example
+    -------
+    >>> device_problem("cpu") is None
+    True
+    >>> device_problem("gpu")
+    "unknown device 'gpu' (use cpu, cuda or cuda:N)"
+    """
+    import torch
+
+    if device is None:
+        return None
+    device = str(device)
+    if device == "cpu" or device.startswith("cpu:") and device[4:].isdigit():
+        return None
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return f"device '{device}' requested but CUDA is not available"
+        if ":" in device:
+            index = device.split(":", 1)[1]
+            if not index.isdigit() or int(index) >= torch.cuda.device_count():
+                return (
+                    f"device '{device}' does not exist "
+                    f"({torch.cuda.device_count()} CUDA devices)"
+                )
+        return None
+    if device.startswith("mps"):
+        if not torch.backends.mps.is_available():
+            return f"device '{device}' is not available"
+        return None
+    return f"unknown device '{device}' (use cpu, cuda or cuda:N)"

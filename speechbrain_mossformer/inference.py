@@ -45,7 +45,7 @@ import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
-from speechbrain_mossformer.errors import first_line
+from speechbrain_mossformer.errors import device_problem, first_line
 from speechbrain_mossformer.lobes.models.mossformer import (
     check_input_length,
     separate_with_modules,
@@ -1677,30 +1677,9 @@ def load_checked_state(path, module, name, yaml_name):
 
 def _check_device(device):
     """Clear error for a device that this machine does not have."""
-    if device is None:
-        return
-    device = str(device)
-    if device == "cpu" or device.startswith("cpu:") and device[4:].isdigit():
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ModelLoadError(
-                f"device '{device}' requested but CUDA is not available"
-            )
-        if ":" in device:
-            index = device.split(":", 1)[1]
-            if not index.isdigit() or int(index) >= torch.cuda.device_count():
-                raise ModelLoadError(
-                    f"device '{device}' does not exist "
-                    f"({torch.cuda.device_count()} CUDA devices)"
-                )
-    elif device.startswith("mps"):
-        if not torch.backends.mps.is_available():
-            raise ModelLoadError(f"device '{device}' is not available")
-    else:
-        raise ModelLoadError(
-            f"unknown device '{device}' (use cpu, cuda or cuda:N)"
-        )
+    problem = device_problem(device)
+    if problem is not None:
+        raise ModelLoadError(problem)
 
 
 # ---------------------------------------------------------------------------

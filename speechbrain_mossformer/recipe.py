@@ -21,9 +21,11 @@ Authors
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
+import time
 
 import speechbrain as sb
 import torch
@@ -31,6 +33,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import (
+    if_main_process,
     is_distributed_initialized,
     run_on_main,
 )
@@ -41,7 +44,7 @@ from speechbrain_mossformer.brain import (
     raise_terminated,
 )
 from speechbrain_mossformer.dataprep.csv_manifest import DataPreparationError
-from speechbrain_mossformer.errors import first_line
+from speechbrain_mossformer.errors import device_problem, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +116,60 @@ def prepare_data(hparams, dataset):
             **common,
         )
     raise RecipeError(f"unknown dataset {dataset!r}; one of {DATASETS}")
+
+
+#: The settings naming a manifest of one's own for each split.
+MANIFEST_KEYS = {"train": "train_data", "valid": "valid_data",
+                 "test": "test_data"}
+
+
+def use_own_manifests(hparams, csvs):
+    """Puts the manifests given as ``train_data``, ``valid_data`` and
+    ``test_data`` (SpeechBrain's names) in place of the prepared ones,
+    after checking they exist and have the columns the recipe reads.
+
+    Arguments
+    ---------
+    hparams : dict
+        Recipe hyperparameters (``num_spks``, the three keys, null when
+        not given).
+    csvs : dict
+        ``{"train": csv, "valid": csv, "test": csv}``: the prepared ones.
+
+    Returns
+    -------
+    dict
+        The manifests to use.
+
+    Example
+    -------
+    >>> hparams = {"num_spks": 2, "train_data": "/no/such.csv"}
+    >>> use_own_manifests(hparams, {"train": "a", "valid": "b", "test": "c"})
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: --train_data /no/such.csv: no such file
+    """
+    from speechbrain_mossformer.dataprep.csv_manifest import (
+        validate_manifest,
+    )
+
+    columns = ["ID", "mix_wav"] + [
+        f"s{k}_wav" for k in range(1, hparams["num_spks"] + 1)
+    ]
+    csvs = dict(csvs)
+    for split, key in MANIFEST_KEYS.items():
+        path = hparams.get(key)
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            raise RecipeError(f"--{key} {path}: no such file")
+        try:
+            validate_manifest(path, columns, remedy="")
+        except DataPreparationError as err:
+            raise RecipeError(f"--{key}: {first_line(err)}") from None
+        logger.info(f"{split}: {path} (--{key})")
+        csvs[split] = path
+    return csvs
 
 
 def audio_datasets(hparams, csvs):
@@ -938,6 +995,13 @@ def ensure_rirs(hparams):
             sample_rate=hparams["sample_rate"],
         )
     hparams["rir_csv"] = csv_path
+    logger.info(
+        f"reverberation: {csv_path} holds synthetic RIRs (decaying noise, "
+        "not the corpus' simulated rooms) for the training mixtures rebuilt "
+        "from their sources (speed perturbation, dynamic mixing); give the "
+        "WHAMR! RIRs with --rir_csv, or train on the corpus' own "
+        "reverberant mixtures with --use_speedperturb False"
+    )
 
 
 def check_rirs(rir_csv):
@@ -1316,6 +1380,12 @@ def _is_object(value):
     return tag.startswith(("!new:", "!name:", "!apply:", "!module:"))
 
 
+#: Other recipes' names for our settings (SpeechBrain's ASR and enhancement
+#: recipes say ``number_of_epochs``; the separation ones ``N_epochs``).
+OTHER_NAMES = {"number_of_epochs": "N_epochs", "epochs": "N_epochs",
+               "learning_rate": "lr"}
+
+
 def check_overrides(hparams_file, overrides):
     """Checks the command-line overrides against the recipe yaml.
 
@@ -1375,6 +1445,8 @@ def check_overrides(hparams_file, overrides):
         if key not in defaults:
             settings = [k for k, v in defaults.items() if not _is_object(v)]
             close = difflib.get_close_matches(str(key), map(str, settings))
+            if OTHER_NAMES.get(key) in defaults:
+                close = [OTHER_NAMES[key]]
             hint = f" (did you mean --{close[0]}?)" if close else ""
             raise RecipeError(
                 f"--{key}: {hparams_file} has no such setting{hint}"
@@ -1416,6 +1488,68 @@ def check_overrides(hparams_file, overrides):
             )
 
 
+def keep_earlier_settings(output_folder):
+    """Copies the ``hyperparams.yaml`` of an earlier run in
+    ``output_folder`` to ``hyperparams.<its date>.yaml`` before SpeechBrain
+    overwrites it with this run's; ``drop_unchanged_copy`` removes the copy
+    again when the settings did not change. The record of how a model was
+    trained survives a later ``--test_only`` or a resume with other
+    settings.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run folder.
+
+    Returns
+    -------
+    str or None
+        The copy, or ``None`` (no earlier run).
+
+    Example
+    -------
+    >>> folder = str(getfixture("tmpdir"))
+    >>> keep_earlier_settings(folder) is None
+    True
+    >>> with open(os.path.join(folder, "hyperparams.yaml"), "w") as f:
+    ...     _ = f.write("lr: 0.001\\n")
+    >>> copy = keep_earlier_settings(folder)
+    >>> os.path.basename(copy).startswith("hyperparams.20")
+    True
+    >>> drop_unchanged_copy(folder, copy)  # the same settings again
+    >>> os.path.exists(copy)
+    False
+    """
+    path = os.path.join(output_folder, "hyperparams.yaml")
+    if not os.path.isfile(path):
+        return None
+    stamp = time.strftime(
+        "%Y-%m-%d_%H-%M-%S", time.localtime(os.path.getmtime(path))
+    )
+    copy = os.path.join(output_folder, f"hyperparams.{stamp}.yaml")
+    if os.path.exists(copy):  # kept already (a run of the same second)
+        return None
+    shutil.copy2(path, copy)
+    return copy
+
+
+def drop_unchanged_copy(output_folder, copy):
+    """Removes ``copy`` (see ``keep_earlier_settings``) when it says the
+    same as the run folder's new ``hyperparams.yaml``."""
+    if copy is None:
+        return
+
+    def settings(path):
+        # SpeechBrain's first line is the date it was written
+        with open(path, encoding="utf-8") as f:
+            return [ln for ln in f if not ln.startswith("# Generated ")]
+
+    if settings(copy) == settings(
+        os.path.join(output_folder, "hyperparams.yaml")
+    ):
+        os.remove(copy)
+
+
 def run_recipe(argv, dataset):
     """Runs a whole recipe: prepare, train, evaluate.
 
@@ -1442,13 +1576,31 @@ def run_recipe(argv, dataset):
     # check_settings adjusts any), which is what hyperparams.yaml records
     notes = check_run_folder(hparams)
     notes += check_settings(hparams)
+    # before the run folder and the data are set up
+    problem = device_problem(run_opts.get("device"))
+    if problem is not None:
+        raise RecipeError(f"--device: {problem}")
     run_opts = choose_ddp_backend(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
+    earlier = (
+        keep_earlier_settings(hparams["output_folder"])
+        if if_main_process() else None
+    )
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    drop_unchanged_copy(hparams["output_folder"], earlier)
+    if earlier is not None and os.path.exists(earlier):
+        logger.info(f"the earlier run's settings are kept in {earlier}")
+    # SpeechBrain copies the file that called it (this module): the
+    # recipe's own train.py goes with the run too
+    script = os.path.abspath(sys.argv[0]) if sys.argv else ""
+    if if_main_process() and script.endswith(".py") and os.path.isfile(
+        script
+    ):
+        shutil.copy(script, hparams["output_folder"])
     # after the run's log.txt exists: its fp16 warning is logged there too
     run_opts = resolve_precision(hparams, run_opts)
     for note in notes:
@@ -1462,6 +1614,7 @@ def run_recipe(argv, dataset):
     if not csvs:  # other DDP ranks: the main process wrote the CSVs
         hparams["skip_prep"] = True
         csvs.update(prepare_data(hparams, dataset))
+    csvs = use_own_manifests(hparams, csvs)
     for path in csvs.values():
         if not os.path.isfile(path):
             raise RecipeError(

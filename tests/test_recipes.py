@@ -5,6 +5,7 @@ Each mini dataset is built from the real speech bundled in data/speech
 """
 
 import csv
+import glob
 import math
 import os
 import signal
@@ -99,7 +100,9 @@ def assert_complete_run(output, n_test, num_epochs=2):
     for name in ("encoder", "masknet", "decoder", "optimizer", "counter"):
         path = os.path.join(output, "save", ckpts[0], f"{name}.ckpt")
         assert os.path.isfile(path), path
-    for name in ("hyperparams.yaml", "log.txt", "env.log"):
+    # train.py: the recipe itself goes with the run (SpeechBrain copied
+    # only the module that called it, recipe.py)
+    for name in ("hyperparams.yaml", "log.txt", "env.log", "train.py"):
         assert os.path.isfile(os.path.join(output, name)), name
 
 
@@ -392,6 +395,12 @@ def test_clear_errors_for_bad_data_folders(data, tmp_path, case, message):
         (["--dynamic_mixing=True", "--base_folder_dm=DATA"], "overlap"),
         # overrides checked against the yaml before anything is built
         (["--N_epoch=2"], "has no such setting (did you mean --N_epochs?)"),
+        (["--number_of_epochs=2"], "(did you mean --N_epochs?)"),
+        # before the run folder and the data are set up (it was a torch
+        # traceback after data preparation)
+        (["--device=cuda:99"], "--device: device 'cuda:99'"),
+        (["--train_data=/no/such.csv"], "--train_data /no/such.csv: no "
+         "such file"),
         (["--N_epochs=two"], "--N_epochs two: expected a whole number"),
         (["--lr=abc"], "--lr abc: expected a number"),
         (["--batch_size=0"], "--batch_size 0: expected a whole number"),
@@ -408,6 +417,36 @@ def test_clear_errors_for_bad_options(data, tmp_path, extra, message):
     assert last.startswith("error: ") and message in last, last
     assert "Traceback" not in proc.stderr
     assert not os.path.isfile(os.path.join(out, "test_results.csv"))
+
+
+def test_own_manifests_and_the_earlier_runs_settings_are_kept(data,
+                                                             tmp_path):
+    # SpeechBrain's train_data/valid_data/test_data were unknown settings;
+    # and every run rewrote hyperparams.yaml, losing how the model was
+    # trained
+    out = str(tmp_path / "out")
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out, "--N_epochs=1")
+    with open(os.path.join(out, "hyperparams.yaml")) as f:
+        first = f.read()
+    subsets = {}
+    for split, key in (("tr", "train_data"), ("tt", "test_data")):
+        with open(os.path.join(out, "save", f"wsj0mix_{split}.csv")) as f:
+            rows = f.readlines()
+        subsets[key] = str(tmp_path / f"subset_{split}.csv")
+        with open(subsets[key], "w") as f:
+            f.writelines(rows[:3])  # the header and 2 mixtures
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+              "--N_epochs=2", *(f"--{k}={v}" for k, v in subsets.items()))
+    assert train_log_epochs(out) == [1, 2]
+    assert len(read_results(out)) == 2 + 1  # the test subset (and avg)
+    with open(os.path.join(out, "log.txt")) as f:
+        assert f"train: {subsets['train_data']} (--train_data)" in f.read()
+    kept = glob.glob(os.path.join(out, "hyperparams.20*.yaml"))
+    assert len(kept) == 1
+    with open(kept[0]) as f:
+        assert f.read() == first
+    with open(os.path.join(out, "hyperparams.yaml")) as f:
+        assert "subset_tr.csv" in f.read()  # this run's settings
 
 
 def test_run_folder_is_not_resumed_with_another_model_or_task(data, tmp_path):

@@ -569,7 +569,13 @@ def write_manifest(rows, csv_path, columns):
     os.replace(tmp_path, csv_path)
 
 
-def validate_manifest(csv_path, columns, fragments=None, data_root=None):
+def validate_manifest(
+    csv_path,
+    columns,
+    fragments=None,
+    data_root=None,
+    remedy="Delete it or run with skip_prep=False.",
+):
     """Checks an existing manifest against the requested configuration.
 
     Arguments
@@ -586,6 +592,8 @@ def validate_manifest(csv_path, columns, fragments=None, data_root=None):
     data_root : str or None
         If given, the first row's paths must exist once ``$data_root`` is
         replaced by it.
+    remedy : str
+        What the messages advise (a prepared manifest: make it again).
 
     A manifest with more source columns (``s<k>_wav``) than ``columns`` is
     refused too: it was made for more speakers.
@@ -617,8 +625,8 @@ def validate_manifest(csv_path, columns, fragments=None, data_root=None):
     if absent:
         raise DataPreparationError(
             "The existing manifest %s lacks the columns %s needed by the "
-            "current options (it has %s). Delete it or run with "
-            "skip_prep=False." % (csv_path, absent, header)
+            "current options (it has %s). %s"
+            % (csv_path, absent, header, remedy)
         )
     extra = [
         c
@@ -629,26 +637,24 @@ def validate_manifest(csv_path, columns, fragments=None, data_root=None):
         raise DataPreparationError(
             "The existing manifest %s has the source columns %s that the "
             "current options do not use: it was made for more speakers "
-            "(check num_spks). Delete it or run with skip_prep=False."
-            % (csv_path, extra)
+            "(check num_spks). %s" % (csv_path, extra, remedy)
         )
     if not rows:
         raise DataPreparationError(
-            "The existing manifest %s has no rows. Delete it or run with "
-            "skip_prep=False." % csv_path
+            "The existing manifest %s has no rows. %s" % (csv_path, remedy)
         )
     for col, fragment in (fragments or {}).items():
         for row in rows:
             if fragment not in (row.get(col) or ""):
                 raise DataPreparationError(
                     "The existing manifest %s was made with other options: "
-                    "its %s %s is not in a '%s' folder. Delete it or "
-                    "run with skip_prep=False."
+                    "its %s %s is not in a '%s' folder. %s"
                     % (
                         csv_path,
                         "mixture" if col == "mix_wav" else col,
                         row.get(col),
                         fragment,
+                        remedy,
                     )
                 )
     if data_root is not None:
