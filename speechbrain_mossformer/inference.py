@@ -50,7 +50,11 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     check_input_length,
     separate_with_modules,
 )
-from speechbrain_mossformer.pretrained import check_state_dict, load_modules
+from speechbrain_mossformer.pretrained import (
+    check_state_dict,
+    load_modules,
+    write_replacing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -1722,7 +1726,10 @@ def add_custom_interface(folder):
     >>> os.path.basename(path)
     'custom.py'
     """
+    def write(temporary):
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(CUSTOM_INTERFACE)
+
     path = os.path.join(folder, "custom.py")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(CUSTOM_INTERFACE)
+    write_replacing(path, write)
     return path

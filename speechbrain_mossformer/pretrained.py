@@ -267,6 +267,48 @@ def check_output_folder(out_dir, protected=()):
             )
 
 
+def write_replacing(path, write):
+    """Writes ``path`` as a new file renamed over the old one.
+
+    SpeechBrain's ``savedir`` holds symbolic links to the files of the
+    folder a model was loaded from; writing through such a link replaced
+    that other model's files. The new file replaces the link (or the old
+    file) instead, and an interrupted write leaves the old one whole.
+
+    Arguments
+    ---------
+    path : str
+        The file to write.
+    write : callable
+        ``write(temporary_path)`` writes the content.
+
+    Example
+    -------
+    >>> folder = str(getfixture("tmpdir"))
+    >>> source = os.path.join(folder, "source.txt")
+    >>> with open(source, "w") as f:
+    ...     _ = f.write("another model")
+    >>> link = os.path.join(folder, "link.txt")
+    >>> os.symlink(source, link)
+    >>> def write(path):
+    ...     with open(path, "w") as f:
+    ...         _ = f.write("new")
+    >>> write_replacing(link, write)
+    >>> open(source).read(), open(link).read(), os.path.islink(link)
+    ('another model', 'new', False)
+    """
+    temporary = os.path.join(
+        os.path.dirname(path) or ".",
+        f".{os.path.basename(path)}.{os.getpid()}.tmp",
+    )
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
     """Writes a SpeechBrain pretrained folder for a MossFormer separator.
 
@@ -318,14 +360,30 @@ def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
     yaml_path = os.path.join(out_dir, "hyperparams.yaml")
     try:
         os.makedirs(out_dir, exist_ok=True)
-        with open(yaml_path, "w", encoding="utf-8") as f:
-            f.write(text)
+
+        def write_text(content):
+            def write(path):
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(content)
+
+            return write
+
+        # every file through write_replacing: a folder of symbolic links
+        # (SpeechBrain's savedir) gets files, the linked model is untouched
+        write_replacing(yaml_path, write_text(text))
         for name in MODULE_NAMES:
             state = {k: v.detach().cpu() for k, v in state_dicts[name].items()}
-            torch.save(state, os.path.join(out_dir, f"{name}.ckpt"))
+            write_replacing(
+                os.path.join(out_dir, f"{name}.ckpt"),
+                lambda path, state=state: torch.save(state, path),
+            )
         # Lets the Hugging Face hub widget (and users) see the interface.
-        with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump({"speechbrain_interface": "SepformerSeparation"}, f)
+        write_replacing(
+            os.path.join(out_dir, "config.json"),
+            write_text(json.dumps(
+                {"speechbrain_interface": "SepformerSeparation"}
+            )),
+        )
         add_custom_interface(out_dir)
     except OSError as err:
         raise OutputFolderError(

@@ -386,6 +386,33 @@ def test_export_never_overwrites_the_run_folder_or_a_checkpoint(tmp_path,
     assert main([recipe, out]) == 0
 
 
+def test_export_into_a_savedir_of_links_leaves_the_linked_model(tmp_path):
+    # SpeechBrain's savedir links to the files of the folder it loaded;
+    # an export into it wrote through the links, over that other model
+    from speechbrain.inference.separation import SepformerSeparation
+
+    first, second = str(tmp_path / "run1"), str(tmp_path / "run2")
+    fabricate_recipe(first, [-1.0], seed=0)
+    fabricate_recipe(second, [-1.0], seed=5)
+    model = str(tmp_path / "model")
+    assert main([first, model]) == 0
+    before = {}
+    for name in os.listdir(model):
+        with open(os.path.join(model, name), "rb") as f:
+            before[name] = f.read()
+    savedir = str(tmp_path / "savedir")
+    SepformerSeparation.from_hparams(source=model, savedir=savedir,
+                                     run_opts={"device": "cpu"})
+    assert os.path.islink(os.path.join(savedir, "masknet.ckpt"))
+    assert main([second, savedir]) == 0
+    for name, content in before.items():
+        with open(os.path.join(model, name), "rb") as f:
+            assert f.read() == content, name
+    assert not os.path.islink(os.path.join(savedir, "masknet.ckpt"))
+    with open(os.path.join(savedir, "masknet.ckpt"), "rb") as f:
+        assert f.read() != before["masknet.ckpt"]
+
+
 def test_converter_rejects_bad_settings_and_names_missing_official_keys(
     tmp_path, capsys
 ):
