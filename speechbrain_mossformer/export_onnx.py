@@ -20,16 +20,23 @@ length inside the graph. The mixture needs at least one encoder frame
 
 The graph is made with PyTorch's TorchScript-based exporter
 (``dynamo=False``: the dynamo exporter needs ``onnxscript``) at opset 17
-(the first with a native ``LayerNormalization``). After writing the file,
-the outputs of ONNX Runtime are compared with PyTorch's on a few lengths
-when ``onnxruntime`` is installed (``--no-verify`` skips this).
+(the first with a native ``LayerNormalization``). The graph is written to
+a temporary file next to ``OUT.onnx``; when ``onnxruntime`` is installed,
+its outputs are compared with PyTorch's on a few lengths (``check_lengths``:
+up to one longer than four attention groups; ``--lengths`` sets others,
+``--no-verify`` skips the check), and the file becomes ``OUT.onnx`` only
+when the largest difference is at most ``--tolerance`` (1e-4) and both
+sides' estimates are finite. A failed check exits with status 1 and
+leaves ``OUT.onnx`` as it was, as do errors and interruptions.
 
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
 import argparse
+import math
 import os
+import signal
 import sys
 import warnings
 
@@ -42,7 +49,10 @@ from speechbrain_mossformer.inference import (
     ModelLoadError,
     load_checked_state,
 )
-from speechbrain_mossformer.lobes.models.mossformer import pad_time
+from speechbrain_mossformer.lobes.models.mossformer import (
+    MossFormerBlock,
+    pad_time,
+)
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
     load_modules,
@@ -50,6 +60,13 @@ from speechbrain_mossformer.pretrained import (
 
 #: ONNX opset used for the export.
 OPSET = 17
+
+#: Length (samples) of the input the graph is traced with.
+TRACE_LENGTH = 4003
+
+#: Batch size of the command line's check at lengths up to
+#: ``TRACE_LENGTH`` (longer ones are checked at batch 1).
+CHECK_BATCH = 2
 
 
 class ExportError(ValueError):
@@ -134,7 +151,9 @@ def load_separator(folder):
     separator : SeparatorForExport
         The model in eval mode.
     hparams : dict
-        ``num_spks``, ``sample_rate`` and ``kernel_size`` of the folder.
+        ``num_spks``, ``sample_rate``, ``kernel_size`` and ``stride`` (of
+        the encoder) and ``group_size`` (frames per attention group) of
+        the folder.
 
     Example
     -------
@@ -196,15 +215,25 @@ def load_separator(folder):
         modules["decoder"],
         int(hparams["num_spks"]),
     ).eval()
+    group_sizes = [
+        m.group_size
+        for m in modules["masknet"].modules()
+        if isinstance(m, MossFormerBlock)
+    ]
     info = {
         "num_spks": int(hparams["num_spks"]),
         "sample_rate": int(hparams.get("sample_rate", 8000)),
         "kernel_size": int(modules["encoder"].conv1d.kernel_size[0]),
+        "stride": int(modules["encoder"].conv1d.stride[0]),
+        "group_size": int(
+            group_sizes[0] if group_sizes
+            else hparams.get("group_size", 256)
+        ),
     }
     return separator, info
 
 
-def export_separator(separator, out_path, example_length=4003):
+def export_separator(separator, out_path, example_length=TRACE_LENGTH):
     """Traces ``separator`` and writes the ONNX graph to ``out_path``.
 
     Arguments
@@ -254,7 +283,8 @@ def export_separator(separator, out_path, example_length=4003):
         )
 
 
-def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
+def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2,
+           batches=None):
     """Max absolute difference of ONNX Runtime and PyTorch outputs.
 
     Arguments
@@ -267,6 +297,8 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
         Input lengths to compare at.
     batch : int
         Batch size of the comparison inputs.
+    batches : sequence of int, optional
+        Batch size for each of ``lengths`` (instead of ``batch``).
 
     Returns
     -------
@@ -291,15 +323,23 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
     >>> export_separator(sep, path, example_length=203)
     >>> verify(sep, path) < 1e-5  # ONNX Runtime vs PyTorch, 3 lengths
     True
+    >>> verify(sep, path, lengths=(16, 9000), batches=(2, 1)) < 1e-5
+    True
     """
     import onnxruntime as ort
 
     session = ort.InferenceSession(
         onnx_path, providers=["CPUExecutionProvider"]
     )
+    if batches is None:
+        batches = [batch] * len(lengths)
+    if len(batches) != len(lengths):
+        raise ValueError(
+            f"{len(lengths)} lengths but {len(batches)} batch sizes"
+        )
     worst = 0.0
     generator = torch.Generator().manual_seed(0)
-    for length in lengths:
+    for length, batch in zip(lengths, batches):
         mix = torch.randn(batch, length, generator=generator)
         with torch.no_grad():
             expected = separator(mix).numpy()
@@ -322,14 +362,158 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2):
     return worst
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler of ``main`` (like KeyboardInterrupt,
+    it is not an ``Exception``, so the temporary file is removed)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def check_lengths(kernel_size, stride, group_size):
+    """Default input lengths (samples) of the command line's check.
+
+    One encoder frame, a ragged length, the tracing length, and a long one:
+    at least four attention groups and more than twice the tracing length,
+    ending part-way through a group and between two frames. Errors that
+    grow with the length (sums over all frames, the global attention's
+    ``1/T``) or that need several groups show at the long one, while the
+    check stays short: 1.1 s of audio for MossFormer (L), whose groups span
+    2048 samples (checked at batch 1, it about doubles the time of the
+    three shorter lengths at batch 2; ``--lengths`` checks longer inputs).
+
+    Arguments
+    ---------
+    kernel_size : int
+        Encoder kernel size (samples of one frame).
+    stride : int
+        Encoder stride (samples between frames).
+    group_size : int
+        Frames per attention group.
+
+    Returns
+    -------
+    tuple of int
+        Increasing lengths, the first one frame long.
+
+    Example
+    -------
+    >>> check_lengths(16, 8, 256)  # MossFormer (L)
+    (16, 1003, 4003, 8893)
+    >>> (8893 - 16) // 8 + 1  # frames: 4 groups of 256 and 86 more
+    1110
+    >>> check_lengths(16, 8, 16)  # small groups: over twice 4003
+    (16, 1003, 4003, 8125)
+    """
+    # frames of the tracing input
+    trace_frames = (TRACE_LENGTH - kernel_size) // stride + 1
+    groups = max(4, -(-2 * trace_frames // group_size))
+    # a partial last group, then samples beyond the last whole frame
+    frames = groups * group_size + group_size // 3 + 1
+    long = kernel_size + stride * (frames - 1) + stride // 2 + 1
+    return tuple(sorted({kernel_size, max(kernel_size, 1003),
+                         max(kernel_size, TRACE_LENGTH), long}))
+
+
+def _check_options(args):
+    """Checks ``--tolerance`` and parses ``--lengths`` (before any work).
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    tuple of int or None
+        The ``--lengths`` (None: the defaults of ``check_lengths``).
+
+    Raises
+    ------
+    ExportError
+        Naming the option: a NaN tolerance would pass every check, a
+        negative one fail every check.
+
+    Example
+    -------
+    >>> args = argparse.Namespace(tolerance=float("nan"), lengths=None)
+    >>> try:
+    ...     _check_options(args)
+    ... except ExportError as err:
+    ...     print(err)
+    --tolerance must be a finite number >= 0, got nan
+    >>> _check_options(argparse.Namespace(tolerance=0.0,
+    ...                                   lengths="16, 4003,64000"))
+    (16, 4003, 64000)
+    """
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ExportError(
+            "--tolerance must be a finite number >= 0, got "
+            f"{args.tolerance:g}"
+        )
+    if args.lengths is None:
+        return None
+    try:
+        lengths = tuple(int(p) for p in args.lengths.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or min(lengths) <= 0:
+        raise ExportError(
+            "--lengths must be comma-separated numbers of samples (e.g. "
+            f"16,4003,64000), got {args.lengths!r}"
+        )
+    return lengths
+
+
+def _temp_path(out_path):
+    """The file the graph is written to until the check passes: a short
+    hidden name in ``out_path``'s folder (so that moving it into place is
+    one rename, and a name near the file system's limit still fits) that
+    no other process exporting there uses.
+
+    Example
+    -------
+    >>> _temp_path("out/model.onnx") == os.path.join(
+    ...     os.path.abspath("out"), f".export_onnx-{os.getpid()}.part")
+    True
+    """
+    folder = os.path.dirname(os.path.abspath(out_path))
+    return os.path.join(folder, f".export_onnx-{os.getpid()}.part")
+
+
 def main(argv=None):
-    """Command line entry point; returns the exit status."""
+    """Command line entry point; returns the exit status.
+
+    The graph is written to a temporary file next to ``OUT.onnx`` and
+    renamed to ``OUT.onnx`` only once the check has passed (or is
+    skipped): a failed check, an error, Ctrl-C or SIGTERM leave
+    ``OUT.onnx`` as it was (absent, or the earlier file) and remove the
+    temporary file.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 written, 1 the check failed (nothing written), 2 usage, folder
+        or write error, 130/143 interrupted/terminated.
+
+    Example
+    -------
+    >>> main(["/no/such/folder", "x.onnx", "--tolerance", "-1"])
+    2
+    """
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_mossformer.export_onnx",
         description=(
             "Export a MossFormer pretrained folder to ONNX: mixture "
             "[batch, time] -> estimates [batch, time, num_spks], dynamic "
-            f"batch and time axes, opset {OPSET}."
+            f"batch and time axes, opset {OPSET}. OUT is written only "
+            "once ONNX Runtime's outputs match PyTorch's."
         ),
     )
     parser.add_argument("pretrained_dir", help="SpeechBrain pretrained folder")
@@ -343,10 +527,25 @@ def main(argv=None):
         "--tolerance",
         type=float,
         default=1e-4,
-        help="largest max-abs difference accepted by the check (1e-4)",
+        help="largest max-abs difference accepted by the check, a finite "
+        "number >= 0 (1e-4)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--lengths",
+        metavar="N,N,...",
+        help="input lengths (samples) of the check, e.g. 16,4003,64000 for "
+        "8 s at 8 kHz (default: one encoder frame, 1003, the tracing "
+        f"length {TRACE_LENGTH}, and one of over four attention groups, "
+        "1.1 s for MossFormer (L)); lengths up to "
+        f"{TRACE_LENGTH} are checked at batch {CHECK_BATCH}, longer ones "
+        "at batch 1",
+    )
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    try:
+        lengths = _check_options(args)
         out_dir = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(out_dir):
             raise ExportError(f"output folder {out_dir} does not exist")
@@ -376,39 +575,102 @@ def main(argv=None):
                 "onnxruntime (or pip install -e \".[onnx]\")"
             ) from None
         separator, info = load_separator(args.pretrained_dir)
-        try:
-            export_separator(separator, args.out)
-        except OSError as err:
+        if lengths is None:
+            lengths = check_lengths(
+                info["kernel_size"], info["stride"], info["group_size"]
+            )
+        elif min(lengths) < info["kernel_size"]:
             raise ExportError(
-                f"{args.out}: cannot write: {err.strerror or err}"
-            ) from None
+                f"--lengths: {min(lengths)} samples is shorter than one "
+                f"encoder frame ({info['kernel_size']} samples)"
+            )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    size_mb = os.path.getsize(args.out) / 2**20
+    # a symbolic link is written through, as an open() would
+    dest = os.path.realpath(args.out)
+    tmp = _temp_path(dest)
+    moved = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        try:
+            export_separator(separator, tmp)
+        except OSError as err:
+            print(
+                f"error: {args.out}: cannot write: {err.strerror or err}",
+                file=sys.stderr,
+            )
+            return 2
+        # 0 passed, None skipped, 1 failed (the error line is printed)
+        status = _check_export(separator, tmp, args, lengths)
+        if status:
+            return status
+        try:
+            os.replace(tmp, dest)
+        except OSError as err:
+            print(
+                f"error: {args.out}: cannot write: {err.strerror or err}",
+                file=sys.stderr,
+            )
+            return 2
+        moved = True
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {args.out} not written", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"error: terminated; {args.out} not written", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if not moved and os.path.lexists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:  # the error above is the one to report
+                pass
+    size_mb = os.path.getsize(dest) / 2**20
     print(
         f"wrote {args.out} ({size_mb:.1f} MiB, opset {OPSET}, "
         f"{info['num_spks']} speakers, {info['sample_rate']} Hz): "
         "mixture [batch, time] -> estimates [batch, time, num_spks]"
     )
+    if not args.no_verify and status is None:
+        print("onnxruntime is not installed: outputs not checked")
+    return 0
+
+
+def _check_export(separator, onnx_path, args, lengths):
+    """The command line's check of the graph at ``onnx_path``.
+
+    Returns 0 when it passes, None when it is skipped (``--no-verify`` or
+    no ``onnxruntime``), 1 after printing the one-line error of a failure.
+    Lengths up to ``TRACE_LENGTH`` run at batch ``CHECK_BATCH``, longer
+    ones at batch 1 (the batch axis is checked on the short ones; a batch
+    of long inputs would double the time of the check).
+    """
     if args.no_verify:
-        return 0
+        return None
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        print("onnxruntime is not installed: outputs not checked")
-        return 0
-    lengths = (info["kernel_size"], 1003, 4003)
+        return None
+    batches = [CHECK_BATCH if n <= TRACE_LENGTH else 1 for n in lengths]
     try:
-        diff = verify(separator, args.out, lengths=lengths)
+        diff = verify(separator, onnx_path, lengths, batches=batches)
     except ExportError as err:
-        print(f"error: {args.out}: {err}", file=sys.stderr)
+        print(f"error: {args.out}: not written: {err}", file=sys.stderr)
         return 1
-    print(f"ONNX Runtime vs PyTorch, lengths {lengths}: max |diff| {diff:.2e}")
+    print(
+        f"ONNX Runtime vs PyTorch, lengths {tuple(lengths)}: "
+        f"max |diff| {diff:.2e}"
+    )
     if diff > args.tolerance:
         print(
-            f"error: difference {diff:.2e} above tolerance "
-            f"{args.tolerance:.0e}",
+            f"error: {args.out}: not written: difference {diff:.2e} above "
+            f"tolerance {args.tolerance:g}",
             file=sys.stderr,
         )
         return 1

@@ -13,8 +13,11 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from speechbrain_mossformer.convert import convert  # noqa: E402
+import speechbrain_mossformer.export_onnx as export_onnx  # noqa: E402
 from speechbrain_mossformer.export_onnx import (  # noqa: E402
+    TRACE_LENGTH,
     ExportError,
+    check_lengths,
     export_separator,
     load_separator,
     main,
@@ -243,3 +246,175 @@ def test_the_check_fails_on_non_finite_estimates(exported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "PyTorch gave NaN or infinite estimates" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------
+# The command line's check: options, what is left at OUT, its lengths
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "-inf", "-0.5e-4"])
+def test_tolerance_must_be_finite_and_not_negative(tmp_path, capsys, value):
+    # nan passed every check (diff > nan is False) and -1 exported then
+    # always failed: both are refused before anything is exported
+    folder = random_folder(tmp_path / "micro")
+    out = tmp_path / "x.onnx"
+    assert main([folder, str(out), f"--tolerance={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --tolerance must be a finite number >= 0, "
+                          "got "), err
+    assert len(err.splitlines()) == 1
+    assert os.listdir(tmp_path) == ["micro"]
+
+
+def test_lengths_option(tmp_path, capsys):
+    folder = random_folder(tmp_path / "micro")
+    out = str(tmp_path / "x.onnx")
+    for bad in ("16,abc", "0", "", "16,-3", "1.5"):
+        assert main([folder, out, "--lengths", bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("error: --lengths must be comma-separated "
+                              "numbers of samples"), err
+        assert len(err.splitlines()) == 1
+    assert main([folder, out, "--lengths", "8,100"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --lengths: 8 samples is shorter than one encoder frame "
+        "(16 samples)\n")
+    assert not os.path.exists(out)
+    assert main([folder, out, "--lengths", "16, 300"]) == 0
+    assert "lengths (16, 300): max |diff|" in capsys.readouterr().out
+
+
+def test_a_failed_check_leaves_no_file(tmp_path, capsys):
+    """A graph that fails the check is not left at OUT, where it would
+    pass for a good export, nor in a temporary file beside it."""
+    folder = random_folder(tmp_path / "micro")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = str(out_dir / "x.onnx")
+    # the micro model's ONNX Runtime outputs differ by about 1e-7
+    assert main([folder, out, "--tolerance", "0"]) == 1
+    assert os.listdir(out_dir) == []
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: not written: difference "), err
+    assert err.endswith(" above tolerance 0\n"), err
+
+
+def test_a_failed_check_leaves_an_existing_file_as_it_was(
+    exported, tmp_path, capsys
+):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "x.onnx"
+    out.write_bytes(b"the earlier, good graph")
+    folder = random_folder(tmp_path / "micro")
+    assert main([folder, str(out), "--tolerance", "0"]) == 1
+    assert out.read_bytes() == b"the earlier, good graph"
+    assert os.listdir(out_dir) == ["x.onnx"]
+    assert "not written" in capsys.readouterr().err
+    # the same for a check failed on NaN estimates
+    diverged = str(tmp_path / "diverged")
+    shutil.copytree(exported[0], diverged)
+    state = torch.load(os.path.join(diverged, "masknet.ckpt"))
+    state = {k: v * float("nan") if v.is_floating_point() else v
+             for k, v in state.items()}
+    torch.save(state, os.path.join(diverged, "masknet.ckpt"))
+    assert main([diverged, str(out)]) == 1
+    assert out.read_bytes() == b"the earlier, good graph"
+    assert os.listdir(out_dir) == ["x.onnx"]
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: not written: PyTorch gave NaN"), err
+    # a passing check replaces it
+    assert main([folder, str(out)]) == 0
+    ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert os.listdir(out_dir) == ["x.onnx"]
+
+
+def test_the_tolerance_is_printed_as_given(tmp_path, capsys, monkeypatch):
+    # was formatted with .0e: 1.5e-4 read "2e-04", above the difference
+    folder = random_folder(tmp_path / "micro")
+    out = str(tmp_path / "x.onnx")
+    monkeypatch.setattr(export_onnx, "verify", lambda *a, **k: 2e-4)
+    assert main([folder, out, "--tolerance", "1.5e-4"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {out}: not written: difference 2.00e-04 above tolerance "
+        "0.00015\n")
+    assert main([folder, out, "--tolerance", "2.5e-4"]) == 0
+    assert os.path.isfile(out)
+
+
+@pytest.mark.parametrize("how, status, word", [
+    ("interrupt", 130, "interrupted"),
+    ("terminate", 143, "terminated"),
+])
+def test_an_interrupted_export_leaves_out_as_it_was(
+    tmp_path, capsys, monkeypatch, how, status, word
+):
+    import signal
+
+    folder = random_folder(tmp_path / "micro")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "x.onnx"
+    out.write_bytes(b"earlier")
+
+    def stop(*args, **kwargs):
+        # the graph is fully written by now, under a temporary name
+        assert len(os.listdir(out_dir)) == 2
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(export_onnx, "verify", stop)
+    assert main([folder, str(out)]) == status
+    assert capsys.readouterr().err == (
+        f"error: {word}; {out} not written\n")
+    assert out.read_bytes() == b"earlier"
+    assert os.listdir(out_dir) == ["x.onnx"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_symbolic_link_is_written_through(tmp_path):
+    folder = random_folder(tmp_path / "micro")
+    target = tmp_path / "graphs" / "model.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "x.onnx"
+    link.symlink_to(target)
+    assert main([folder, str(link), "--no-verify"]) == 0
+    assert link.is_symlink()
+    ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert os.listdir(target.parent) == ["model.onnx"]
+
+
+def test_the_check_goes_past_several_attention_groups(tmp_path, capsys,
+                                                      monkeypatch):
+    """The check ran at 16, 1003 and 4003 samples only: for MossFormer (L)
+    (groups of 256 frames, 2048 samples) never past two groups, and 4003
+    is the tracing length."""
+    # MossFormer (L): 8893 samples = 1110 frames, 4 groups and a part
+    lengths = check_lengths(16, 8, 256)
+    frames = (lengths[-1] - 16) // 8 + 1
+    assert frames > 4 * 256 and frames % 256 != 0
+    assert (lengths[-1] - 16) % 8 != 0  # samples beyond the last frame
+    assert lengths[-1] > 2 * TRACE_LENGTH
+    # what main checks, at which batch sizes
+    calls = []
+
+    def record(separator, path, lengths, batch=2, batches=None):
+        calls.append((tuple(lengths), tuple(batches)))
+        return 0.0
+
+    monkeypatch.setattr(export_onnx, "verify", record)
+    folder = random_folder(tmp_path / "micro", group_size=32)
+    assert load_separator(folder)[1]["group_size"] == 32
+    assert main([folder, str(tmp_path / "x.onnx")]) == 0
+    longest = check_lengths(16, 8, 32)[-1]
+    assert calls == [((16, 1003, TRACE_LENGTH, longest), (2, 2, 2, 1))]
+    assert (longest - 16) // 8 + 1 > 4 * 32
+    out = capsys.readouterr().out
+    assert f"lengths (16, 1003, 4003, {longest}): max |diff|" in out
+    calls.clear()
+    assert main([folder, str(tmp_path / "x.onnx"),
+                 "--lengths", "16,64000"]) == 0
+    assert calls == [((16, 64000), (2, 1))]
