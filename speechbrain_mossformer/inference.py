@@ -403,6 +403,15 @@ class StreamResampler:
     of context on both sides therefore reproduces the whole-signal result
     (up to float rounding) with memory bounded by the block size.
 
+    Rates that share almost no factor (44101 Hz and 8000 Hz: blocks of
+    44101 samples and a kernel of 8000 x 44101 values, gigabytes) are
+    resampled by the nearest ratio whose kernel stays small
+    (``resampling_ratio``): a time stretch of at most 5 parts in 10,000
+    (44101 Hz: 2 parts in 10 million; 8001 Hz is read as 8000 Hz, 1.25
+    parts in 10,000), and none at all for a round trip to the model rate
+    and back, which uses the same ratio both ways; the caller trims the
+    output to its exact length.
+
     Arguments
     ---------
     orig_freq : int
@@ -433,9 +442,8 @@ class StreamResampler:
                 f"{new_freq}"
             )
         self.orig_freq, self.new_freq = orig_freq, new_freq
-        self.identity = orig_freq == new_freq
-        gcd = math.gcd(orig_freq, new_freq)
-        self._orig, self._new = orig_freq // gcd, new_freq // gcd
+        self._orig, self._new = resampling_ratio(orig_freq, new_freq)
+        self.identity = self._orig == self._new
         base = min(self._orig, self._new) * self.ROLLOFF
         width = math.ceil(self.LOWPASS_FILTER_WIDTH * self._orig / base)
         # context on each side, a multiple of the input stride
@@ -452,9 +460,11 @@ class StreamResampler:
         if self._transform is None:
             import torchaudio
 
+            # the reduced rates: the same kernel as the rates themselves
+            # (torchaudio divides them by their gcd)
             self._transform = torchaudio.transforms.Resample(
-                self.orig_freq,
-                self.new_freq,
+                self._orig,
+                self._new,
                 lowpass_filter_width=self.LOWPASS_FILTER_WIDTH,
                 rolloff=self.ROLLOFF,
                 dtype=x.dtype,
@@ -498,6 +508,53 @@ class StreamResampler:
         self._buf = self._buf[:, keep_from - self._buf_start :]
         self._buf_start = keep_from
         return y
+
+
+#: Largest resampling kernel (``orig / gcd`` x ``new / gcd`` values) built
+#: for an exact ratio; rates that need a larger one are approximated.
+MAX_KERNEL_VALUES = 2**22
+
+
+def resampling_ratio(orig_freq, new_freq):
+    """The (input, output) block sizes ``StreamResampler`` uses.
+
+    The exact ratio (the rates divided by their gcd) when its kernel has
+    at most ``MAX_KERNEL_VALUES`` values; otherwise the nearest fraction
+    whose kernel does, the same one (inverted) for the opposite direction.
+
+    Arguments
+    ---------
+    orig_freq, new_freq : int
+        The rates.
+
+    Returns
+    -------
+    tuple of int
+
+    Example
+    -------
+    >>> resampling_ratio(44100, 8000)
+    (441, 80)
+    >>> down = resampling_ratio(44101, 8000)
+    >>> down, resampling_ratio(8000, 44101) == down[::-1]
+    ((2183, 396), True)
+    >>> abs(396 / 2183 - 8000 / 44101) < 1e-6 * 8000 / 44101
+    True
+    """
+    from fractions import Fraction
+
+    gcd = math.gcd(orig_freq, new_freq)
+    exact = (orig_freq // gcd, new_freq // gcd)
+    if exact[0] * exact[1] <= MAX_KERNEL_VALUES:
+        return exact
+    low, high = sorted((orig_freq, new_freq))
+    ratio = Fraction(low, high)
+    # p = ratio * q and p * q <= MAX_KERNEL_VALUES
+    approx = ratio.limit_denominator(
+        max(1, math.isqrt(int(MAX_KERNEL_VALUES / ratio)))
+    )
+    small, large = approx.numerator, approx.denominator
+    return (large, small) if orig_freq > new_freq else (small, large)
 
 
 def resampled_length(frames, orig_freq, new_freq):
@@ -594,7 +651,8 @@ def _order_is_undetermined(overlap, chunk):
     A track is active when its mean power in the overlap reaches
     ``SILENT_TRACK_RATIO`` of the loudest track's mean power over
     ``chunk`` [B, T', S] (the chunk being aligned), so that a pause full
-    of low-level residue counts as silent too.
+    of low-level residue counts as silent too. An item whose chunk and
+    overlap are all digital silence has nothing that could swap.
 
     Example
     -------
@@ -603,6 +661,8 @@ def _order_is_undetermined(overlap, chunk):
     False
     >>> _order_is_undetermined(pause + 1e-3, speech)
     True
+    >>> _order_is_undetermined(pause, torch.zeros(1, 100, 2))
+    False
     """
     # [B, S]: mean power of each track in the overlap
     power = overlap.double().pow(2).mean(1)
@@ -611,8 +671,9 @@ def _order_is_undetermined(overlap, chunk):
         chunk.double().pow(2).mean(1).amax(1, keepdim=True),
         power.amax(1, keepdim=True),
     )
-    active = (power > SILENT_TRACK_RATIO * reference) & (reference > 0)
-    return bool((active.sum(1) < overlap.shape[2] - 1).any())
+    active = power > SILENT_TRACK_RATIO * reference
+    guessed = (active.sum(1) < overlap.shape[2] - 1) & (reference[:, 0] > 0)
+    return bool(guessed.any())
 
 
 class ChunkedSeparator:
@@ -1214,10 +1275,15 @@ class MossFormerSeparation(SepformerSeparation):
         SeparationStream
         """
         chunk, overlap = self._chunk_sizes(chunk_seconds, overlap_seconds)
-        if output_sample_rate is not None and not output_sample_rate > 0:
+        if output_sample_rate is not None and not (
+            isinstance(output_sample_rate, numbers.Real)
+            and not isinstance(output_sample_rate, bool)
+            and output_sample_rate > 0
+            and float(output_sample_rate).is_integer()
+        ):
             raise ValueError(
-                f"output_sample_rate must be a positive rate in Hz (or None "
-                f"for the file's rate), got {output_sample_rate!r}"
+                f"output_sample_rate must be a whole positive rate in Hz "
+                f"(or None for the file's rate), got {output_sample_rate!r}"
             )
         path = os.fspath(path)
         audio = open_audio(path)
@@ -1503,7 +1569,26 @@ def _declared_paths(yaml_path, overrides=None):
 
     try:
         with open(yaml_path, encoding="utf-8") as f:
-            text = resolve_references(f.read(), overrides).getvalue()
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelLoadError(
+            f"{yaml_path}: cannot be read: {first_line(err)}"
+        ) from None
+    if all(
+        not line.strip() or line.lstrip().startswith("#")
+        for line in text.splitlines()
+    ):
+        raise ModelLoadError(f"{yaml_path}: is empty (no settings)")
+    try:
+        top = YAML(typ="rt").load(text)
+    except Exception:
+        top = {}  # a syntax error: named by resolve_references below
+    if not isinstance(top, dict):
+        raise ModelLoadError(
+            f"{yaml_path}: is not a mapping of settings (key: value lines)"
+        )
+    try:
+        text = resolve_references(text, overrides).getvalue()
     except Exception as err:
         # e.g. a !ref to an entry the yaml lacks: said here, not taken for
         # checkpoints missing from the folder

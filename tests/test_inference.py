@@ -2,6 +2,7 @@
 bad input, and chunked separation of long recordings."""
 
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -230,6 +231,12 @@ def _broken_copy(micro_dir, tmp_path, name, content):
          r"entry"),
         ("hyperparams.yaml", lambda text: text + "\n  bad: [indent\n",
          r"hyperparams.yaml: cannot be loaded: "),
+        # it read "'NoneType' object has no attribute 'keys'"
+        ("hyperparams.yaml", "", r"hyperparams.yaml: is empty"),
+        ("hyperparams.yaml", "# nothing but a comment\n",
+         r"hyperparams.yaml: is empty"),
+        ("hyperparams.yaml", "- a list\n- of things\n",
+         r"hyperparams.yaml: is not a mapping of settings"),
         ("hyperparams.yaml", lambda text: text.replace(
             "sample_rate: 8000", "sample_rate: 0"),
          r"hyperparams.yaml: 'sample_rate' must be a positive integer, "
@@ -543,9 +550,13 @@ def test_bad_files_raise_audio_input_error_naming_file(model, tmp_path,
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"output_sample_rate": 0}, "output_sample_rate must be a positive"),
-        ({"output_sample_rate": -8000}, "output_sample_rate must be a "
+        ({"output_sample_rate": 0}, "output_sample_rate must be a whole "
          "positive"),
+        ({"output_sample_rate": -8000}, "output_sample_rate must be a "
+         "whole positive"),
+        # 22050.7 was used as 22050; "16000" a TypeError from a comparison
+        ({"output_sample_rate": 22050.7}, "got 22050.7"),
+        ({"output_sample_rate": "16000"}, "got '16000'"),
         ({"chunk_seconds": 4, "overlap_seconds": None},
          "overlap_seconds must be a finite number of seconds when chunking, "
          "got None"),
@@ -662,6 +673,33 @@ def test_stream_resampler_equals_whole_signal_resampling(orig, new):
         full = torchaudio.functional.resample(x, orig, new)
         assert y.shape == full.shape
         assert (y - full).abs().max() < tol
+
+
+@pytest.mark.parametrize("orig, new", [(44101, 8000), (8000, 44101),
+                                       (8001, 8000), (11127, 16000)])
+def test_rates_without_common_factors_resample_with_a_small_kernel(orig,
+                                                                   new):
+    # 44101 Hz -> 8000 Hz built an 8000 x 44101 kernel: 7.9 GB and 33 s
+    # for a 1 s file; the nearest small ratio is used instead
+    from speechbrain_mossformer.inference import MAX_KERNEL_VALUES
+
+    res = StreamResampler(orig, new)
+    assert res._orig * res._new <= MAX_KERNEL_VALUES
+    # the time stretch of the nearest small ratio (8001 Hz is read as
+    # 8000 Hz: 1.25e-4)
+    stretch = (res._orig / res._new) / (orig / new) - 1
+    assert abs(stretch) <= 5e-4
+    # a 300 Hz tone, resampled at that ratio
+    t = torch.arange(3 * orig, dtype=torch.float64) / orig
+    x = torch.sin(2 * math.pi * 300 * t)[None]
+    y = torch.cat([res.push(b) for b in x.split(5003, dim=1)]
+                  + [res.flush()], dim=1)[0]
+    assert abs(y.shape[0] / (3 * new) - 1) <= 5e-4 + 1e-4
+    # output sample n is the input at time n * (orig' / new') / orig
+    n = torch.arange(y.shape[0], dtype=torch.float64)
+    expected = torch.sin(2 * math.pi * 300 * n * res._orig / res._new / orig)
+    inner = slice(new // 10, -(new // 10))  # away from the edges
+    assert (y[inner] - expected[inner]).abs().max() < 2e-3
 
 
 # ---------------------------------------------------------------------------
@@ -884,6 +922,13 @@ def test_borders_whose_overlap_cannot_order_the_speakers_are_reported(
     assert sep.undetermined_borders == [6 * SR]
     # speech in every overlap: nothing reported
     refs = torch.randn(1, T, 2)
+    starts = iter([0, 6 * SR, 12 * SR])
+    sep = ChunkedSeparator(oracle, 8 * SR, 2 * SR)
+    sep.push(refs.sum(-1)) + sep.flush()
+    assert sep.undetermined_borders == []
+    # digital silence throughout: nothing can swap (every border was
+    # reported, with advice that could not help)
+    refs = torch.zeros(1, T, 2)
     starts = iter([0, 6 * SR, 12 * SR])
     sep = ChunkedSeparator(oracle, 8 * SR, 2 * SR)
     sep.push(refs.sum(-1)) + sep.flush()
