@@ -229,7 +229,45 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
-def take_turns(runs, rounds, *args, alternate=False):
+def turn_order(names, index, alternate=False, rotate=False):
+    """The order in which ``names`` take their turns in round ``index``.
+
+    Arguments
+    ---------
+    names : list
+        The callables' names, in their first round's order.
+    index : int
+        The round, from 0.
+    alternate : bool
+        Reverse the order in odd rounds.
+    rotate : bool
+        Start round ``index`` at name ``index`` (modulo their number), so
+        that each takes the first place in turn; with ``alternate`` too,
+        the rotated order of an odd round is then reversed, so that no
+        name always runs right after the same one.
+
+    Returns
+    -------
+    list
+        Every name once.
+
+    Example
+    -------
+    >>> turn_order(["a", "b", "c"], 1, alternate=True)
+    ['c', 'b', 'a']
+    >>> [turn_order(["a", "b", "c"], k, rotate=True) for k in range(3)]
+    [['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b']]
+    >>> turn_order(["a", "b", "c", "d"], 1, alternate=True, rotate=True)
+    ['a', 'd', 'c', 'b']
+    """
+    names = list(names)
+    if rotate and names:
+        shift = index % len(names)
+        names = names[shift:] + names[:shift]
+    return names[::-1] if alternate and index % 2 else names
+
+
+def take_turns(runs, rounds, *args, alternate=False, rotate=False):
     """Times callables in turns, so that a change in the machine's load
     hits all of them alike.
 
@@ -239,12 +277,17 @@ def take_turns(runs, rounds, *args, alternate=False):
         Name -> callable, each called with ``*args``.
     rounds : int
         Rounds; in each, every callable runs once, in the dict's order
-        (reversed every other round with ``alternate``).
+        (changed from round to round by ``alternate`` and ``rotate``, see
+        ``turn_order``).
     *args
         Arguments of every call.
     alternate : bool
         Reverse the order in odd rounds (two callables then go first
         equally often).
+    rotate : bool
+        Start each round at the next callable (every callable takes every
+        place in turn); with ``alternate`` too, odd rounds run that order
+        backwards, so a callable's predecessor changes as well.
 
     Returns
     -------
@@ -254,8 +297,7 @@ def take_turns(runs, rounds, *args, alternate=False):
     names = list(runs)
     times = {name: [] for name in names}
     for index in range(rounds):
-        order = names[::-1] if alternate and index % 2 else names
-        for name in order:
+        for name in turn_order(names, index, alternate, rotate):
             times[name].append(timed(runs[name], *args))
     return times
 
@@ -330,22 +372,131 @@ def child_result(cmd, threads, what):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_description():
-    """The CPU model name and its vector extensions (AVX2/AVX512F), read
-    once from ``/proc/cpuinfo``; ``("unknown CPU", "")`` where it cannot be
-    read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return "unknown CPU", ""
+def describe_cpu(text):
+    r"""The CPU of a ``/proc/cpuinfo`` text (its first processor): the
+    model name with the CPU family and model numbers (which tell CPU
+    generations apart where a virtual machine shows a bare "AMD EPYC"),
+    and its vector extensions (AVX2/AVX512F).
+
+    Example
+    -------
+    >>> describe_cpu("model name\t: AMD EPYC\ncpu family\t: 25\n"
+    ...              "model\t\t: 17\nflags\t\t: fpu avx2 avx512f\n")
+    ('AMD EPYC, family 25 model 17', 'AVX2/AVX512F')
+    >>> describe_cpu("model name\t: Some CPU\nflags\t: fpu\n")
+    ('Some CPU', '')
+    >>> describe_cpu("")
+    ('unknown CPU', '')
+    """
     fields = {}
-    for line in lines:
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
     flags = fields.get("flags", "").split()
     isa = [name for name in ("avx2", "avx512f") if name in flags]
-    return fields.get("model name", "unknown CPU"), "/".join(isa).upper()
+    name = fields.get("model name") or "unknown CPU"
+    numbers = [
+        f"{label} {fields[key]}"
+        for key, label in (("cpu family", "family"), ("model", "model"))
+        if fields.get(key)
+    ]
+    if numbers:
+        name += ", " + " ".join(numbers)
+    return name, "/".join(isa).upper()
+
+
+def cpu_description():
+    """The CPU model name with its family and model numbers, and its
+    vector extensions (AVX2/AVX512F), read from ``/proc/cpuinfo`` (see
+    ``describe_cpu``); ``("unknown CPU", "")`` where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return "unknown CPU", ""
+    return describe_cpu(text)
+
+
+def _git(repo, *args):
+    """The output of ``git args`` in ``repo`` (stripped), or None where git
+    is missing or fails. ``--no-optional-locks``: reading the state never
+    writes the index of a checkout others may be working in."""
+    try:
+        out = subprocess.run(
+            ["git", "--no-optional-locks", "-C", repo, *args],
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+#: Files whose changes do not make a results file's code version unclear:
+#: the results themselves (a benchmark rewrites them).
+RESULTS_PATHSPEC = ":(exclude)benchmarks/results"
+
+
+def code_revision(repo=REPO):
+    """The code version of the checkout at ``repo``, for a results file.
+
+    Returns
+    -------
+    dict or None
+        ``commit`` (``git rev-parse HEAD``), ``uncommitted_changes``
+        (whether tracked files differ from it, staged or not; files under
+        ``benchmarks/results`` and untracked files are not counted) and
+        ``changed_files`` (those files); None where ``repo`` has no
+        ``.git``, git is not installed or cannot read it.
+    """
+    if not os.path.exists(os.path.join(repo, ".git")):
+        return None
+    commit = _git(repo, "rev-parse", "--verify", "HEAD")
+    if not commit:
+        return None
+    changed = _git(repo, "diff", "--name-only", "HEAD", "--", ".",
+                   RESULTS_PATHSPEC)
+    if changed is None:
+        return {"commit": commit, "uncommitted_changes": None,
+                "changed_files": None}
+    files = changed.splitlines()
+    return {"commit": commit, "uncommitted_changes": bool(files),
+            "changed_files": files}
+
+
+def commit_of(rev, repo=REPO):
+    """The full commit id that revision ``rev`` names in ``repo``'s git
+    history, or None where it names none (or git cannot tell)."""
+    if not os.path.exists(os.path.join(repo, ".git")):
+        return None
+    return _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+
+def revision_text(revision):
+    """One line for a report's header: a ``code_revision`` result.
+
+    Example
+    -------
+    >>> revision_text({"commit": "0123456789abcdef", "changed_files": [],
+    ...                "uncommitted_changes": False})
+    '`0123456789ab`'
+    >>> revision_text({"commit": "0123456789abcdef",
+    ...                "uncommitted_changes": True,
+    ...                "changed_files": ["a.py", "b.py"]})
+    '`0123456789ab` with uncommitted changes (2 files)'
+    >>> revision_text(None)
+    'unknown (no git checkout)'
+    """
+    if not revision:
+        return "unknown (no git checkout)"
+    text = f"`{revision['commit'][:12]}`"
+    if revision.get("uncommitted_changes"):
+        files = revision.get("changed_files") or []
+        text += " with uncommitted changes" + (
+            f" ({len(files)} file{'s' if len(files) != 1 else ''})"
+            if files else "")
+    elif revision.get("uncommitted_changes") is None:
+        text += " (uncommitted changes unknown)"
+    return text
 
 
 def machine_description():

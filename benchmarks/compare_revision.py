@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python benchmarks/compare_revision.py --rev HEAD~1
     python benchmarks/compare_revision.py --rev 7b4125b --size s --seconds 16
     python benchmarks/compare_revision.py --rev HEAD --onnx
+    python benchmarks/compare_revision.py --rev HEAD~1 --out benchmarks/results/compare.md
 
 For exact speedups, measured where they can be told apart from this
 machine's drift: one process holds two copies of MossFormer ``--size``
@@ -25,12 +26,18 @@ dropout), forward pass, SpeechBrain's PIT SI-SNR loss against two random
 sources, backward pass (no optimizer step, so the weights stay the same);
 the check compares the two versions' gradients from the same random state.
 
+With ``--out FILE`` the figures are also written to a markdown file, with
+every round's times, the date, the machine, the command, the commit that
+``--rev`` names and the working tree's revision (``HEAD`` and whether it
+had uncommitted changes), so that a figure quoted elsewhere can cite it.
+
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
 import argparse
 import copy
+import datetime
 import importlib.util
 import os
 import subprocess
@@ -60,12 +67,19 @@ def parse_args(argv=None):
     parser.add_argument("--train", action="store_true",
                         help="time training steps (forward, loss, "
                         "backward) instead of inference")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="also write the figures, every round's times, "
+                        "the date, machine, command and both revisions to "
+                        "this markdown file")
     args = parser.parse_args(argv)
     if args.train and args.onnx:
         parser.error("--train and --onnx do not go together")
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds and --threads must be >= 1")
     bm.check_seconds(parser, args.seconds)
+    if args.out is not None:
+        bm.output_folder(parser, os.path.dirname(os.path.abspath(args.out)),
+                         "--out")
     return args
 
 
@@ -124,10 +138,20 @@ def main(argv=None):
     args = parse_args(argv)
     from speechbrain_mossformer.lobes.models import mossformer as current
 
+    # what is compared, read before anything is measured; the model code
+    # is read at the commit found here (a commit made meanwhile cannot
+    # change what --rev means)
+    revisions = {
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "machine": bm.machine_description(),
+        "rev_commit": bm.commit_of(args.rev),
+        "revision": bm.code_revision(),
+    }
     torch.set_num_threads(args.threads)
     mix = bm.mixture(args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        revision = load_revision_module(args.rev, tmp)
+        revision = load_revision_module(
+            revisions["rev_commit"] or args.rev, tmp)
         modules = bm.build(args.size)
         old = on_revision(modules, current, revision)
         if args.onnx:
@@ -160,24 +184,103 @@ def main(argv=None):
                 outputs = [runs[name](mix) for name in names]
                 difference = (outputs[0] - outputs[1]).abs().max().item()
                 times = bm.take_turns(runs, args.rounds, mix, alternate=True)
-    medians = {name: bm.median(t) for name, t in times.items()}
+    result = figures(args, names, times, difference)
+    result.update(revisions)
+    print("\n".join(summary_lines(result)))
+    if args.out is not None:
+        command = "python benchmarks/compare_revision.py " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+        write_markdown(args.out, result, command.strip())
+        print(f"wrote {args.out}")
+
+
+def figures(args, names, times, difference):
+    """The figures of a comparison: ``times`` (name -> seconds per round)
+    of the revision (``names[0]``) and the working tree (``names[1]``),
+    their medians and ratios, and ``difference`` (the largest output or
+    relative gradient difference) with the settings that produced them."""
+    medians = {name: bm.median(times[name]) for name in names}
     ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
-    what = "relative gradient" if args.train else "output"
-    print(
-        f"MossFormer ({args.size.upper()}), {args.seconds:g} s, "
-        f"{'ONNX Runtime' if args.onnx else 'PyTorch'}"
-        f"{' training steps' if args.train else ''}, "
-        f"{args.threads} threads, {args.rounds} rounds; largest {what} "
-        f"difference {difference:.1e}"
+    return {
+        "size": args.size,
+        "seconds": args.seconds,
+        "backend": "ONNX Runtime" if args.onnx else "PyTorch",
+        "train": args.train,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "rev": args.rev,
+        "names": list(names),
+        "times": {name: list(times[name]) for name in names},
+        "medians": medians,
+        "ratio": medians[names[0]] / medians[names[1]],
+        "round_ratios": ratios,
+        "difference": difference,
+    }
+
+
+def summary_lines(result):
+    """The lines that sum up a comparison (``figures``), as printed."""
+    names = result["names"]
+    medians = result["medians"]
+    ratios = result["round_ratios"]
+    what = "relative gradient" if result["train"] else "output"
+    lines = [
+        f"MossFormer ({result['size'].upper()}), {result['seconds']:g} s, "
+        f"{result['backend']}"
+        f"{' training steps' if result['train'] else ''}, "
+        f"{result['threads']} threads, {result['rounds']} rounds; largest "
+        f"{what} difference {result['difference']:.1e}"
+    ]
+    lines += [f"  {name}: {medians[name]:.3f} s" for name in names]
+    lines.append(
+        f"  {result['rev']} / working tree: {result['ratio']:.3f} "
+        f"(per-round ratios: median {bm.median(ratios):.3f}, "
+        f"{min(ratios):.3f} to {max(ratios):.3f})"
     )
-    for name in names:
-        print(f"  {name}: {medians[name]:.3f} s")
-    print(
-        f"  {args.rev} / working tree: "
-        f"{medians[names[0]] / medians[names[1]]:.3f} (per-round ratios: "
-        f"median {bm.median(ratios):.3f}, {min(ratios):.3f} to "
-        f"{max(ratios):.3f})"
-    )
+    return lines
+
+
+def write_markdown(path, result, command):
+    """Writes a comparison (``figures`` with ``date``, ``machine``,
+    ``rev_commit`` and ``revision``, see ``main``) to the markdown file
+    ``path``: the printed summary, every round's times, and what is needed
+    to cite it."""
+    machine = result["machine"]
+    names = result["names"]
+    rev_commit = result.get("rev_commit")
+    lines = [
+        f"# MossFormer ({result['size'].upper()}): working tree against "
+        f"`{result['rev']}`",
+        "",
+        f"- date: {result['date']}",
+        f"- machine: {machine['cpu']}"
+        + (f" ({machine['isa']})" if machine.get("isa") else "")
+        + f", {machine['cores']} cores; torch {machine['torch']}, "
+        f"onnxruntime {machine.get('onnxruntime') or 'not installed'}",
+        f"- revisions: `--rev {result['rev']}` is "
+        + (f"commit `{rev_commit}`" if rev_commit else "an unknown commit")
+        + f"; working tree: {bm.revision_text(result.get('revision'))}",
+        f"- command: `{command}`",
+        f"- method: {result['backend']}"
+        f"{', training steps' if result['train'] else ''}, batch 1, "
+        f"{result['seconds']:g} s of 8 kHz audio, {result['threads']} "
+        f"threads; the two versions take turns for {result['rounds']} "
+        "rounds, the first of each round alternating; medians",
+        "",
+        "```text",
+        *summary_lines(result),
+        "```",
+        "",
+        f"| round | {names[0]} (s) | {names[1]} (s) | ratio |",
+        "|---|---|---|---|",
+    ]
+    for index, (a, b) in enumerate(
+        zip(result["times"][names[0]], result["times"][names[1]])
+    ):
+        lines.append(f"| {index + 1} | {a:.3f} | {b:.3f} | {a / b:.3f} |")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

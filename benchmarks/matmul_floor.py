@@ -34,7 +34,8 @@ L-to-SepFormer time ratio that an exact fp32 MossFormer could reach on this
 machine against SepFormer as SpeechBrain runs it, with either of these
 two libraries (a faster GEMM would lower it).
 
-Writes ``benchmarks/results/matmul_floor.md`` and ``.json``.
+Writes ``benchmarks/results/matmul_floor.md`` and ``.json`` (with the
+code's git revision).
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -253,6 +254,8 @@ def floor_of(calls, repeats, use_onednn=True):
 def main(argv=None):
     """Runs the measurement and writes the table."""
     args = parse_args(argv)
+    # the code that runs: read before anything is measured
+    revision = bm.code_revision()
     torch.set_num_threads(args.threads)
     mix = bm.mixture(args.seconds)
     rows = {}
@@ -280,11 +283,12 @@ def main(argv=None):
             + ")",
             flush=True,
         )
-    write_results(args, rows)
+    write_results(args, rows, revision)
 
 
-def write_results(args, rows):
-    """Writes matmul_floor.md/.json into ``args.out_dir``."""
+def write_results(args, rows, revision=None):
+    """Writes matmul_floor.md/.json into ``args.out_dir``; ``revision``:
+    the code's ``bm.code_revision()``."""
     os.makedirs(args.out_dir, exist_ok=True)
     machine = bm.machine_description()
     seconds = args.seconds
@@ -298,6 +302,8 @@ def write_results(args, rows):
         f"{args.threads} threads, torch {machine['torch']}; "
         f"{seconds:g} s of 8 kHz audio, batch 1; forward: median of "
         f"{args.repeats}, products: best of {args.repeats}.",
+        "",
+        f"Code: {bm.revision_text(revision)}.",
         "",
         "| model | products (GMAC) | products, torch's BLAS (s) | "
         "products, oneDNN (s) | matmul floor (s) | floor RTF | "
@@ -358,8 +364,8 @@ def write_results(args, rows):
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out_dir, "matmul_floor.json"), "w") as f:
         json.dump(
-            {"machine": machine, "seconds": seconds, "threads": args.threads,
-             "rows": rows},
+            {"machine": machine, "revision": revision, "seconds": seconds,
+             "threads": args.threads, "rows": rows},
             f,
             indent=1,
         )

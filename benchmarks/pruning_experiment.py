@@ -60,9 +60,11 @@ suppression models" (Chee et al., arXiv 2110.04378) at a small scale:
 sizes and steps) into ``pruning_seedK.md``; ``--summarize`` writes
 ``pruning_seeds.md``, the repetitions side by side.
 
-Writes ``benchmarks/results/pruning.md`` (tables, machine, command,
-runtimes, whether the target was met) and ``benchmarks/results/
-pruning.png`` (speedup against SI-SNRi, like Chee et al.'s figure 1).
+Writes ``benchmarks/results/pruning.md`` (tables, machine, command, when
+the models were trained and when timed, the git revisions of the code that
+trained and timed them, runtimes, whether the target was met) and
+``benchmarks/results/pruning.png`` (speedup against SI-SNRi, like Chee et
+al.'s figure 1).
 The working files (data, recipe outputs, pretrained folders, ONNX graphs,
 ``results.json``) go to ``--work`` (default ``/tmp/mossformer-pruning``).
 
@@ -87,6 +89,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# bench_models (imported where used), also when this file is loaded as a
+# module
+sys.path.insert(0, HERE)
 RECIPE = os.path.join(REPO, "recipes", "LibriMix", "separation")
 TRAIN = os.path.join(RECIPE, "train.py")
 YAML = os.path.join(RECIPE, "hparams", "mossformer-libri2mix.yaml")
@@ -209,8 +214,9 @@ def parse_args(argv=None):
                         "statistics; nothing is trained or timed)")
     parser.add_argument("--steps", default=None, metavar="P,F",
                         help="pre-training and fine-tuning steps instead "
-                        "of the mode's (full: 2500,1500); use another "
-                        "--work and --out for them")
+                        "of the mode's (full: 2500,1500), each a multiple "
+                        "of the mode's epoch (full: 500, quick: 50 steps); "
+                        "use another --work and --out for them")
     parser.add_argument("--time-worker", default=None, metavar="SPEC",
                         help=argparse.SUPPRESS)  # one timing process
     parser.add_argument("--summarize", default=None, metavar="K,K,...",
@@ -230,6 +236,13 @@ def parse_args(argv=None):
             steps = ()
         if len(steps) != 2 or min(steps) < 1:
             parser.error(f"--steps wants two positive step counts P,F, got "
+                         f"{args.steps!r}")
+        # the recipe trains whole epochs: any other count would be rounded
+        # down, and the report would name steps that were not trained
+        epoch = MODES["quick" if args.quick else "full"]["epoch_steps"]
+        if any(n % epoch for n in steps):
+            parser.error(f"--steps wants multiples of the epoch of {epoch} "
+                         f"steps (whole epochs are trained), got "
                          f"{args.steps!r}")
         args.steps = steps
     return args
@@ -330,8 +343,12 @@ def model_args(config):
 
 
 def recipe_command(data, output, steps, mode, lr, seed, model, init=None):
-    """The exact recipe command line of one training run."""
-    epochs = max(1, steps // mode["epoch_steps"])
+    """The exact recipe command line of one training run (``steps``: a
+    positive multiple of the mode's ``epoch_steps``, see ``parse_args``)."""
+    epochs, rest = divmod(steps, mode["epoch_steps"])
+    if rest or epochs < 1:
+        raise ValueError(
+            f"{steps} steps are not whole epochs of {mode['epoch_steps']}")
     cmd = [
         sys.executable, TRAIN, YAML,
         f"--data_folder={data['libri2mix']}",
@@ -841,7 +858,7 @@ def machine():
     from bench_models import cpu_description
 
     cpu = cpu_description()[0]
-    if cpu == "unknown CPU":
+    if cpu.startswith("unknown CPU"):
         cpu = platform.processor() or cpu
     import onnxruntime
     import speechbrain
@@ -951,6 +968,56 @@ def write_plot(res, path):
     plt.close(fig)
 
 
+def written_line(res):
+    """The report's line on when the run was made: when its models were
+    trained and scored (``trained``; ``trained_by`` for a run written
+    before that was recorded and then re-timed) and when they were timed
+    (``date``).
+
+    Example
+    -------
+    >>> res = {"mode_name": "full", "date": "2026-12-07 09:00"}
+    >>> written_line(res)[-32:]
+    'on 2026-12-07 09:00 (full mode).'
+    >>> written_line(dict(res, trained="2026-12-06 02:10"))[-66:]
+    'trained and scored on 2026-12-06 02:10, timed on 2026-12-07 09:00.'
+    """
+    script = "`benchmarks/pruning_experiment.py`"
+    if res.get("trained"):
+        return (f"Written by {script} ({res['mode_name']} mode): models "
+                f"trained and scored on {res['trained']}, timed on "
+                f"{res['date']}.")
+    if res.get("trained_by"):
+        return (f"Written by {script} ({res['mode_name']} mode): models "
+                f"trained and scored by {res['trained_by']} (when the "
+                f"original run ended), timed on {res['date']}.")
+    return f"Written by {script} on {res['date']} ({res['mode_name']} mode)."
+
+
+def revision_text(revision):
+    """``bench_models.revision_text`` (imported when used, like this
+    script's other helpers from bench_models)."""
+    from bench_models import revision_text as text
+
+    return text(revision)
+
+
+def code_line(res):
+    """The report's line on the code that trained and timed the models
+    (git revisions in ``revision`` and ``timing_revision``), or None for a
+    run that recorded neither."""
+    if "revision" not in res and "timing_revision" not in res:
+        return None
+    train = (revision_text(res["revision"]) if "revision" in res
+             else "not recorded")
+    timing = (revision_text(res["timing_revision"])
+              if "timing_revision" in res else "not recorded")
+    if ("revision" in res and "timing_revision" in res
+            and res["revision"] == res["timing_revision"]):
+        return f"Code: {train} (training and timing)."
+    return f"Code: training {train}; timing {timing}."
+
+
 def write_markdown(res, path):
     """The results table and everything needed to read it."""
     m = res["machine"]
@@ -969,29 +1036,42 @@ def write_markdown(res, path):
         "from scratch and against unstructured sparsity; speed is "
         "**measured**, not counted.",
         "",
-        f"Written by `benchmarks/pruning_experiment.py` on "
-        f"{res['date']} ({res['mode_name']} mode).",
+        written_line(res),
         "",
         "```",
         res["command"],
         "```",
         "",
     ]
+    code = code_line(res)
+    if code:
+        lines += [code, ""]
     if res.get("rewritten"):
         lines += [
             f"Report rewritten on {res['rewritten']} from the run's "
             f"`results.json` with `{res['command']} --rewrite` (the "
-            "standard errors of the current code; models, scores and "
-            "timings unchanged).",
+            "standard errors of the current code"
+            + (f", {revision_text(res['rewrite_revision'])}"
+               if "rewrite_revision" in res else "")
+            + "; models, scores and timings unchanged).",
             "",
         ]
     if res.get("retimed"):
-        lines += [
-            f"Speed re-measured on {res['retimed']} with "
-            f"`{res['command']} --retime`: the same trained models, timed "
-            "with the code and timing protocol of that date.",
-            "",
-        ]
+        if res.get("retime_replaced_timing", True):
+            lines += [
+                f"Speed re-measured on {res['retimed']} with "
+                f"`{res['command']} --retime`: the same trained models, "
+                "timed with the code and timing protocol of that date.",
+                "",
+            ]
+        else:
+            lines += [
+                f"Speed measured on {res['retimed']} with "
+                f"`{res['command']} --retime`: the run stopped before its "
+                "timing stage, and that command timed its trained models "
+                "with the code and timing protocol of that date.",
+                "",
+            ]
     lines += [
         "## Machine",
         "",
@@ -1200,6 +1280,10 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     command = reproduce_command(args)
     t0 = time.time()
+    from bench_models import code_revision
+
+    # the code that trains: read before anything runs
+    revision = code_revision()
 
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
@@ -1348,6 +1432,10 @@ def main(argv=None):
         "mode_name": mode_name,
         "mode": mode,
         "command": command,
+        # when the models were trained and scored ("date" is when they
+        # were timed, later, or again with --retime)
+        "trained": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "revision": revision,
         "jobs": args.jobs,
         "work": work,
         "data": data,
@@ -1396,6 +1484,10 @@ def save_results(res):
 def timing_stage(res, args, log):
     """Exports every architecture to ONNX, times it, computes speedups and
     the verdict on the target; fills ``res`` in place."""
+    from bench_models import code_revision
+
+    # the code that times (a --retime may run later code than the training)
+    res["timing_revision"] = code_revision()
     mode = res["mode"]
     models_dir = os.path.join(res["work"], "models")
     log("exporting to ONNX and timing")
@@ -1561,11 +1653,17 @@ def retime(args):
 
     add_standard_errors(res)
     timed_before = "timing" in res
+    if timed_before and "trained" not in res and not res.get("retimed"):
+        # written before "trained" was recorded: "date", about to be
+        # overwritten, is when the original run ended
+        res.setdefault("trained_by", res.get("date"))
     previous = res["runtime"].get("timing", 0.0)
     timing_stage(res, args, log)
     add_timing_to_runtime(res["runtime"], previous)
-    if timed_before:
-        res["retimed"] = res["date"]
+    # the report says the speed is this command's, whether it replaced an
+    # earlier timing or completed a run stopped before its own
+    res["retimed"] = res["date"]
+    res["retime_replaced_timing"] = timed_before
     return finish(res, args, log)
 
 
@@ -1601,9 +1699,12 @@ def rewrite(args):
     res = read_results(args)
     if args.out is None:
         args.out = res["work"] if args.quick else RESULTS
+    from bench_models import code_revision
+
     add_standard_errors(res)
     res["target"] = verdict(res)
     res["rewritten"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    res["rewrite_revision"] = code_revision()
     return finish(res, args, print)
 
 

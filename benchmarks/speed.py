@@ -10,21 +10,27 @@ All models run side by side in one process on the same random 8 kHz
 mixture, batch 1, ``--threads`` intra-op threads (default 2), in eval mode
 under ``torch.inference_mode()``. For each length, every model is first run
 ``--warmup`` times, then the models take turns for ``--repeats`` rounds (so
-that a change in machine load hits all of them alike); the figure is the
-median. RTF = wall time / audio duration (below 1 is faster than real time).
+that a change in machine load hits all of them alike); each round starts
+at the next model and every other round runs backwards (``bm.turn_order``),
+so no model always holds the same place or runs right after the same one.
+The figure is the median. RTF = wall time / audio duration (below 1 is
+faster than real time).
 
 The MossFormer models are also exported to ONNX (with
 ``speechbrain_mossformer.export_onnx``) and timed in ONNX Runtime (CPU
-provider, ``--threads`` intra-op threads) in the same rounds.
+provider, ``--threads`` intra-op threads) in the same rounds, each
+ONNX Runtime session taking its own turn.
 
 Peak memory is measured per configuration in a fresh subprocess: the model
-is built (weights resident), then the peak resident set size is reset
+is built (weights resident) and run once on a 0.1 s mixture (PyTorch and
+ONNX Runtime alike), then the peak resident set size is reset
 (``/proc/self/clear_refs``) and one forward pass is run; the figure is the
 peak RSS during the pass minus the RSS just before it, i.e. the activation
 memory of the pass (not counting the weights).
 
 Writes ``benchmarks/results/speed.md`` (table, with the machine's CPU model,
-core count and library versions), ``speed.png`` and ``speed.json``.
+core count, library versions and the code's git revision), ``speed.png``
+and ``speed.json``.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -141,23 +147,33 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------
 
 
+#: Length (s) of the warm-up pass before a peak-memory measurement.
+MEMORY_WARMUP_SECONDS = 0.1
+
+
 def memory_child(name, seconds, threads, onnx_path=None):
     """Measures one forward pass; prints a JSON line."""
     torch.set_num_threads(threads)
     if name.startswith("onnx:"):
         run = bm.ort_runner(bm.ort_session(onnx_path, threads))
-        # session initialisation allocates transient buffers; a tiny run
-        # settles them before the measurement
-        run(bm.mixture(0.1))
     else:
         run = bm.separator(bm.build(name))
     mix = bm.mixture(seconds)
 
-    def forward():
+    def forward(mix):
         with torch.inference_mode():
             run(mix)
 
-    memory = bm.peak_memory(forward)
+    # Both runtimes get the same tiny warm-up pass before the measured
+    # one: the first pass of either allocates once-per-process state that
+    # is not the activation memory of a pass (ONNX Runtime: the session's
+    # transient initialisation buffers; PyTorch: the OpenMP thread pool,
+    # MKL/oneDNN workspaces, lazily built tables). Without it, a pass of
+    # one runtime would carry its set-up and the other's not. The warm-up
+    # is short, so the buffers that grow with the audio length are still
+    # allocated in the measured pass.
+    forward(bm.mixture(MEMORY_WARMUP_SECONDS))
+    memory = bm.peak_memory(forward, mix)
     print(
         json.dumps(
             {
@@ -213,8 +229,11 @@ def write_markdown(path, results, machine, args, command):
         "`torch.inference_mode()`",
         f"- allocator: {machine.get('allocator', 'default glibc malloc')}",
         f"- timing: {args.warmup} warm-up run(s), then the median of "
-        f"{args.repeats} runs, models taking turns",
+        f"{args.repeats} runs, models taking turns (each round starting "
+        "at the next model, every other round backwards; ONNX Runtime "
+        "sessions take their own turns)",
         f"- date: {results['date']}",
+        f"- code: {bm.revision_text(results.get('revision'))}",
         f"- command: `{command}`",
         "",
         "## Real-time factor (wall time / audio duration; lower is faster)",
@@ -252,7 +271,9 @@ def write_markdown(path, results, machine, args, command):
             "Each figure comes from a fresh process: peak resident set size "
             "during one forward pass (kernel VmHWM, reset just before the "
             "pass) minus the resident set size just before it, i.e. the "
-            "activations and workspace, not the weights.",
+            "activations and workspace, not the weights. Before it, one "
+            f"{MEMORY_WARMUP_SECONDS:g} s pass in both runtimes (their "
+            "once-per-process set-up is not counted).",
             "",
         ]
         head = ["model"] + [f"PyTorch {s:g} s" for s in seconds]
@@ -270,7 +291,19 @@ def write_markdown(path, results, machine, args, command):
                     for s in seconds
                 ]
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Targets", ""]
+    targets = target_lines(results)
+    if targets:
+        lines += ["", "## Targets", "", *targets]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def target_lines(results):
+    """The lines of the report's "Targets" section (none where the run
+    has neither MossFormer (L) and SepFormer nor MossFormer (L) at two
+    lengths)."""
+    lines = []
+    seconds = results["seconds"]
     models = results["models"]
     first = str(seconds[0])
     if "l" in models and "sepformer" in models:
@@ -303,8 +336,7 @@ def write_markdown(path, results, machine, args, command):
                 f"/ {seconds[0]:g} s: {ratio:.2f} (target <= 1.2: "
                 f"{'met' if ratio <= 1.2 else 'NOT met'})"
             )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    return lines
 
 
 def write_plot(path, results, machine, args):
@@ -376,6 +408,23 @@ def write_plot(path, results, machine, args):
 # --------------------------------------------------------------------------
 
 
+def turns(runners, onnx_runners):
+    """The callables that take turns: each model's PyTorch runner, followed
+    (in the first round) by its ONNX Runtime runner as ``onnx:NAME``.
+
+    Example
+    -------
+    >>> list(turns({"s": print, "l": print}, {"s": print}))
+    ['s', 'onnx:s', 'l']
+    """
+    runs = {}
+    for name, run in runners.items():
+        runs[name] = run
+        if name in onnx_runners:
+            runs["onnx:" + name] = onnx_runners[name]
+    return runs
+
+
 def main(argv=None):
     """Runs the benchmark; returns the exit status."""
     args = parse_args(argv)
@@ -392,6 +441,8 @@ def main(argv=None):
             env,
         )
     torch.set_num_threads(args.threads)
+    # the code that runs: read before anything is measured
+    revision = bm.code_revision()
     machine = bm.machine_description()
     machine["allocator"] = allocator_description()
     print(
@@ -403,6 +454,7 @@ def main(argv=None):
     results = {
         "seconds": args.seconds,
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "revision": revision,
         "machine": machine,
         "models": {
             name: {"params": bm.count(mods), "rtf": {}, "times": {}}
@@ -426,33 +478,28 @@ def main(argv=None):
         mix = bm.mixture(seconds)
         key = str(seconds)
         print(f"--- {seconds:g} s of audio", flush=True)
+        runs = turns(runners, onnx_runners)
         with torch.inference_mode():
             for _ in range(args.warmup):
-                for name in args.models:
-                    runners[name](mix)
-                    if name in onnx_runners:
-                        onnx_runners[name](mix)
-            times = {name: [] for name in args.models}
-            onnx_times = {name: [] for name in onnx_runners}
-            for _ in range(args.repeats):
-                for name in args.models:
-                    times[name].append(bm.timed(runners[name], mix))
-                    if name in onnx_runners:
-                        onnx_times[name].append(
-                            bm.timed(onnx_runners[name], mix)
-                        )
+                for run in runs.values():
+                    run(mix)
+            times = bm.take_turns(
+                runs, args.repeats, mix, alternate=True, rotate=True
+            )
         for name in args.models:
             r = results["models"][name]
             r["times"][key] = times[name]
             r["rtf"][key] = bm.median(times[name]) / seconds
             line = f"{bm.LABELS[name]:36s} RTF {r['rtf'][key]:.3f}"
-            if name in onnx_times:
-                r["onnx_times"][key] = onnx_times[name]
-                r["onnx_rtf"][key] = bm.median(onnx_times[name]) / seconds
+            if name in onnx_runners:
+                r["onnx_times"][key] = times["onnx:" + name]
+                r["onnx_rtf"][key] = (
+                    bm.median(times["onnx:" + name]) / seconds
+                )
                 line += f"   ONNX RT RTF {r['onnx_rtf'][key]:.3f}"
             print(line, flush=True)
     if not args.no_memory:
-        del models, runners, onnx_runners
+        del models, runners, onnx_runners, runs
         gc.collect()
         print("--- peak memory (fresh process per point)", flush=True)
         for name in args.models:

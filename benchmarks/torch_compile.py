@@ -18,7 +18,8 @@ difference reported), then it and the eager model take turns for
 model takes its plain path (no shared ``Scratch`` buffers, see
 ``_in_place_ok``); eager inference keeps them.
 
-Writes ``benchmarks/results/torch_compile.md``.
+Writes ``benchmarks/results/torch_compile.md`` (with the code's git
+revision).
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -127,6 +128,8 @@ def main(argv=None):
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f)
         return
+    # the code that runs: read before anything is measured
+    revision = bm.code_revision()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, name in enumerate(VARIANTS):
@@ -150,12 +153,13 @@ def main(argv=None):
                 f"{r['compiled_s']:.3f} s against eager {r['eager_s']:.3f} s",
                 flush=True,
             )
-    write_markdown(args, results, argv)
+    write_markdown(args, results, argv, revision)
     print(f"wrote {args.out}")
 
 
-def write_markdown(args, results, argv):
-    """The result table, with the machine and the command."""
+def write_markdown(args, results, argv, revision=None):
+    """The result table, with the machine, the code's ``revision``
+    (``bm.code_revision()``) and the command."""
     machine = bm.machine_description()
     given = sys.argv[1:] if argv is None else argv
     lines = [
@@ -170,6 +174,7 @@ def write_markdown(args, results, argv):
         f"eager, 1 warm-up run, then the median of {args.repeats} runs, "
         "eager and compiled taking turns",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%dT%H:%M')}",
+        f"- code: {bm.revision_text(revision)}",
         "- command: `python benchmarks/torch_compile.py"
         + "".join(" " + a for a in given)
         + "`",

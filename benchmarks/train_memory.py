@@ -166,9 +166,9 @@ def measure(name, seconds, checkpointing, args):
     return bm.child_result(cmd, args.threads, f"{name} at {seconds:g} s")
 
 
-def write_markdown(path, rows, machine, args, command):
+def write_markdown(path, rows, machine, args, command, revision=None):
     """The result table, with each MossFormer's checkpointed row compared
-    with its plain one."""
+    with its plain one; ``revision``: the code's ``bm.code_revision()``."""
     plain = {
         (r["model"], r["seconds"]): r
         for r in rows
@@ -187,6 +187,7 @@ def write_markdown(path, rows, machine, args, command):
         f"peak RSS of one step minus the RSS before it (activations, "
         f"gradients, temporaries; not the weights or Adam's state)",
         f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- code: {bm.revision_text(revision)}",
         f"- command: `{command}`",
         "",
         "| model | segment (s) | activation checkpointing | step (s) | "
@@ -220,6 +221,8 @@ def main(argv=None):
         )
         return 0
     torch.set_num_threads(args.threads)
+    # the code that runs: read before anything is measured
+    revision = bm.code_revision()
     machine = bm.machine_description()
     rows = []
     for seconds in args.seconds:
@@ -251,9 +254,11 @@ def main(argv=None):
         sys.argv[1:] if argv is None else argv
     )
     base = os.path.join(args.out_dir, args.name)
-    write_markdown(base + ".md", rows, machine, args, command.strip())
+    write_markdown(base + ".md", rows, machine, args, command.strip(),
+                   revision)
     with open(base + ".json", "w", encoding="utf-8") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+        json.dump({"machine": machine, "revision": revision, "rows": rows},
+                  f, indent=1)
     print(f"wrote {base}.md, .json")
     return 0
 

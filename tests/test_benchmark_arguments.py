@@ -180,6 +180,10 @@ def test_train_memory_runs_end_to_end(tmp_path):
         assert row["step_s"] == row["times"][0] > 0
     table = (tmp_path / "train_memory.md").read_text()
     assert "| MossFormer (S) | 0.5 | on |" in table
+    # the code's revision (this checkout's, or none without git)
+    assert "- code: " in table
+    with open(tmp_path / "train_memory.json") as f:
+        assert "revision" in json.load(f)
 
 
 @pytest.mark.parametrize("seeds", ["-1", "0,-2", ",", "a"])
@@ -191,3 +195,270 @@ def test_summarize_names_bad_seeds_before_looking_for_runs(seeds):
     with pytest.raises(SystemExit,
                        match=r"wants seeds like 0,1,2 \(each >= 0\)"):
         experiment.summarize(args)
+
+
+# --------------------------------------------------------------------------
+# Turn order, code revision, CPU description, reports
+
+
+def test_turn_order_moves_every_model_from_round_to_round():
+    bm = load("bench_models")
+    names = ["s", "onnx:s", "m", "onnx:m", "l", "onnx:l", "sepformer"]
+    rounds = [bm.turn_order(names, k, alternate=True, rotate=True)
+              for k in range(4)]
+    for order in rounds:
+        assert sorted(order) == sorted(names)
+    # every model holds several places, and SepFormer does not always run
+    # right after L's ONNX Runtime session
+    for name in names:
+        assert len({order.index(name) for order in rounds}) > 1
+    before = {order[order.index("sepformer") - 1] for order in rounds
+              if order.index("sepformer") > 0}
+    assert before != {"onnx:l"}
+    # the old behaviours are unchanged
+    assert bm.turn_order(names, 3) == names
+    assert bm.turn_order(names, 1, alternate=True) == names[::-1]
+
+
+def fake_speed_models(monkeypatch, speed, calls):
+    """speed.py's models replaced by callables recording their turns (and
+    ONNX Runtime sessions by ones recording ``onnx:NAME``)."""
+    bm = speed.bm
+
+    def runner(label):
+        return lambda mix: calls.append(label)
+
+    def export_onnx(modules, path):
+        open(path, "w").close()
+
+    monkeypatch.setattr(bm, "build", lambda name: {"name": name})
+    monkeypatch.setattr(bm, "separator", lambda mods: runner(mods["name"]))
+    monkeypatch.setattr(bm, "count", lambda mods: 1000)
+    monkeypatch.setattr(bm, "export_onnx", export_onnx)
+    monkeypatch.setattr(bm, "ort_session", lambda path, threads: path)
+    monkeypatch.setattr(bm, "ort_runner", lambda path: runner(
+        "onnx:" + os.path.basename(path)[len("mossformer_"):-len(".onnx")]))
+    monkeypatch.setattr(bm, "machine_description", lambda: {
+        "cpu": "test CPU", "isa": "", "cores": 2, "torch": "t",
+        "onnxruntime": "o"})
+    monkeypatch.setattr(bm, "code_revision", lambda: {
+        "commit": "0123456789abcdef", "uncommitted_changes": False,
+        "changed_files": []})
+
+
+def test_speed_models_take_turns_in_changing_order(monkeypatch, tmp_path):
+    # every round used to run S, S-ORT, ..., L, L-ORT, SepFormer: SepFormer
+    # always right after L's ONNX Runtime session
+    import json
+
+    speed = load("speed")
+    calls = []
+    fake_speed_models(monkeypatch, speed, calls)
+    assert speed.main([
+        "--models", "s,l,sepformer", "--seconds", "0.01", "--repeats", "4",
+        "--warmup", "0", "--no-memory", "--out-dir", str(tmp_path)]) == 0
+    names = ["s", "onnx:s", "l", "onnx:l", "sepformer"]
+    rounds = [calls[k:k + 5] for k in range(0, len(calls), 5)]
+    assert len(rounds) == 4
+    for order in rounds:
+        assert sorted(order) == sorted(names)
+    assert len({order[0] for order in rounds}) > 1
+    assert len({order.index("sepformer") for order in rounds}) > 1
+    assert {order[order.index("sepformer") - 1] for order in rounds
+            if order.index("sepformer")} != {"onnx:l"}
+    with open(tmp_path / "speed.json") as f:
+        results = json.load(f)
+    assert len(results["models"]["l"]["onnx_times"]["0.01"]) == 4
+    assert results["revision"]["commit"] == "0123456789abcdef"
+    assert "- code: `0123456789ab`" in (tmp_path / "speed.md").read_text()
+
+
+def speed_results(models):
+    """A speed.json of ``models`` at 4 and 16 s."""
+    return {
+        "seconds": [4.0, 16.0],
+        "date": "2026-12-06T12:00",
+        "revision": {"commit": "0123456789abcdef",
+                     "uncommitted_changes": True,
+                     "changed_files": ["speechbrain_mossformer/brain.py"]},
+        "models": {
+            name: {"params": 1e6, "rtf": {"4.0": 0.5, "16.0": 0.55},
+                   "times": {}}
+            for name in models
+        },
+    }
+
+
+def test_speed_report_has_targets_only_when_it_has_some(tmp_path):
+    speed = load("speed")
+    args = speed.parse_args(["--out-dir", str(tmp_path)])
+    machine = {"cpu": "test CPU", "isa": "AVX2", "cores": 2, "torch": "t",
+               "onnxruntime": None}
+    path = tmp_path / "speed.md"
+    speed.write_markdown(str(path), speed_results(["s", "m"]), machine,
+                         args, "the command")
+    text = path.read_text()
+    assert "## Targets" not in text
+    assert text.endswith("| MossFormer (M) | 1.0M | 0.50 | 0.55 | 1.10 |\n")
+    assert "- code: `0123456789ab` with uncommitted changes (1 file)" in text
+    speed.write_markdown(str(path), speed_results(["l", "sepformer"]),
+                         machine, args, "the command")
+    text = path.read_text()
+    assert "## Targets\n\n- MossFormer (L) RTF / SepFormer RTF" in text
+
+
+@pytest.mark.parametrize("name", ["s", "onnx:s"])
+def test_speed_memory_warms_up_both_runtimes_alike(name, monkeypatch,
+                                                    capsys):
+    # the ONNX Runtime child ran a 0.1 s pass before the measured one, the
+    # PyTorch child none: its figure held its first pass's set-up
+    speed = load("speed")
+    bm = speed.bm
+    passes = []
+    monkeypatch.setattr(bm, "build", lambda name: {})
+    monkeypatch.setattr(bm, "separator",
+                        lambda mods: lambda mix: passes.append(mix.shape[1]))
+    monkeypatch.setattr(bm, "ort_session", lambda path, threads: None)
+    monkeypatch.setattr(bm, "ort_runner",
+                        lambda s: lambda mix: passes.append(mix.shape[1]))
+
+    def peak_memory(fn, *args):
+        passes.append("measured")
+        fn(*args)
+        return {"rss_before_mb": 1.0, "peak_mb": 2.0, "above_mb": 1.0,
+                "method": "test"}
+
+    monkeypatch.setattr(bm, "peak_memory", peak_memory)
+    speed.memory_child(name, 1.0, 1, "model.onnx")
+    warmup = int(speed.MEMORY_WARMUP_SECONDS * bm.SAMPLE_RATE)
+    assert passes == [warmup, "measured", bm.SAMPLE_RATE]
+    assert '"forward_peak_mb": 1.0' in capsys.readouterr().out
+
+
+def git(folder, *args):
+    """Runs git in ``folder`` (a test repository), without the user's
+    configuration."""
+    import subprocess
+
+    subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=test",
+         "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false",
+         *args],
+        check=True, capture_output=True,
+    )
+
+
+def test_code_revision_of_a_checkout(tmp_path):
+    import shutil
+
+    bm = load("bench_models")
+    # no .git: no revision, and no error
+    assert bm.code_revision(str(tmp_path)) is None
+    assert bm.commit_of("HEAD", str(tmp_path)) is None
+    assert bm.revision_text(None) == "unknown (no git checkout)"
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("a = 1\n")
+    (repo / "benchmarks" / "results" / "speed.md").write_text("old\n")
+    git(repo, "init", "-q")
+    # a repository without a commit has no revision either
+    assert bm.code_revision(str(repo)) is None
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    head = bm.commit_of("HEAD", str(repo))
+    assert len(head) == 40
+    assert bm.commit_of("no-such-branch", str(repo)) is None
+    assert bm.code_revision(str(repo)) == {
+        "commit": head, "uncommitted_changes": False, "changed_files": []}
+    # a rewritten results file is not a code change; untracked files are
+    # not counted
+    (repo / "benchmarks" / "results" / "speed.md").write_text("new\n")
+    (repo / "notes.txt").write_text("x\n")
+    assert not bm.code_revision(str(repo))["uncommitted_changes"]
+    (repo / "code.py").write_text("a = 2\n")
+    revision = bm.code_revision(str(repo))
+    assert revision["commit"] == head and revision["uncommitted_changes"]
+    assert revision["changed_files"] == ["code.py"]
+    assert bm.revision_text(revision) == (
+        f"`{head[:12]}` with uncommitted changes (1 file)")
+
+
+def test_cpu_description_names_family_and_model():
+    bm = load("bench_models")
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+            "model\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n"
+            "\nprocessor\t: 1\ncpu family\t: 99\n")
+    assert bm.describe_cpu(text) == ("AMD EPYC, family 25 model 17", "AVX2")
+    # no model name: the numbers are still there
+    assert bm.describe_cpu("cpu family\t: 6\nmodel\t: 85\n") == (
+        "unknown CPU, family 6 model 85", "")
+    assert bm.describe_cpu("")[0] == "unknown CPU"
+
+
+def test_compare_revision_writes_its_figures(tmp_path, capsys):
+    compare = load("compare_revision")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        compare.parse_args(["--rev", "HEAD", "--out",
+                            str(blocker / "x.md")])
+    assert stop.value.code == 2
+    assert f"error: --out {blocker}" in capsys.readouterr().err
+    args = compare.parse_args(
+        ["--rev", "HEAD~1", "--size", "s", "--rounds", "3",
+         "--out", str(tmp_path / "compare.md")])
+    names = ["HEAD~1", "working tree"]
+    times = {"HEAD~1": [1.2, 1.1, 1.3], "working tree": [1.0, 1.0, 1.0]}
+    result = compare.figures(args, names, times, 1e-6)
+    assert result["ratio"] == pytest.approx(1.2)
+    result.update(
+        date="2026-12-06T12:00",
+        machine={"cpu": "test CPU", "isa": "AVX2", "cores": 2,
+                 "torch": "t", "onnxruntime": "o"},
+        rev_commit="f" * 40,
+        revision={"commit": "0123456789abcdef", "changed_files": [],
+                  "uncommitted_changes": False},
+    )
+    path = tmp_path / "compare.md"
+    compare.write_markdown(str(path), result, "the command")
+    text = path.read_text()
+    for expected in (
+        "- date: 2026-12-06T12:00",
+        "- machine: test CPU (AVX2), 2 cores",
+        f"`--rev HEAD~1` is commit `{'f' * 40}`; working tree: "
+        "`0123456789ab`",
+        "- command: `the command`",
+        "  HEAD~1: 1.200 s",
+        "  HEAD~1 / working tree: 1.200 (per-round ratios: median 1.200, "
+        "1.100 to 1.300)",
+        "| 3 | 1.300 | 1.000 | 1.300 |",
+    ):
+        assert expected in text
+    # the same lines as printed
+    assert "\n".join(compare.summary_lines(result)) in text
+
+
+def test_matmul_floor_and_torch_compile_record_the_code(tmp_path):
+    import json
+    import types
+
+    revision = {"commit": "0123456789abcdef", "changed_files": ["a.py"],
+                "uncommitted_changes": True}
+    floor = load("matmul_floor")
+    args = floor.parse_args(["--models", "s", "--out-dir", str(tmp_path)])
+    rows = {"s": {"measured_s": 1.0, "floor_s": 0.5, "floor_blas_s": 0.6,
+                  "floor_onednn_s": None, "product_gmac": 1.0,
+                  "product_calls": 1, "per_shape": []}}
+    floor.write_results(args, rows, revision)
+    assert ("Code: `0123456789ab` with uncommitted changes (1 file)."
+            in (tmp_path / "matmul_floor.md").read_text())
+    with open(tmp_path / "matmul_floor.json") as f:
+        assert json.load(f)["revision"] == revision
+    compile_ = load("torch_compile")
+    args = types.SimpleNamespace(size="s", seconds=4.0, threads=2,
+                                 repeats=3, out=str(tmp_path / "tc.md"))
+    compile_.write_markdown(args, {}, [], revision)
+    assert "- code: `0123456789ab` with uncommitted changes" in (
+        tmp_path / "tc.md").read_text()

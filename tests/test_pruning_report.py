@@ -364,6 +364,7 @@ def test_retime_finishes_a_run_stopped_while_timing(experiment, tmp_path,
         "timing", "machine", "threads", "busy_before", "busy_after",
         "load_before", "load_after")}
     res.pop("date", None)
+    res["trained"] = "2026-12-06 01:55"
     res["runtime"] = {"data": 1, "training": 60, "evaluation": 1}
     experiment.save_results(res)
 
@@ -380,13 +381,117 @@ def test_retime_finishes_a_run_stopped_while_timing(experiment, tmp_path,
     with open(os.path.join(work, "results.json")) as f:
         saved = experiment.json.load(f)
     assert saved["runtime"]["total"] == 64
-    assert "retimed" not in saved
+    # the report says that --retime measured the speed (it used to say
+    # nothing when there was no earlier timing), and when the models were
+    # trained
+    assert saved["retimed"] == "2026-12-06 02:30"
+    assert saved["retime_replaced_timing"] is False
+    assert saved["trained"] == "2026-12-06 01:55"
     text = (out / "pruning.md").read_text()
     assert "Speed re-measured" not in text
+    assert ("Speed measured on 2026-12-06 02:30 with `python benchmarks/"
+            "pruning_experiment.py --retime`: the run stopped before its "
+            "timing stage") in text
+    assert ("trained and scored on 2026-12-06 01:55, timed on "
+            "2026-12-06 02:30.") in text
     # a finished run timed again keeps its total up to date and says so
     assert experiment.main(args) == 0
     with open(os.path.join(work, "results.json")) as f:
         saved = experiment.json.load(f)
     assert saved["runtime"]["total"] == 64
     assert saved["retimed"] == "2026-12-06 02:30"
-    assert "Speed re-measured" in (out / "pruning.md").read_text()
+    assert saved["retime_replaced_timing"] is True
+    assert saved["trained"] == "2026-12-06 01:55"
+    text = (out / "pruning.md").read_text()
+    assert "Speed re-measured on 2026-12-06 02:30" in text
+    assert "the run stopped before its timing stage" not in text
+
+
+def test_retime_keeps_the_date_of_an_older_run(experiment, tmp_path,
+                                               monkeypatch):
+    # a results.json written before the training date was recorded: its
+    # "date" (when the run ended) is kept when --retime replaces it
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    res = full_results(work, experiment)
+    assert "trained" not in res and res["date"] == "2026-11-24 12:00"
+    experiment.add_standard_errors(res)
+    experiment.save_results(res)
+    out = tmp_path / "out"
+    experiment.write_markdown(res, str(tmp_path / "old.md"))
+    assert ("Written by `benchmarks/pruning_experiment.py` on 2026-11-24 "
+            "12:00 (full mode).") in (tmp_path / "old.md").read_text()
+
+    def timing_stage(r, args, log):
+        r["date"] = "2026-12-06 02:30"
+
+    monkeypatch.setattr(experiment, "timing_stage", timing_stage)
+    args = ["--work", work, "--out", str(out), "--retime"]
+    assert experiment.main(args) == 0
+    with open(os.path.join(work, "results.json")) as f:
+        saved = experiment.json.load(f)
+    assert saved["trained_by"] == "2026-11-24 12:00"
+    assert ("trained and scored by 2026-11-24 12:00 (when the original run "
+            "ended), timed on 2026-12-06 02:30.") in (
+        out / "pruning.md").read_text()
+    # timed again: still the original run's date, not the first retime's
+    assert experiment.main(args) == 0
+    with open(os.path.join(work, "results.json")) as f:
+        assert experiment.json.load(f)["trained_by"] == "2026-11-24 12:00"
+
+
+def test_report_names_the_code_of_training_and_timing(experiment, tmp_path):
+    res = experiment.add_standard_errors(
+        full_results(str(tmp_path), experiment))
+    path = str(tmp_path / "pruning.md")
+    # an older run recorded none
+    experiment.write_markdown(res, path)
+    with open(path) as f:
+        assert "Code:" not in f.read()
+    train = {"commit": "0123456789abcdef", "uncommitted_changes": False,
+             "changed_files": []}
+    res.update(revision=train, timing_revision=dict(train))
+    experiment.write_markdown(res, path)
+    with open(path) as f:
+        assert "Code: `0123456789ab` (training and timing)." in f.read()
+    res["timing_revision"] = {"commit": "fedcba9876543210",
+                              "uncommitted_changes": True,
+                              "changed_files": ["a.py", "b.py"]}
+    experiment.write_markdown(res, path)
+    with open(path) as f:
+        assert ("Code: training `0123456789ab`; timing `fedcba987654` with "
+                "uncommitted changes (2 files).") in f.read()
+    res["revision"] = None
+    del res["timing_revision"]
+    experiment.write_markdown(res, path)
+    with open(path) as f:
+        assert ("Code: training unknown (no git checkout); timing not "
+                "recorded.") in f.read()
+
+
+@pytest.mark.parametrize("argv, epoch", [
+    (["--steps", "2600,1400"], 500),
+    (["--steps", "2500,1400"], 500),
+    (["--quick", "--steps", "120,50"], 50),
+])
+def test_steps_must_be_whole_epochs(experiment, argv, epoch, capsys):
+    # --steps 2600,1400 used to train 2500 and 1000 steps (whole epochs of
+    # 500) while the report said 2600 and 1400
+    with pytest.raises(SystemExit) as stop:
+        experiment.parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.split(": ", 1)[1].startswith(
+        f"error: --steps wants multiples of the epoch of {epoch} steps")
+    assert "Traceback" not in err
+
+
+def test_steps_that_are_whole_epochs_are_trained_as_given(experiment):
+    args = experiment.parse_args(["--quick", "--steps", "150,50"])
+    mode = experiment.experiment_mode(args)
+    assert (mode["pretrain_steps"], mode["finetune_steps"]) == (150, 50)
+    data = {"libri2mix": "/d", "pool": "/p"}
+    cmd = experiment.recipe_command(data, "/o", 150, mode, 1e-3, 1, [])
+    assert "--N_epochs=3" in cmd
+    with pytest.raises(ValueError, match="not whole epochs of 50"):
+        experiment.recipe_command(data, "/o", 120, mode, 1e-3, 1, [])
