@@ -22,6 +22,7 @@ Authors
 """
 
 import argparse
+import difflib
 import json
 import os
 import re
@@ -185,6 +186,17 @@ def read_modelscope_config(model_dir):
         data = {k: v for k, v in data["model"].items() if k != "type"}
     config = dict(OFFICIAL_DEFAULTS)
     config.update({k: v for k, v in data.items() if k in OFFICIAL_DEFAULTS})
+    for key in data:
+        # the official code ignores unknown settings too, but a misspelt
+        # one (num_block) leaves its default in place: say so
+        close = difflib.get_close_matches(str(key), OFFICIAL_DEFAULTS, n=1)
+        if key not in OFFICIAL_DEFAULTS and close:
+            print(
+                f"warning: {path}: '{key}' is not a model setting (did you "
+                f"mean '{close[0]}'?); {close[0]} stays "
+                f"{config[close[0]]!r}",
+                file=sys.stderr,
+            )
     for key, default in OFFICIAL_DEFAULTS.items():
         value = config[key]
         if isinstance(default, bool):
@@ -466,6 +478,16 @@ def _check_shapes(config, states):
                 f"{config['num_spks']} speakers)"
             )
         for key, value in state.items():
+            if (name == "masknet" and key == "conv1d_out.weight"
+                    and value.shape[1:] == expected[key].shape[1:]
+                    and value.shape[0] % config["out_channels"] == 0
+                    and value.shape != expected[key].shape):
+                raise ConversionError(
+                    f"{name}.bin: '{official(key)}' makes masks for "
+                    f"{value.shape[0] // config['out_channels']} speakers "
+                    f"but the configuration has num_spks "
+                    f"{config['num_spks']}"
+                )
             if key in expected and value.shape != expected[key].shape:
                 raise ConversionError(
                     f"{name}.bin: '{official(key)}' has shape "

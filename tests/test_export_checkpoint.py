@@ -469,6 +469,18 @@ def test_converter_rejects_bad_settings_and_names_missing_official_keys(
         (ms / "configuration.json").write_text(json.dumps({"model": bad}))
         assert convert_main([str(ms), str(tmp_path / "o")]) == 2
         assert message in capsys.readouterr().err
+    # another speaker count is named as such (it read as a shape only)
+    bad = dict(settings, num_spks=3)
+    (ms / "configuration.json").write_text(json.dumps({"model": bad}))
+    assert convert_main([str(ms), str(tmp_path / "o")]) == 2
+    assert ("'conv1d_out.weight' makes masks for 2 speakers but the "
+            "configuration has num_spks 3") in capsys.readouterr().err
+    # a misspelt setting is ignored (as the official code does) but named
+    bad = dict(settings, num_block=settings["num_blocks"])
+    (ms / "configuration.json").write_text(json.dumps({"model": bad}))
+    assert convert_main([str(ms), str(tmp_path / "typo")]) == 0
+    assert ("'num_block' is not a model setting (did you mean "
+            "'num_blocks'?)") in capsys.readouterr().err
     # a value that is not a tensor is named
     (ms / "configuration.json").write_text(json.dumps({"model": settings}))
     state = torch.load(str(ms / "masknet.bin"))
