@@ -731,6 +731,21 @@ class Separation(sb.Brain):
         self.optimizers_step()
         self.updating_weights = False
 
+    def zero_grad(self, set_to_none=False):
+        """SpeechBrain's, after applying an unfinished accumulation window.
+
+        SpeechBrain flushes the gradients at the end of each epoch's
+        training: with gradient accumulation, the micro-batches of the
+        epoch's last, incomplete window (trained on, and counted in the
+        epoch's loss) were thrown away. They now make one more optimizer
+        step, the mean over the window's micro-batches, as a window with
+        skipped micro-batches does.
+        """
+        if self.stage == sb.Stage.TRAIN and self.window_backwards > 0:
+            self.step_accumulated(synced=False)
+            self.trained_through = (self.step, self.avg_train_loss)
+        super().zero_grad(set_to_none=set_to_none)
+
     def update_average(self, loss, avg_loss):
         """Running mean of the training loss over the batches not skipped.
 

@@ -332,6 +332,29 @@ def test_ctrl_c_in_the_epochs_last_partial_window_stops_at_its_end():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_the_epochs_last_partial_window_is_applied():
+    # 4 micro-batches, factor 3: SpeechBrain flushed the gradients of the
+    # last window (1 micro-batch) unused at the end of the epoch
+    brain = make_brain(3, sgd=True)
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)  # lets make_brain's hold go
+    fit(brain, sb.utils.epoch_loop.EpochCounter(limit=1), valid=False)
+    assert brain.optimizer_step == 2
+    # the same run on the first 3 mixtures: the 4th one moved the weights
+    window = make_brain(3, sgd=True)
+    window.on_stage_end(sb.Stage.TRAIN, 0.0)
+
+    class FirstThree(Mixtures):
+        def __len__(self):
+            return 3
+
+    window.fit(sb.utils.epoch_loop.EpochCounter(limit=1), FirstThree(),
+               None, train_loader_kwargs={"batch_size": 1,
+                                          "collate_fn": PaddedBatch},
+               progressbar=False)
+    assert window.optimizer_step == 1
+    assert not torch.equal(weights(brain), weights(window))
+
+
 def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
     # a terminal's Ctrl-C reaches the workers too; one that died of it made
     # the main process fail while it finished the held step, saving nothing
