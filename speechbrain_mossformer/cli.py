@@ -7,6 +7,8 @@ Usage::
 Each INPUT is an audio file or a folder (every audio file inside it;
 ``--recursive`` also looks in sub-folders). For ``<name>.<ext>`` the tracks
 ``<name>_spk1.wav``, ``<name>_spk2.wav``, ... are written to ``--out-dir``
+(``<name>.<ext>_spk1.wav``, ... when inputs of the run differ only in their
+extension, e.g. ``a.wav`` and ``a.flac``)
 as 16-bit PCM at the input file's rate (or ``--output-sample-rate``), with
 exactly the input's duration. Long files are separated in overlapping
 chunks with a consistent speaker order (``--chunk-seconds``,
@@ -15,10 +17,16 @@ to temporary float files, then converted to 16-bit. A track whose peak
 exceeds full scale is scaled down to fit instead of being clipped (a note
 says so); ``--normalize peak`` scales every track to full scale.
 
-Tracks never overwrite an input of the same run (that input fails with an
-error; choose another ``--out-dir``). When a folder is scanned, a file that
-is exactly a track of another input of the run (``<out-dir>/<name>_spkN.wav``,
-left by an earlier run) is skipped with a note, and rewritten.
+Tracks never overwrite an input of the same run, a file that
+``mossformer-separate`` did not write, nor (without ``--overwrite``) a track
+that an earlier run made from another recording: that input fails with an
+error naming the file; choose another ``--out-dir``. Each track records the
+input it was made from in its header (its file name and a digest of its
+path, not the folder itself), so a rerun on the same input rewrites
+its tracks (and removes those of higher speaker numbers that a model with
+more speakers left). A track of another input of the run (named or found
+in a folder, left by an earlier run) is skipped with a note; given without
+that input, it is separated like any recording.
 
 Exit codes: 0 every file was separated; 1 some files failed (the others
 were still written; each failure is one ``error: <file>: <problem>`` line on
@@ -72,12 +80,16 @@ def build_parser():
     >>> args = build_parser().parse_args(["--model", "m", "a.wav"])
     >>> args.chunk_seconds, args.overlap_seconds, args.normalize
     (8.0, 2.0, 'none')
+    >>> args.overwrite
+    False
     """
     parser = argparse.ArgumentParser(
         prog="mossformer-separate",
         description="Separate the speakers of audio files with a MossFormer "
         "pretrained folder. Writes <name>_spk1.wav, <name>_spk2.wav, ... "
-        "(16-bit PCM).",
+        "(16-bit PCM); inputs of the run whose names differ only in the "
+        "extension keep it: a.wav and a.flac give a.wav_spk1.wav and "
+        "a.flac_spk1.wav.",
         epilog="Exit codes: 0 all files separated, 1 some files failed "
         "(others written), 2 usage or model error, 130 interrupted, "
         "143 terminated.",
@@ -94,7 +106,14 @@ def build_parser():
     parser.add_argument(
         "--out-dir", default=".", metavar="DIR",
         help="where the tracks are written (default: current folder); "
-        "tracks never overwrite an input of the run",
+        "tracks never overwrite an input of the run, nor files that "
+        "mossformer-separate did not write",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace tracks that an earlier run made from another "
+        "recording (default: that input fails with an error); tracks of "
+        "the same input are always rewritten",
     )
     parser.add_argument(
         "--device", default=None,
@@ -197,6 +216,16 @@ def _is_audio_name(name):
 #: later run tells the tracks it may rewrite from anyone's recordings.
 TRACK_SOFTWARE = "mossformer-separate"
 
+#: Each track's header comment (WAV LIST/INFO "comment") is this followed
+#: by the file name of the input it was made from and a digest of its
+#: resolved path (``_source_record``; the path itself would tell whoever
+#: gets the track where the user keeps their files), so that a later run
+#: tells a rerun of the same input from another recording of the same name.
+_SOURCE_TAG = "source: "
+#: libsndfile reads back header strings of up to about 2 kB: a longer
+#: source is not recorded (the track's source is then unknown).
+_SOURCE_MAX = 2000
+
 #: ``<stem>_spk<N>.wav``, N = 1, 2, ...: the name of a track we write.
 _TRACK_NAME = re.compile(r"^(.+)_spk([1-9][0-9]*)\.wav$")
 #: Temporary files of a track being written (``separate_to_files``), and
@@ -205,6 +234,126 @@ _TEMP_NAME = re.compile(
     r"^\.mossformer-[0-9]+-spk[0-9]+\.part\.(caf|wav)$"
     r"|_spk[0-9]+\.wav\.part\.(caf|wav)$"
 )
+
+
+def _encode_source(path):
+    """``path`` as UTF-8 text for a header: ``%`` and the bytes of a name
+    that are not UTF-8 (kept by Python as surrogates) as ``%XX``, the
+    rest as it is; ``_decode_source`` gives ``path`` back.
+
+    Example
+    -------
+    >>> _encode_source("/rec/100% caf\\udce9.wav")
+    '/rec/100%25 caf%E9.wav'
+    >>> _decode_source(_) == "/rec/100% caf\\udce9.wav"
+    True
+    """
+    out = []
+    for c in path:
+        if c == "%":
+            out.append("%25")
+        elif "\udc80" <= c <= "\udcff":
+            out.append(f"%{ord(c) - 0xDC00:02X}")
+        elif "\ud800" <= c <= "\udfff":  # not a file name byte: lost
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _decode_source(text):
+    """The path that ``_encode_source`` wrote as ``text``."""
+    from urllib.parse import unquote
+
+    return unquote(text, errors="surrogateescape")
+
+
+def _source_digest(path):
+    """A digest of the resolved path of ``path``: the same for every path
+    of one file (relative, through a symbolic link), other for another.
+
+    Example
+    -------
+    >>> _source_digest("/rec/day1/a.wav") == _source_digest(
+    ...     "/rec/day1/../day1/a.wav")
+    True
+    >>> _source_digest("/rec/day1/a.wav")[:7]
+    'sha256:'
+    """
+    import hashlib
+
+    resolved = os.path.normcase(os.path.realpath(path))
+    return "sha256:" + hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
+
+
+def _source_record(path):
+    """What a track's header records of its input ``path``: its file name
+    and ``_source_digest`` (not the folder).
+
+    Example
+    -------
+    >>> _source_record("/rec/day1/meeting 1.wav")  # doctest: +ELLIPSIS
+    'meeting 1.wav sha256:...'
+    """
+    name = _encode_source(os.path.basename(path))
+    return f"{name} {_source_digest(path)}"
+
+
+def track_made_from(record, path):
+    """Whether a track whose header records ``record`` (``track_source``)
+    was made from the input ``path``.
+
+    Example
+    -------
+    >>> record = _source_record("/rec/day1/a.wav")
+    >>> track_made_from(record, "/rec/day1/a.wav")
+    True
+    >>> track_made_from(record, "/rec/day2/a.wav")
+    False
+    """
+    return bool(record) and record.rsplit(" ", 1)[-1] == _source_digest(path)
+
+
+def _source_name(record):
+    """The input's file name in ``record``, for messages."""
+    return _decode_source(record.rsplit(" ", 1)[0])
+
+
+def track_source(path):
+    """What the track ``path`` records of the input it was made from (its
+    file name and a digest of its path, see ``track_made_from``); ``""``
+    if ``path`` is a track of ``mossformer-separate`` (``is_our_track``)
+    that does not say (written by an earlier version, or a file name
+    over 2 kB); ``None`` if it is not a track of ours.
+
+    Example
+    -------
+    >>> path = str(getfixture("tmpdir") / "a_spk1.wav")
+    >>> sf.write(path, np.zeros(80), 8000)
+    >>> track_source(path) is None
+    True
+    >>> with sf.SoundFile(path, "w", samplerate=8000, channels=1) as f:
+    ...     f.software = TRACK_SOFTWARE
+    ...     f.write(np.zeros(80))
+    >>> track_source(path)
+    ''
+    >>> _float_to_pcm16(path, path, 1.0, source="/rec/day1/a.wav")
+    >>> track_source(path)  # doctest: +ELLIPSIS
+    'a.wav sha256:...'
+    >>> track_made_from(track_source(path), "/rec/day1/a.wav")
+    True
+    """
+    try:
+        with sf.SoundFile(_sf_name(path)) as f:
+            if not (f.software or "").startswith(TRACK_SOFTWARE):
+                return None
+            comment = f.comment or ""
+    except Exception:  # unreadable: not a track of ours
+        return None
+    record = comment[len(_SOURCE_TAG):]
+    if comment.startswith(_SOURCE_TAG) and " sha256:" in record:
+        return record
+    return ""
 
 
 def is_our_track(path):
@@ -225,11 +374,17 @@ def is_our_track(path):
     >>> is_our_track(path)
     True
     """
+    return track_source(path) is not None
+
+
+def _file_key(path):
+    """What tells two paths of one file apart from other files: device and
+    inode, or the resolved path of a file that cannot be examined."""
     try:
-        with sf.SoundFile(_sf_name(path)) as f:
-            return (f.software or "").startswith(TRACK_SOFTWARE)
-    except Exception:  # unreadable: not a track of ours
-        return False
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return os.path.normcase(os.path.realpath(path))
 
 
 def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
@@ -237,12 +392,18 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     """Expands files and folders into ``(path, relative_output_prefix)``.
 
     Files in folders keep their sub-folder below ``--out-dir`` (so that
-    equal names in different sub-folders do not collide). When scanning
-    folders, a file is skipped only if it is exactly a track that another
-    input of this run writes (``<out_dir>/<its prefix>_spk<N>.wav``, same
-    real path, N from 1 to ``num_spks``) and an earlier run wrote it
-    (``is_our_track``): an earlier output, about to be overwritten. Our
-    temporary files (``.mossformer-*.part.caf`` / ``.part.wav``) are
+    equal names in different sub-folders do not collide). The prefix is
+    the input's name without its extension, or with it (``a.wav``,
+    ``a.flac``) for inputs whose prefixes would be the same and whose
+    extensions differ, so that each gets its own tracks.
+
+    A track that ``mossformer-separate`` wrote is skipped when it was made
+    from another input of this run: the input its header records
+    (``track_source``, anywhere), or for a track that records none (an
+    earlier version), the input whose track it is exactly
+    (``<out_dir>/<its prefix>_spk<N>.wav``, same real path). Given without
+    that input, a track is separated like any recording. Our temporary
+    files (``.mossformer-*.part.caf`` / ``.part.wav``) in folders are
     skipped too. Paths that do not exist are returned as they are (they
     fail later, with the other per-file errors).
 
@@ -255,9 +416,13 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     out_dir : str
         Output folder.
     skipped : list, optional
-        Gets ``(skipped file, the input that writes it)`` pairs.
+        Gets ``(skipped file, the input it was made from, fate)``, fate:
+        ``"overwritten"`` (it is one of the tracks that input writes now),
+        ``"removed"`` (a track of a higher speaker number, at the same
+        place) or ``None``.
     num_spks : int, optional
-        Tracks per input (the model's speakers); ``None``: any N >= 1.
+        Tracks per input (the model's speakers); ``None``: unknown (the
+        fates are then ``"overwritten"`` or ``None``).
 
     Returns
     -------
@@ -268,6 +433,8 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     -------
     >>> collect_inputs(["x/a.wav"])
     [('x/a.wav', 'a')]
+    >>> collect_inputs(["x/a.wav", "x/a.flac", "x/b.wav"])
+    [('x/a.wav', 'a.wav'), ('x/a.flac', 'a.flac'), ('x/b.wav', 'b')]
     >>> folder = getfixture("tmpdir")
     >>> for name in ["a.wav", "a_spk1.wav", "b_spk1.wav"]:
     ...     with sf.SoundFile(str(folder / name), "w", 8000, 1) as f:
@@ -277,15 +444,14 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     >>> [os.path.basename(p) for p, _ in collect_inputs(
     ...     [str(folder)], out_dir=str(folder), skipped=notes)]
     ['a.wav', 'b_spk1.wav']
-    >>> [(os.path.basename(f), os.path.basename(i)) for f, i in notes]
-    [('a_spk1.wav', 'a.wav')]
+    >>> [(os.path.basename(f), os.path.basename(i), fate)
+    ...  for f, i, fate in notes]
+    [('a_spk1.wav', 'a.wav', 'overwritten')]
     """
-    items = []
-    scanned = set()
+    items = []  # (path, its name below the input folder, with extension)
     for item in inputs:
         if not os.path.isdir(item):
-            stem = os.path.splitext(os.path.basename(item))[0]
-            items.append((item, stem))
+            items.append((item, os.path.basename(item)))
             continue
         found = []
         if recursive:
@@ -301,13 +467,9 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
             if _is_audio_name(path) and not _TEMP_NAME.search(
                 os.path.basename(path)
             ):
-                rel = os.path.relpath(path, item)
-                items.append((path, os.path.splitext(rel)[0]))
-                scanned.add(len(items) - 1)
-    # a track of an input that is itself skipped is not rewritten, so it
-    # stays an input: whether its writer is kept is decided first
-    # (recursively; the writer's name is shorter, so this ends). Paths are
-    # compared with their folders resolved, through one dict lookup each.
+                items.append((path, os.path.relpath(path, item)))
+    # paths are compared with their folders resolved, through one dict
+    # lookup each
     real_dirs = {}
 
     def where(path):
@@ -316,38 +478,66 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
             real_dirs[folder] = os.path.realpath(folder or ".")
         return os.path.join(real_dirs[folder], name)
 
-    by_prefix = {}
-    for index, (_, prefix) in enumerate(items):
-        key = where(os.path.join(out_dir, prefix))
-        by_prefix.setdefault(key, []).append(index)
-    writer = {}
+    def stem_key(rel):  # where an input's tracks go, without the extension
+        return where(os.path.join(out_dir, os.path.splitext(rel)[0]))
 
-    def writer_of(index):
-        if index not in writer:
-            writer[index] = None
+    by_stem = {}
+    for index, (_, rel) in enumerate(items):
+        by_stem.setdefault(stem_key(rel), []).append(index)
+    by_digest = {}
+
+    def input_of(record):
+        if not by_digest:  # first needed
+            for index in reversed(range(len(items))):
+                by_digest[_source_digest(items[index][0])] = index
+        return by_digest.get(record.rsplit(" ", 1)[-1])
+
+    # the input each of our tracks was made from (its index), if it is an
+    # input of this run: the track is skipped, even if that input is
+    # itself skipped (a track of a track is no recording either)
+    writer = [None] * len(items)
+    for index, (path, _) in enumerate(items):
+        match = _TRACK_NAME.match(os.path.basename(path))
+        source = track_source(path) if match else None
+        if source:
+            candidates = [input_of(source)]
+        elif source == "":  # an earlier version's track: by its name
+            key = where(os.path.join(os.path.dirname(path), match[1]))
+            candidates = by_stem.get(key, [])
+        else:
+            continue
+        writer[index] = next(
+            (o for o in candidates if o is not None and o != index), None
+        )
+    kept = [i for i in range(len(items)) if writer[i] is None]
+    # inputs whose tracks would have the same names keep their extension
+    # when that tells them apart
+    collisions = {}
+    for index in kept:
+        collisions.setdefault(stem_key(items[index][1]), []).append(index)
+    prefixes = {}
+    for members in collisions.values():
+        extensions = {os.path.splitext(items[i][1])[1] for i in members}
+        for i in members:
+            rel = items[i][1]
+            prefixes[i] = rel if len(extensions) > 1 else \
+                os.path.splitext(rel)[0]
+    if skipped is not None:
+        for index, w in enumerate(writer):
+            if w is None:
+                continue
             path = items[index][0]
             match = _TRACK_NAME.match(os.path.basename(path))
-            if (
-                index in scanned
-                and match
-                and (num_spks is None or int(match[2]) <= num_spks)
-                and is_our_track(path)
-            ):
-                # the prefix whose track this file would be
-                key = where(os.path.join(os.path.dirname(path), match[1]))
-                for other in by_prefix.get(key, []):
-                    if other != index and writer_of(other) is None:
-                        writer[index] = items[other][0]
-                        break
-        return writer[index]
-
-    kept = []
-    for index, item in enumerate(items):
-        if writer_of(index) is None:
-            kept.append(item)
-        elif skipped is not None:
-            skipped.append((item[0], writer_of(index)))
-    return kept
+            fate = None
+            if writer[w] is None and where(
+                os.path.join(os.path.dirname(path), match[1])
+            ) == where(os.path.join(out_dir, prefixes[w])):
+                if num_spks is None or int(match[2]) <= num_spks:
+                    fate = "overwritten"
+                elif track_source(path):  # of w, by how w was found
+                    fate = "removed"
+            skipped.append((path, items[w][0], fate))
+    return [(items[i][0], prefixes[i]) for i in kept]
 
 
 def separate_to_files(model, path, prefix, args, progress_factory=None):
@@ -355,7 +545,9 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
 
     Tracks are streamed to temporary float files, then converted to 16-bit
     PCM with a per-track gain (peak normalisation, or clip protection), so
-    memory does not depend on the file length. Nothing is left behind on
+    memory does not depend on the file length. Each track's header marks
+    it as ours and records ``path`` as its source (its file name and a
+    digest of its path, ``track_source``). Nothing is left behind on
     failure.
 
     Arguments
@@ -387,6 +579,7 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
     if progress_factory is not None:
         stream.progress, close = progress_factory(stream.audio)
     S, rate = stream.num_spks, stream.sample_rate
+    source = os.path.abspath(path)
     finals = [f"{prefix}_spk{k + 1}.wav" for k in range(S)]
     temps = [_temp_name(f, "caf") for f in finals]
     writers = []
@@ -420,7 +613,7 @@ def separate_to_files(model, path, prefix, args, progress_factory=None):
                         f"clipping",
                         file=sys.stderr,
                     )
-            _float_to_pcm16(temps[k], finals[k], gain)
+            _float_to_pcm16(temps[k], finals[k], gain, source)
             written.append(finals[k])
     except BaseException:
         for writer in writers:
@@ -470,15 +663,24 @@ def _temp_name(track, kind):
     )
 
 
-def _float_to_pcm16(src, dst, gain):
-    """Copies a float file into 16-bit PCM WAV, scaled and clip-safe."""
+def _float_to_pcm16(src, dst, gain, source=None):
+    """Copies a float file into 16-bit PCM WAV, scaled and clip-safe,
+    marked as our track (``TRACK_SOFTWARE``) made from ``source`` (a path,
+    recorded as ``_source_record``; ``None``: not recorded)."""
     tmp = _temp_name(dst, "wav")
+    comment = None
+    if source is not None:
+        comment = _SOURCE_TAG + _source_record(source)
+        if len(comment.encode("utf-8")) > _SOURCE_MAX:
+            comment = None  # would not be read back: unknown source
     with sf.SoundFile(src) as fin:
         with sf.SoundFile(
             tmp, "w", samplerate=fin.samplerate, channels=1,
             format="WAV", subtype="PCM_16",
         ) as fout:
             fout.software = TRACK_SOFTWARE
+            if comment is not None:
+                fout.comment = comment
             while True:
                 data = fin.read(_COPY_BLOCK, dtype="float32")
                 if len(data) == 0:
@@ -641,16 +843,25 @@ def _main(argv):
     items = collect_inputs(args.inputs, args.recursive, args.out_dir,
                            skipped, model.num_spks)
     if not args.quiet:
-        for path, writer in skipped:
+        for path, writer, fate in skipped:
+            why = {
+                "overwritten": "it will be overwritten",
+                "removed": f"it will be removed, this model has "
+                f"{model.num_spks} speakers",
+                None: f"to separate it, give it without {writer}",
+            }[fate]
             print(
                 f"note: {path}: skipped, an earlier output of {writer} "
-                f"(it will be overwritten)",
+                f"({why})",
                 file=sys.stderr,
             )
+    announced = {_file_key(p) for p, _, fate in skipped if fate == "removed"}
     factory = _progress_factory(args)
     inputs = {os.path.realpath(path) for path, _ in items}
     failures = 0
     used = {}
+    this_run = {}  # _file_key of each track written -> its input
+    listings = {}
     for path, rel_prefix in items:
         prefix = os.path.join(args.out_dir, rel_prefix)
         key = os.path.normcase(os.path.abspath(prefix))
@@ -672,16 +883,11 @@ def _main(argv):
             )
             failures += 1
             continue
-        foreign = [
-            t for t in tracks if os.path.lexists(t) and not is_our_track(t)
-        ]
-        if foreign:
-            print(
-                f"error: {path}: its output {foreign[0]} exists and is not "
-                "a track of an earlier run (mossformer-separate marks its "
-                "own); use another --out-dir, or remove it",
-                file=sys.stderr,
-            )
+        problem, replaced = _check_existing_tracks(
+            path, rel_prefix, tracks, this_run, args.overwrite
+        )
+        if problem:
+            print(f"error: {path}: {problem}", file=sys.stderr)
             failures += 1
             continue
         longest = max(
@@ -715,9 +921,178 @@ def _main(argv):
             continue
         # only written outputs are reserved: a failed file leaves nothing
         used[key] = path
+        for track in written:
+            this_run[_file_key(track)] = path
+        if not args.quiet:
+            for other in replaced:
+                print(
+                    f"note: {path}: its tracks replace those of another "
+                    f"recording named {other} (--overwrite)",
+                    file=sys.stderr,
+                )
+        _remove_stale_tracks(path, prefix, model.num_spks, args, inputs,
+                             listings, announced)
         if not args.quiet:
             print(f"{path} -> {', '.join(written)}")
     return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _check_existing_tracks(path, rel_prefix, tracks, this_run, overwrite):
+    """Checks the files already where the tracks of ``path`` go.
+
+    Arguments
+    ---------
+    path : str
+        The input.
+    rel_prefix : str
+        Its output prefix, relative to ``--out-dir`` (for messages).
+    tracks : list of str
+        Its tracks.
+    this_run : dict
+        ``_file_key`` of each track written by this run -> its input.
+    overwrite : bool
+        ``--overwrite``: tracks made from another recording may be
+        replaced.
+
+    Returns
+    -------
+    problem : str or None
+        Why ``path`` must not be separated (the text of its error line).
+    replaced : list of str
+        Other recordings whose tracks ``path``'s replace (``overwrite``).
+
+    Example
+    -------
+    >>> out = getfixture("tmpdir")
+    >>> track = str(out / "a_spk1.wav")
+    >>> _check_existing_tracks("a.wav", "a", [track], {}, False)
+    (None, [])
+    >>> sf.write(track, np.zeros(80), 8000)  # somebody's recording
+    >>> _check_existing_tracks("a.wav", "a", [track], {}, False)[0]
+    ... # doctest: +ELLIPSIS
+    'its output ...a_spk1.wav exists and is not a track of an earlier run...'
+    >>> _float_to_pcm16(track, track, 1.0, source="/day1/a.wav")
+    >>> _check_existing_tracks("/day1/a.wav", "a", [track], {}, False)
+    (None, [])
+    >>> _check_existing_tracks("/day2/a.wav", "a", [track], {}, False)[0]
+    ... # doctest: +ELLIPSIS
+    'its output ...a_spk1.wav is a track of another recording named a.wav...'
+    >>> _check_existing_tracks("/day2/a.wav", "a", [track], {}, True)
+    (None, ['a.wav'])
+    """
+    found = [(t, track_source(t)) for t in tracks if os.path.lexists(t)]
+    for track, source in found:
+        if source is None:
+            return (
+                f"its output {track} exists and is not a track of an "
+                "earlier run (mossformer-separate marks its own); use "
+                "another --out-dir, or remove it",
+                [],
+            )
+    for track, source in found:
+        other = this_run.get(_file_key(track))
+        if other is not None:  # e.g. names that differ only in case
+            return (
+                f"its outputs {rel_prefix}_spk*.wav would overwrite those "
+                f"of {other}",
+                [],
+            )
+    replaced = []
+    for track, source in found:
+        if source and not track_made_from(source, path):
+            if not overwrite:
+                return (
+                    f"its output {track} is a track of another recording "
+                    f"named {_source_name(source)} (in another folder); use "
+                    "another --out-dir, or --overwrite to replace it",
+                    [],
+                )
+            if _source_name(source) not in replaced:
+                replaced.append(_source_name(source))
+    return None, replaced
+
+
+def _stale_tracks(prefix, num_spks, listings):
+    """The files ``<prefix>_spk<N>.wav`` with N above ``num_spks`` (left
+    by a model with more speakers), by N. ``listings`` caches the track
+    names of each folder, by prefix (one listing per folder and run).
+
+    Example
+    -------
+    >>> out = getfixture("tmpdir")
+    >>> for name in ["a_spk1.wav", "a_spk3.wav", "a_spk10.wav", "b_spk3.wav"]:
+    ...     sf.write(str(out / name), np.zeros(80), 8000)
+    >>> [os.path.basename(t) for t in _stale_tracks(str(out / "a"), 2, {})]
+    ['a_spk3.wav', 'a_spk10.wav']
+    """
+    folder, name = os.path.split(prefix)
+    if folder not in listings:
+        by_prefix = {}
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            names = []
+        for other in names:
+            match = _TRACK_NAME.match(other)
+            if match:
+                by_prefix.setdefault(match[1], []).append(
+                    (int(match[2]), other)
+                )
+        listings[folder] = by_prefix
+    return [
+        os.path.join(folder, track)
+        for n, track in sorted(listings[folder].get(name, []))
+        if n > num_spks
+    ]
+
+
+def _remove_stale_tracks(path, prefix, num_spks, args, inputs, listings,
+                         announced):
+    """After ``path`` was separated into ``<prefix>_spk1..num_spks.wav``:
+    removes the higher-numbered tracks that an earlier run made from the
+    same input (from another recording too, with ``--overwrite``), with a
+    note (none for the files in ``announced``); notes those it leaves
+    (tracks whose source is unknown or another recording). Files that
+    ``mossformer-separate`` did not write, and inputs of the run, are left
+    alone."""
+    for track in _stale_tracks(prefix, num_spks, listings):
+        if not os.path.lexists(track) or os.path.realpath(track) in inputs:
+            continue
+        source = track_source(track)
+        if source is None:  # somebody's recording
+            continue
+        made_here = track_made_from(source, path)
+        if source and (args.overwrite or made_here):
+            source = (
+                path if made_here
+                else f"another recording named {_source_name(source)}"
+            )
+            noted = _file_key(track) in announced
+            try:
+                os.remove(track)
+            except OSError as err:
+                print(
+                    f"warning: {track}: an earlier track of {source} could "
+                    f"not be removed ({err.strerror or err})",
+                    file=sys.stderr,
+                )
+                continue
+            if not args.quiet and not noted:
+                print(
+                    f"note: {track}: removed, an earlier track of {source} "
+                    f"(this model has {num_spks} speakers)",
+                    file=sys.stderr,
+                )
+        elif not args.quiet:
+            made_from = (
+                f"another recording named {_source_name(source)}"
+                if source else "an unknown recording"
+            )
+            print(
+                f"note: {track}: left as it is, an earlier track of "
+                f"{made_from} (this model has {num_spks} speakers)",
+                file=sys.stderr,
+            )
 
 
 def _load_model(args):
