@@ -1339,18 +1339,20 @@ def save_progress(separator, err):
         )
     else:
         state = None
-    during = separator.step, separator.avg_train_loss
-    position = loader._num_yielded if loader is not None else None
-    if state is not None:
-        separator.step, separator.avg_train_loss = state
-    if loader is not None:
-        loader._num_yielded = state[0]
-    try:
+    if state is None:
         separator._save_intra_epoch_ckpt()
-    finally:
-        separator.step, separator.avg_train_loss = during
+    else:
+        during = separator.step, separator.avg_train_loss
+        position = loader._num_yielded if loader is not None else None
+        separator.step, separator.avg_train_loss = state
         if loader is not None:
-            loader._num_yielded = position
+            loader._num_yielded = state[0]
+        try:
+            separator._save_intra_epoch_ckpt()
+        finally:
+            separator.step, separator.avg_train_loss = during
+            if loader is not None:
+                loader._num_yielded = position
     logger.warning("stopped: saved an intra-epoch checkpoint")
     return True
 
