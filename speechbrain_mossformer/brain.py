@@ -56,6 +56,9 @@ from speechbrain.utils.distributed import (
     is_distributed_initialized,
 )
 
+# Terminated and raise_terminated are the recipes' too (recipe.py
+# imports them from here)
+from speechbrain_mossformer.errors import Terminated, raise_terminated
 from speechbrain_mossformer.lobes.models.mossformer import (
     separate_with_modules,
 )
@@ -63,16 +66,6 @@ from speechbrain_mossformer.lobes.models.mossformer import (
 logger = logging.getLogger(__name__)
 
 RESULT_FIELDS = ["snt_id", "sdr", "sdr_i", "si-snr", "si-snr_i"]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that training stops the same way."""
-
-
-def raise_terminated(signum, frame):
-    """SIGTERM handler that raises ``Terminated`` (the recipes install it
-    while training; ``HeldInterrupt`` holds it during a step)."""
-    raise Terminated
 
 
 class HeldInterrupt:

@@ -50,7 +50,11 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from speechbrain_mossformer.errors import first_line
+from speechbrain_mossformer.errors import (
+    Terminated,
+    first_line,
+    raise_terminated,
+)
 from speechbrain_mossformer.inference import (
     AUDIO_EXTENSIONS,
     DEFAULT_CHUNK_SECONDS,
@@ -719,15 +723,6 @@ def _progress_factory(args):
     return factory
 
 
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler of ``main`` (like KeyboardInterrupt,
-    it is not an ``Exception``, so cleanup runs and nothing swallows it)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def main(argv=None):
     """Runs ``mossformer-separate``; returns the exit code.
 
@@ -751,18 +746,18 @@ def main(argv=None):
     2
     """
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
         with _warnings_as_lines():
             return _main(argv)
+    except Terminated:  # (a KeyboardInterrupt: caught first)
+        print("error: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("error: terminated", file=sys.stderr)
-        return 143
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -909,12 +904,12 @@ def _main(argv):
             print(f"error: {err}", file=sys.stderr)
             failures += 1
             continue
+        except Terminated:  # (a KeyboardInterrupt: caught first)
+            print(f"error: {path}: terminated", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:
             print(f"error: {path}: interrupted", file=sys.stderr)
             return 130
-        except Terminated:
-            print(f"error: {path}: terminated", file=sys.stderr)
-            return 143
         except Exception as err:
             print(f"error: {path}: {first_line(err)}", file=sys.stderr)
             failures += 1

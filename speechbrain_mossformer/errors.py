@@ -9,6 +9,31 @@ Authors
 """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a cluster preempting a job, ``torchrun`` stopping
+    its workers), raised like Ctrl-C so that whatever stops on Ctrl-C
+    (training with a checkpoint, the command lines removing their partial
+    files) stops the same way; catch it before ``KeyboardInterrupt`` to
+    tell the two apart (exit code 143 rather than 130)."""
+
+
+def raise_terminated(signum, frame):
+    """SIGTERM handler that raises ``Terminated``.
+
+    Example
+    -------
+    >>> import signal
+    >>> previous = signal.signal(signal.SIGTERM, raise_terminated)
+    >>> try:
+    ...     signal.raise_signal(signal.SIGTERM)
+    ... except Terminated:
+    ...     print("terminated")
+    terminated
+    >>> _ = signal.signal(signal.SIGTERM, previous)
+    """
+    raise Terminated
+
+
 def first_line(err):
     """First line of an exception's message (its type name if it has none).
 

@@ -44,7 +44,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from speechbrain_mossformer.errors import first_line
+from speechbrain_mossformer.errors import (
+    Terminated,
+    first_line,
+    raise_terminated,
+)
 from speechbrain_mossformer.inference import (
     ModelLoadError,
     load_checked_state,
@@ -362,15 +366,6 @@ def verify(separator, onnx_path, lengths=(16, 1003, 4003), batch=2,
     return worst
 
 
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler of ``main`` (like KeyboardInterrupt,
-    it is not an ``Exception``, so the temporary file is removed)."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 def check_lengths(kernel_size, stride, group_size):
     """Default input lengths (samples) of the command line's check.
 
@@ -592,7 +587,7 @@ def main(argv=None):
     tmp = _temp_path(dest)
     moved = False
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
@@ -617,12 +612,12 @@ def main(argv=None):
             )
             return 2
         moved = True
+    except Terminated:  # (a KeyboardInterrupt: caught first)
+        print(f"error: terminated; {args.out} not written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"error: interrupted; {args.out} not written", file=sys.stderr)
         return 130
-    except _Terminated:
-        print(f"error: terminated; {args.out} not written", file=sys.stderr)
-        return 143
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
