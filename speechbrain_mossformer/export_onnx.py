@@ -60,6 +60,7 @@ from speechbrain_mossformer.lobes.models.mossformer import (
 from speechbrain_mossformer.pretrained import (
     MODULE_NAMES,
     load_modules,
+    write_replacing,
 )
 
 #: ONNX opset used for the export.
@@ -461,20 +462,12 @@ def _check_options(args):
     return lengths
 
 
-def _temp_path(out_path):
-    """The file the graph is written to until the check passes: a short
-    hidden name in ``out_path``'s folder (so that moving it into place is
-    one rename, and a name near the file system's limit still fits) that
-    no other process exporting there uses.
+class _CheckFailed(Exception):
+    """The check of a written graph failed (its error line is printed)."""
 
-    Example
-    -------
-    >>> _temp_path("out/model.onnx") == os.path.join(
-    ...     os.path.abspath("out"), f".export_onnx-{os.getpid()}.part")
-    True
-    """
-    folder = os.path.dirname(os.path.abspath(out_path))
-    return os.path.join(folder, f".export_onnx-{os.getpid()}.part")
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
 
 
 def main(argv=None):
@@ -584,34 +577,33 @@ def main(argv=None):
         return 2
     # a symbolic link is written through, as an open() would
     dest = os.path.realpath(args.out)
-    tmp = _temp_path(dest)
-    moved = False
+
+    status = None
+
+    def export_and_check(temporary):
+        nonlocal status
+        export_separator(separator, temporary)
+        # 0 passed, None skipped, 1 failed (the error line is printed)
+        status = _check_export(separator, temporary, args, lengths)
+        if status:
+            raise _CheckFailed(status)
+
     try:
         previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        try:
-            export_separator(separator, tmp)
-        except OSError as err:
-            print(
-                f"error: {args.out}: cannot write: {err.strerror or err}",
-                file=sys.stderr,
-            )
-            return 2
-        # 0 passed, None skipped, 1 failed (the error line is printed)
-        status = _check_export(separator, tmp, args, lengths)
-        if status:
-            return status
-        try:
-            os.replace(tmp, dest)
-        except OSError as err:
-            print(
-                f"error: {args.out}: cannot write: {err.strerror or err}",
-                file=sys.stderr,
-            )
-            return 2
-        moved = True
+        # into a temporary file, renamed to dest once checked (removed on
+        # any failure or interruption)
+        write_replacing(dest, export_and_check)
+    except _CheckFailed as failed:
+        return failed.status
+    except OSError as err:
+        print(
+            f"error: {args.out}: cannot write: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 2
     except Terminated:  # (a KeyboardInterrupt: caught first)
         print(f"error: terminated; {args.out} not written", file=sys.stderr)
         return 143
@@ -621,11 +613,6 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if not moved and os.path.lexists(tmp):
-            try:
-                os.remove(tmp)
-            except OSError:  # the error above is the one to report
-                pass
     size_mb = os.path.getsize(dest) / 2**20
     print(
         f"wrote {args.out} ({size_mb:.1f} MiB, opset {OPSET}, "

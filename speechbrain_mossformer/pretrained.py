@@ -17,6 +17,7 @@ Authors
  * speechbrain-mossformer contributors 2026
 """
 
+import itertools
 import json
 import os
 
@@ -297,16 +298,26 @@ def write_replacing(path, write):
     >>> open(source).read(), open(link).read(), os.path.islink(link)
     ('another model', 'new', False)
     """
+    # a short hidden name in the same folder (one rename moves it into
+    # place; a file name near the file system's limit still fits), unique
+    # to this process and call
     temporary = os.path.join(
         os.path.dirname(path) or ".",
-        f".{os.path.basename(path)}.{os.getpid()}.tmp",
+        f".mossformer-{os.getpid()}-{next(_TEMPORARY_NUMBERS)}.tmp",
     )
     try:
         write(temporary)
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        if os.path.lexists(temporary):
+            try:
+                os.remove(temporary)
+            except OSError:  # the error on its way out is the one to report
+                pass
+
+
+#: Numbers the temporary files of ``write_replacing``.
+_TEMPORARY_NUMBERS = itertools.count()
 
 
 def write_pretrained_folder(out_dir, config, state_dicts, origin=None):
