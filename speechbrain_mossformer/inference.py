@@ -1574,15 +1574,12 @@ def _declared_paths(yaml_path, overrides=None):
         raise ModelLoadError(
             f"{yaml_path}: cannot be read: {first_line(err)}"
         ) from None
-    if all(
-        not line.strip() or line.lstrip().startswith("#")
-        for line in text.splitlines()
-    ):
-        raise ModelLoadError(f"{yaml_path}: is empty (no settings)")
     try:
         top = YAML(typ="rt").load(text)
     except Exception:
         top = {}  # a syntax error: named by resolve_references below
+    if top is None:  # nothing, or only comments
+        raise ModelLoadError(f"{yaml_path}: is empty (no settings)")
     if not isinstance(top, dict):
         raise ModelLoadError(
             f"{yaml_path}: is not a mapping of settings (key: value lines)"
