@@ -1490,12 +1490,12 @@ def check_overrides(hparams_file, overrides):
             )
 
 
-def keep_earlier_settings(output_folder):
-    """Copies the ``hyperparams.yaml`` of an earlier run in
-    ``output_folder`` to ``hyperparams.<its date>.yaml`` before SpeechBrain
-    overwrites it with this run's; ``drop_unchanged_copy`` removes the copy
-    again when the settings did not change. The record of how a model was
-    trained survives a later ``--test_only`` or a resume with other
+def earlier_settings(output_folder):
+    """The ``hyperparams.yaml`` of an earlier run in ``output_folder``, read
+    before SpeechBrain overwrites it with this run's: ``(its date, its
+    text)``, or ``None`` (no earlier run). ``keep_earlier_settings`` keeps
+    it when this run's settings differ, so that the record of how a model
+    was trained survives a later ``--test_only`` or a resume with other
     settings.
 
     Arguments
@@ -1505,22 +1505,24 @@ def keep_earlier_settings(output_folder):
 
     Returns
     -------
-    str or None
-        The copy, or ``None`` (no earlier run).
+    tuple of str or None
 
     Example
     -------
     >>> folder = str(getfixture("tmpdir"))
-    >>> keep_earlier_settings(folder) is None
+    >>> earlier_settings(folder) is None
     True
-    >>> with open(os.path.join(folder, "hyperparams.yaml"), "w") as f:
+    >>> path = os.path.join(folder, "hyperparams.yaml")
+    >>> with open(path, "w") as f:
     ...     _ = f.write("lr: 0.001\\n")
-    >>> copy = keep_earlier_settings(folder)
-    >>> os.path.basename(copy).startswith("hyperparams.20")
+    >>> earlier = earlier_settings(folder)
+    >>> keep_earlier_settings(folder, earlier) is None  # the same settings
     True
-    >>> drop_unchanged_copy(folder, copy)  # the same settings again
-    >>> os.path.exists(copy)
-    False
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("lr: 0.002\\n")
+    >>> kept = keep_earlier_settings(folder, earlier)
+    >>> os.path.basename(kept).startswith("hyperparams.20"), open(kept).read()
+    (True, 'lr: 0.001\\n')
     """
     path = os.path.join(output_folder, "hyperparams.yaml")
     if not os.path.isfile(path):
@@ -1528,28 +1530,34 @@ def keep_earlier_settings(output_folder):
     stamp = time.strftime(
         "%Y-%m-%d_%H-%M-%S", time.localtime(os.path.getmtime(path))
     )
-    copy = os.path.join(output_folder, f"hyperparams.{stamp}.yaml")
-    if os.path.exists(copy):  # kept already (a run of the same second)
+    with open(path, encoding="utf-8") as f:
+        return stamp, f.read()
+
+
+def keep_earlier_settings(output_folder, earlier):
+    """Writes the ``earlier_settings`` to ``hyperparams.<date>.yaml`` when
+    they differ from the run folder's new ``hyperparams.yaml`` (not counting
+    SpeechBrain's first line, the date it was written); returns that file,
+    or ``None``."""
+    if earlier is None:
         return None
-    shutil.copy2(path, copy)
-    return copy
+    stamp, text = earlier
 
+    def settings(content):
+        return [ln for ln in content.splitlines()
+                if not ln.startswith("# Generated ")]
 
-def drop_unchanged_copy(output_folder, copy):
-    """Removes ``copy`` (see ``keep_earlier_settings``) when it says the
-    same as the run folder's new ``hyperparams.yaml``."""
-    if copy is None:
-        return
-
-    def settings(path):
-        # SpeechBrain's first line is the date it was written
-        with open(path, encoding="utf-8") as f:
-            return [ln for ln in f if not ln.startswith("# Generated ")]
-
-    if settings(copy) == settings(
-        os.path.join(output_folder, "hyperparams.yaml")
-    ):
-        os.remove(copy)
+    with open(
+        os.path.join(output_folder, "hyperparams.yaml"), encoding="utf-8"
+    ) as f:
+        if settings(f.read()) == settings(text):
+            return None
+    kept = os.path.join(output_folder, f"hyperparams.{stamp}.yaml")
+    if os.path.exists(kept):  # kept already (a run of the same second)
+        return None
+    with open(kept, "w", encoding="utf-8") as f:
+        f.write(text)
+    return kept
 
 
 def run_recipe(argv, dataset):
@@ -1585,7 +1593,7 @@ def run_recipe(argv, dataset):
     run_opts = choose_ddp_backend(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     earlier = (
-        keep_earlier_settings(hparams["output_folder"])
+        earlier_settings(hparams["output_folder"])
         if if_main_process() else None
     )
     sb.create_experiment_directory(
@@ -1593,9 +1601,9 @@ def run_recipe(argv, dataset):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    drop_unchanged_copy(hparams["output_folder"], earlier)
-    if earlier is not None and os.path.exists(earlier):
-        logger.info(f"the earlier run's settings are kept in {earlier}")
+    kept = keep_earlier_settings(hparams["output_folder"], earlier)
+    if kept is not None:
+        logger.info(f"the earlier run's settings are kept in {kept}")
     # SpeechBrain copies the file that called it (this module): the
     # recipe's own train.py goes with the run too
     script = os.path.abspath(sys.argv[0]) if sys.argv else ""
