@@ -308,8 +308,6 @@ class Separation(sb.Brain):
         # (batches, average loss) after the epoch's last whole training
         # step, i.e. its last optimizer step (see recipe.save_progress)
         self.trained_through = None
-        # whether the current batch's step is whole (fit_batch)
-        self._step_whole = True
         # inside the optimizer's update of the weights
         self.updating_weights = False
         # whether everything trained is in a checkpoint (see fit)
@@ -645,10 +643,7 @@ class Separation(sb.Brain):
         batch is then trained and counted, and its loss is in the epoch's
         average.
         """
-        self._step_whole = False
         loss, should_step = self._train_step(batch)
-        # an accumulation window's last micro-batch ends a whole step
-        self._step_whole = should_step
         stop = self.interrupt.agreed if is_distributed_initialized() else (
             self.interrupt.pending)
         if should_step and stop:
@@ -751,7 +746,9 @@ class Separation(sb.Brain):
         counted = self.step - self.skipped_batches
         if counted > 0 and torch.isfinite(loss):
             avg_loss = avg_loss + (float(loss) - avg_loss) / counted
-        if self._step_whole:
+        if self.step % self.grad_accumulation_factor == 0:
+            # (after the step) an accumulation window's last micro-batch:
+            # the optimizer has stepped, everything so far is trained
             self.trained_through = (self.step, avg_loss)
         return avg_loss
 
@@ -971,7 +968,6 @@ class Separation(sb.Brain):
             self.finished_training = None
             # the epoch so far: nothing, or what a resumed run loaded
             self.trained_through = (self.step, self.avg_train_loss)
-            self._step_whole = True
             self.updating_weights = False
             # Ctrl-C and SIGTERM wait for a whole step (fit_batch) or the
             # end of the stage, also between steps (data loading, periodic
