@@ -1538,7 +1538,24 @@ def keep_earlier_settings(output_folder, earlier):
     """Writes the ``earlier_settings`` to ``hyperparams.<date>.yaml`` when
     they differ from the run folder's new ``hyperparams.yaml`` (not counting
     SpeechBrain's first line, the date it was written); returns that file,
-    or ``None``."""
+    or ``None``.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run folder, its ``hyperparams.yaml`` this run's.
+    earlier : tuple of str or None
+        What ``earlier_settings`` read before it was written.
+
+    Returns
+    -------
+    str or None
+
+    Example
+    -------
+    >>> keep_earlier_settings(str(getfixture("tmpdir")), None) is None
+    True
+    """
     if earlier is None:
         return None
     stamp, text = earlier
