@@ -1388,6 +1388,69 @@ OTHER_NAMES = {"number_of_epochs": "N_epochs", "epochs": "N_epochs",
                "learning_rate": "lr"}
 
 
+#: Values a user may put after a switch out of habit (``--noprogressbar
+#: True``); SpeechBrain would read them as part of the next setting's value.
+SWITCH_VALUES = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def speechbrain_switches():
+    """SpeechBrain's run options that are switches (``action="store_true"``:
+    given alone to turn on, e.g. ``--noprogressbar``, ``--test_only``).
+
+    Example
+    -------
+    >>> {"noprogressbar", "test_only", "debug"} <= speechbrain_switches()
+    True
+    >>> "device" in speechbrain_switches()
+    False
+    """
+    from speechbrain.utils.run_opts import HELP_TEXTS, RunOptions
+
+    defaults = RunOptions().as_dict()
+    return {
+        name for name in HELP_TEXTS
+        if name in defaults and defaults[name] is False
+    }
+
+
+def check_switch_values(argv):
+    """Names a SpeechBrain switch given a value (``--noprogressbar True``).
+
+    SpeechBrain's parser takes the switch and leaves the value behind, where
+    it joins the previous setting's value (``--N_epochs 1 True``) or breaks
+    the yaml of the overrides; either way the error would name the wrong
+    option.
+
+    Arguments
+    ---------
+    argv : list of str
+        The recipe's command line, after the script name.
+
+    Example
+    -------
+    >>> check_switch_values(["r.yaml", "--noprogressbar", "--N_epochs", "1"])
+    >>> check_switch_values(["r.yaml", "--test_only", "True"])
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: --test_only True: --test_only is a switch and takes no value: give --test_only alone to turn it on, leave it out to keep it off
+    """
+    switches = speechbrain_switches()
+    for arg, after in zip(argv, list(argv[1:]) + [None]):
+        name, has_value, value = arg[2:].partition("=")
+        if not arg.startswith("--") or name not in switches:
+            continue
+        if not has_value:
+            value = after
+        if value is not None and (
+            has_value or value.strip().lower() in SWITCH_VALUES
+        ):
+            raise RecipeError(
+                f"--{name} {value}: --{name} is a switch and takes no value: "
+                f"give --{name} alone to turn it on, leave it out to keep it "
+                f"off"
+            )
+
+
 def check_overrides(hparams_file, overrides):
     """Checks the command-line overrides against the recipe yaml.
 
@@ -1592,6 +1655,7 @@ def run_recipe(argv, dataset):
     Separation
         The Brain (after evaluation).
     """
+    check_switch_values(argv)
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     if not os.path.isfile(hparams_file):
         raise RecipeError(f"hyperparameter file not found: {hparams_file}")

@@ -569,6 +569,28 @@ def test_overrides_that_the_brain_accepts_pass_the_check():
     assert "did you mean --train_logger" not in str(err.value)
 
 
+def test_a_switch_given_a_value_is_named():
+    from speechbrain_mossformer.recipe import (
+        RecipeError, check_switch_values, run_recipe)
+
+    _, wsj = recipe_paths("wsj0mix", "mossformer.yaml")
+    # SpeechBrain blamed --N_epochs ("1 True") or printed a raw yaml error
+    for argv in (
+        [wsj, "--data_folder", "/d", "--N_epochs", "1", "--noprogressbar",
+         "True"],
+        [wsj, "--noprogressbar", "True", "--data_folder", "/d"],
+        [wsj, "--data_folder", "/d", "--test_only=False"],
+    ):
+        with pytest.raises(RecipeError) as err:
+            run_recipe(argv, "wsj0mix")
+        message = str(err.value)
+        assert "is a switch and takes no value" in message
+        assert message.startswith(("--noprogressbar", "--test_only"))
+    # a switch before the yaml, or followed by the next option: fine
+    check_switch_values(["--noprogressbar", wsj, "--data_folder", "/d"])
+    check_switch_values([wsj, "--debug", "--device", "cpu"])
+
+
 def test_ddp_backend_follows_the_device():
     from speechbrain.utils.run_opts import RunOptions
 
