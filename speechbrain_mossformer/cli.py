@@ -423,7 +423,8 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
         Gets ``(skipped file, the input it was made from, fate)``, fate:
         ``"overwritten"`` (it is one of the tracks that input writes now),
         ``"removed"`` (a track of a higher speaker number, at the same
-        place) or ``None``.
+        place), ``"repeated"`` (the same file given again: the input is
+        where it was given first) or ``None``.
     num_spks : int, optional
         Tracks per input (the model's speakers); ``None``: unknown (the
         fates are then ``"overwritten"`` or ``None``).
@@ -439,6 +440,8 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
     [('x/a.wav', 'a')]
     >>> collect_inputs(["x/a.wav", "x/a.flac", "x/b.wav"])
     [('x/a.wav', 'a.wav'), ('x/a.flac', 'a.flac'), ('x/b.wav', 'b')]
+    >>> collect_inputs(["x/a.wav", "x/../x/a.wav", "x/a.wav"])  # one file
+    [('x/a.wav', 'a')]
     >>> folder = getfixture("tmpdir")
     >>> for name in ["a.wav", "a_spk1.wav", "b_spk1.wav"]:
     ...     with sf.SoundFile(str(folder / name), "w", 8000, 1) as f:
@@ -472,6 +475,17 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
                 os.path.basename(path)
             ):
                 items.append((path, os.path.relpath(path, item)))
+    # a file given twice (overlapping globs, a folder and a file in it) is
+    # separated once, where it was first given
+    first = {}  # file -> the index of the item that first gave it
+    given = [first.setdefault(_file_key(p), i) for i, (p, _) in
+             enumerate(items)]
+    if skipped is not None:
+        skipped += [
+            (path, items[given[i]][0], "repeated")
+            for i, (path, _) in enumerate(items) if given[i] != i
+        ]
+    items = [item for i, item in enumerate(items) if given[i] == i]
     # paths are compared with their folders resolved, through one dict
     # lookup each
     real_dirs = {}
@@ -839,6 +853,10 @@ def _main(argv):
                            skipped, model.num_spks)
     if not args.quiet:
         for path, writer, fate in skipped:
+            if fate == "repeated":
+                print(f"note: {path}: given again (as {writer}), separated "
+                      f"once", file=sys.stderr)
+                continue
             why = {
                 "overwritten": "it will be overwritten",
                 "removed": f"it will be removed, this model has "

@@ -37,6 +37,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import sys
 import threading
 
@@ -311,6 +312,53 @@ def _check_finite_block(path, data, position, sample_rate):
         )
 
 
+#: libsndfile's description of a WAV, W64, RF64 or AIFF file that holds
+#: fewer bytes than its header's size fields declare (it then reads what is
+#: there and reports that as the length): ``RIFF : 64036 (should be
+#: 32014)``, ``Riff size : ...`` (RF64), ``FORM`` / ``SSND`` (AIFF).
+_DECLARED_SIZE = re.compile(
+    r"^\s*(RIFF|riff|Riff size|FORM|data|SSND)\s*:\s*(\d+)\s*"
+    r"\(should be (\d+)\)",
+    re.MULTILINE,
+)
+#: Size fields that mean "not known" (a WAV written to a pipe).
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+
+
+def cut_off_bytes(extra_info):
+    """The bytes a file holds and its header declares, if it is cut off.
+
+    Arguments
+    ---------
+    extra_info : str
+        libsndfile's description of the file (``soundfile.info(path)
+        .extra_info``).
+
+    Returns
+    -------
+    tuple of int, or None
+        ``(held, declared)`` when the file holds more than
+        ``TRUNCATION_TOLERANCE`` fewer bytes than a size field of its header
+        declares; None otherwise (whole, or a size left unknown).
+
+    Example
+    -------
+    >>> cut_off_bytes("RIFF : 64036 (should be 32014)\\ndata : 64000")
+    (32014, 64036)
+    >>> cut_off_bytes("data : 4294967295 (should be 64000)") is None
+    True
+    >>> cut_off_bytes("RIFF : 64036\\ndata : 64000") is None
+    True
+    """
+    for match in _DECLARED_SIZE.finditer(extra_info or ""):
+        declared, held = int(match.group(2)), int(match.group(3))
+        if declared in _UNKNOWN_SIZES:
+            continue
+        if declared - held > declared * TRUNCATION_TOLERANCE:
+            return held, declared
+    return None
+
+
 def open_audio(path, min_frames=1, scan_float=True):
     """Opens and checks an audio file before anything is separated.
 
@@ -374,6 +422,16 @@ def open_audio(path, min_frames=1, scan_float=True):
         )
     if audio.frames <= 0:
         raise AudioInputError(path, "the file contains no samples")
+    cut = cut_off_bytes(getattr(info, "extra_info", ""))
+    if cut is not None:
+        # libsndfile gives a cut-off WAV/AIFF the length that is there,
+        # so the check after reading (``AudioFile.blocks``) cannot see it
+        raise AudioInputError(
+            path,
+            f"truncated or damaged: the file holds {cut[0]} of the {cut[1]} "
+            f"bytes its header declares (the audio ends after "
+            f"{audio.frames} samples)",
+        )
     if audio.frames < min_frames:
         raise AudioInputError(
             path,
@@ -955,11 +1013,29 @@ class SeparationStream:
         return iter(self._blocks)
 
     def read_all(self):
-        """Returns all tracks as one tensor ``[num_frames, num_spks]``."""
-        blocks = list(self)
-        if not blocks:
-            return torch.zeros(self.num_frames, self.num_spks)
-        return torch.cat(blocks, dim=0)
+        """Returns all tracks as one tensor ``[num_frames, num_spks]``.
+
+        The blocks are copied into it as they come, so the result is the
+        only copy held (concatenating a list of blocks held two).
+        """
+        tracks = torch.zeros(self.num_frames, self.num_spks)
+        position = 0
+        for block in self:
+            # [n, num_spks] -> rows position .. position + n of the result
+            end = position + block.shape[0]
+            if end > self.num_frames:
+                raise RuntimeError(
+                    f"{self.path}: the separation gave more than the "
+                    f"{self.num_frames} samples expected"
+                )
+            tracks[position:end] = block
+            position = end
+        if 0 < position < self.num_frames:
+            raise RuntimeError(
+                f"{self.path}: the separation gave {position} of the "
+                f"{self.num_frames} samples expected"
+            )
+        return tracks
 
 
 class MossFormerSeparation(SepformerSeparation):
@@ -1629,8 +1705,18 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
         what = "is not a folder" if os.path.exists(folder) else "not found"
         raise ModelLoadError(f"{folder}: model folder {what}")
     if not os.path.isfile(os.path.join(folder, hparams_file)):
+        hint = ""
+        if os.path.isfile(os.path.join(folder, "masknet.bin")):
+            # the official release, as downloaded
+            hint = (
+                " (it holds masknet.bin, as the official ModelScope release "
+                "does: convert it first with python -m "
+                "speechbrain_mossformer.convert FOLDER OUT_DIR, then load "
+                "OUT_DIR)"
+            )
         raise ModelLoadError(
             f"{folder}: not a pretrained folder, missing {[hparams_file]}"
+            + hint
         )
     declared = _declared_paths(os.path.join(folder, hparams_file), overrides)
     missing = [

@@ -679,6 +679,24 @@ def test_a_glob_over_the_input_folder_skips_the_earlier_tracks(
             .splitlines()] == [a, b]
 
 
+def test_a_file_given_twice_is_separated_once(model_dir, tmp_path, capsys):
+    # overlapping globs, or a folder and a file in it: the second mention
+    # was refused as overwriting the first one's tracks (exit 1)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    top = write(inp / "top.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                            inp, top, top)
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"note: {top}: given again (as {inp / 'top.wav'}), separated once"
+    ] * 2
+    assert [line.split(" -> ")[0] for line in stdout.splitlines()] == [
+        str(inp / "top.wav")]
+    assert listing(out) == ["top_spk1.wav", "top_spk2.wav"]
+
+
 def test_inputs_that_differ_only_in_the_extension_each_get_tracks(
     model_dir, tmp_path, capsys
 ):

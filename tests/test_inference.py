@@ -37,6 +37,7 @@ from speechbrain_mossformer.inference import (
     StreamResampler,
     add_custom_interface,
     align_to_previous,
+    open_audio,
     separate_in_chunks,
 )
 
@@ -180,6 +181,16 @@ def test_missing_folder_or_file_is_a_clear_error(tiny_dir, tmp_path,
     os.remove(os.path.join(folder, "decoder.ckpt"))
     with pytest.raises(ModelLoadError, match=r"missing \['decoder.ckpt'\]"):
         MossFormerSeparation.from_hparams(source=folder)
+    # the official release as downloaded: say to convert it
+    release = tmp_path / "speech_mossformer_separation_temporal_8k"
+    release.mkdir()
+    for name in ("encoder.bin", "decoder.bin", "masknet.bin",
+                 "configuration.json"):
+        (release / name).write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"missing \['hyperparams.yaml'"
+                       r"\] \(it holds masknet.bin, as the official "
+                       r"ModelScope release does: convert it first"):
+        MossFormerSeparation.from_hparams(source=str(release))
 
 
 def test_mistyped_local_sources_fail_at_once_without_network(
@@ -524,6 +535,19 @@ def _bad_files(tmp):
     with open(cut, "wb") as f:
         f.write(data[: len(data) // 2])
     files["truncated"] = (cut, "truncated or damaged: the audio ends after")
+    # WAV, RF64 and AIFF cut in half: libsndfile reports the length that is
+    # there, so only the header's size fields tell
+    for kind, fmt in (("wav", "WAV"), ("rf64", "RF64"), ("aiff", "AIFF")):
+        whole = str(tmp / f"whole.{kind}")
+        sf.write(whole, 0.3 * np.sin(np.arange(SR * 2) / 7), SR,
+                 format=fmt, subtype="PCM_16")
+        with open(whole, "rb") as f:
+            data = f.read()
+        cut = str(tmp / f"cut.{kind}")
+        with open(cut, "wb") as f:
+            f.write(data[: len(data) // 2])
+        files[f"truncated_{kind}"] = (
+            cut, "truncated or damaged: the file holds")
     fifo = str(tmp / "pipe.wav")
     os.mkfifo(fifo)
     files["pipe"] = (fifo, "not a regular file (a pipe or device?)")
@@ -533,6 +557,7 @@ def _bad_files(tmp):
 BAD_KINDS = [
     "zero_bytes", "no_samples", "too_short", "too_short_48k", "nan", "inf",
     "corrupt", "unsupported", "missing", "folder", "truncated", "pipe",
+    "truncated_wav", "truncated_rf64", "truncated_aiff",
 ]
 
 
@@ -1019,3 +1044,50 @@ def test_the_speaker_order_warning_gives_the_border_in_seconds(caplog):
     assert record.message.startswith(
         f"a.wav: {len(borders)} chunk borders (at {where}): "), record.message
     assert "at least 1 of the 2 tracks must be active" in record.message
+
+
+def test_a_wav_of_unknown_length_is_not_taken_for_a_cut_off_one(tmp_path):
+    # a WAV written to a pipe leaves its data size at 0xFFFFFFFF; libsndfile
+    # reads it to the end, and it must not be refused as truncated
+    whole = str(tmp_path / "whole.wav")
+    sf.write(whole, 0.3 * np.sin(np.arange(SR) / 7), SR, subtype="PCM_16")
+    with open(whole, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"data") + 4
+    data[at:at + 4] = b"\xff\xff\xff\xff"
+    streamed = str(tmp_path / "streamed.wav")
+    with open(streamed, "wb") as f:
+        f.write(data)
+    assert open_audio(streamed).frames == SR
+    assert open_audio(whole).frames == SR
+
+
+def test_read_all_keeps_one_copy_of_the_tracks():
+    # a 2-hour recording's tracks are GBs: read_all copies each block into
+    # the result as it comes (a list of blocks, then torch.cat, held the
+    # tracks twice at the peak)
+    import weakref
+
+    from speechbrain_mossformer.inference import SeparationStream
+
+    class Audio:
+        path = "x.wav"
+
+    seen = []
+
+    def blocks():
+        for start in range(0, 10, 3):
+            # the blocks before the one just handed over are gone
+            assert all(ref() is None for ref in seen[:-1])
+            block = torch.arange(start, min(start + 3, 10)).float()
+            block = torch.stack([block, -block], dim=1)  # [n, 2]
+            seen.append(weakref.ref(block))
+            yield block
+            del block
+
+    tracks = SeparationStream(Audio(), blocks(), 8000, 10, 2).read_all()
+    assert torch.equal(tracks[:, 0], torch.arange(10).float())
+    assert torch.equal(tracks[:, 1], -torch.arange(10).float())
+    short = SeparationStream(Audio(), blocks(), 8000, 12, 2)
+    with pytest.raises(RuntimeError, match="gave 10 of the 12 samples"):
+        short.read_all()
