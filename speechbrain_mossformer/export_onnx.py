@@ -470,6 +470,38 @@ class _CheckFailed(Exception):
         self.status = status
 
 
+def is_onnx_model(path):
+    """Whether ``path`` holds an ONNX model (a graph with nodes), which an
+    export may replace; any other file is the user's and is kept.
+
+    Arguments
+    ---------
+    path : str
+        An existing path.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> path = str(getfixture("tmpdir") / "notes.onnx")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("my notes")
+    >>> is_onnx_model(path)
+    False
+    """
+    import onnx
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # not a protobuf message of this kind
+        return False
+    return model.ir_version > 0 and len(model.graph.node) > 0
+
+
 def main(argv=None):
     """Command line entry point; returns the exit status.
 
@@ -562,6 +594,12 @@ def main(argv=None):
                 "ONNX export needs the onnx package: pip install onnx "
                 "onnxruntime (or pip install -e \".[onnx]\")"
             ) from None
+        if os.path.exists(args.out) and not is_onnx_model(args.out):
+            # a checkpoint, a recording, a script: not ours to replace
+            raise ExportError(
+                f"{args.out}: exists and is not an ONNX model; refusing to "
+                f"replace it: give another path, or remove it first"
+            )
         separator, info = load_separator(args.pretrained_dir)
         if lengths is None:
             lengths = check_lengths(

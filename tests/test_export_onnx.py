@@ -232,6 +232,37 @@ def test_output_path_inside_the_model_folder_is_refused(tmp_path, capsys):
         assert f.read() == before
 
 
+def test_a_file_that_is_not_an_onnx_model_is_not_replaced(tmp_path,
+                                                          capsys):
+    # OUT was written over whatever it named: another model's checkpoint,
+    # a recording, the folder's custom.py
+    folder = random_folder(tmp_path / "micro")
+    for name, data in (("other.ckpt", b"PK\x03\x04weights"),
+                       ("meeting.wav", b"RIFF....WAVE"),
+                       ("empty.onnx", b""),
+                       ("notes.onnx", b"my notes\n")):
+        target = tmp_path / name
+        target.write_bytes(data)
+        assert main([folder, str(target), "--no-verify"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {target}: exists and is not an ONNX model; "
+                       "refusing to replace it: give another path, or "
+                       "remove it first\n")
+        assert target.read_bytes() == data
+    custom = os.path.join(folder, "custom.py")
+    if os.path.exists(custom):
+        with open(custom, "rb") as f:
+            before = f.read()
+        assert main([folder, custom, "--no-verify"]) == 2
+        with open(custom, "rb") as f:
+            assert f.read() == before
+    # an earlier export is replaced
+    earlier = str(tmp_path / "earlier.onnx")
+    for _ in range(2):
+        assert main([folder, earlier, "--no-verify"]) == 0, \
+            capsys.readouterr().err
+
+
 def test_the_check_fails_on_non_finite_estimates(exported, tmp_path, capsys):
     """A NaN difference must not read as a perfect match (max(0, nan) is 0
     in Python): a diverged model's export fails the check."""
@@ -305,10 +336,11 @@ def test_a_failed_check_leaves_an_existing_file_as_it_was(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "x.onnx"
-    out.write_bytes(b"the earlier, good graph")
     folder = random_folder(tmp_path / "micro")
+    assert main([folder, str(out), "--no-verify"]) == 0  # the earlier graph
+    earlier = out.read_bytes()
     assert main([folder, str(out), "--tolerance", "0"]) == 1
-    assert out.read_bytes() == b"the earlier, good graph"
+    assert out.read_bytes() == earlier
     assert os.listdir(out_dir) == ["x.onnx"]
     assert "not written" in capsys.readouterr().err
     # the same for a check failed on NaN estimates
@@ -319,7 +351,7 @@ def test_a_failed_check_leaves_an_existing_file_as_it_was(
              for k, v in state.items()}
     torch.save(state, os.path.join(diverged, "masknet.ckpt"))
     assert main([diverged, str(out)]) == 1
-    assert out.read_bytes() == b"the earlier, good graph"
+    assert out.read_bytes() == earlier
     assert os.listdir(out_dir) == ["x.onnx"]
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out}: not written: PyTorch gave NaN"), err
@@ -355,7 +387,8 @@ def test_an_interrupted_export_leaves_out_as_it_was(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "x.onnx"
-    out.write_bytes(b"earlier")
+    assert main([folder, str(out), "--no-verify"]) == 0  # the earlier graph
+    earlier = out.read_bytes()
 
     def stop(*args, **kwargs):
         # the graph is fully written by now, under a temporary name
@@ -369,7 +402,7 @@ def test_an_interrupted_export_leaves_out_as_it_was(
     assert main([folder, str(out)]) == status
     assert capsys.readouterr().err == (
         f"error: {word}; {out} not written\n")
-    assert out.read_bytes() == b"earlier"
+    assert out.read_bytes() == earlier
     assert os.listdir(out_dir) == ["x.onnx"]
     assert signal.getsignal(signal.SIGTERM) == before
 
@@ -378,10 +411,10 @@ def test_a_symbolic_link_is_written_through(tmp_path):
     folder = random_folder(tmp_path / "micro")
     target = tmp_path / "graphs" / "model.onnx"
     target.parent.mkdir()
-    target.write_bytes(b"old")
     link = tmp_path / "x.onnx"
     link.symlink_to(target)
-    assert main([folder, str(link), "--no-verify"]) == 0
+    assert main([folder, str(link), "--no-verify"]) == 0  # a new file
+    assert main([folder, str(link), "--no-verify"]) == 0  # replaced
     assert link.is_symlink()
     ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     assert os.listdir(target.parent) == ["model.onnx"]
