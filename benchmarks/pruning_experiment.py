@@ -981,6 +981,10 @@ def written_line(res):
     'on 2026-12-07 09:00 (full mode).'
     >>> written_line(dict(res, trained="2026-12-06 02:10"))[-66:]
     'trained and scored on 2026-12-06 02:10, timed on 2026-12-07 09:00.'
+    >>> written_line(dict(res, retimed="2026-12-07 09:00")).endswith(
+    ...     "when they were trained and scored is not recorded here (the "
+    ...     "run's earlier reports give it).")
+    True
     """
     script = "`benchmarks/pruning_experiment.py`"
     if res.get("trained"):
@@ -991,6 +995,12 @@ def written_line(res):
         return (f"Written by {script} ({res['mode_name']} mode): models "
                 f"trained and scored by {res['trained_by']} (when the "
                 f"original run ended), timed on {res['date']}.")
+    if res.get("retimed"):
+        # re-timed more than once before the training date was kept
+        return (f"Written by {script} ({res['mode_name']} mode): models "
+                f"timed on {res['date']} by `--retime`; when they were "
+                "trained and scored is not recorded here (the run's "
+                "earlier reports give it).")
     return f"Written by {script} on {res['date']} ({res['mode_name']} mode)."
 
 
@@ -1635,7 +1645,32 @@ def read_results(args, seed=None, timed=True):
         res = json.load(f)
     if timed and "timing" not in res:
         raise SystemExit(f"{path} has no timing: the run did not finish")
+    relocate(res, os.path.dirname(path))
     return res
+
+
+def relocate(res, work):
+    """Points a run's paths at ``work``, the folder its ``results.json``
+    was read from: a copied working folder (``cp -r``, then ``--work``) is
+    timed and written there, not in the folder the run was made in.
+
+    Example
+    -------
+    >>> res = {"work": "/tmp/a", "data": {"test_dir": "/tmp/a/data/test",
+    ...                                   "test_speakers": 4}}
+    >>> relocate(res, "/tmp/b")
+    >>> res["work"], res["data"]["test_dir"], res["data"]["test_speakers"]
+    ('/tmp/b', '/tmp/b/data/test', 4)
+    """
+    old = res.get("work")
+    if not old or os.path.abspath(old) == os.path.abspath(work):
+        return
+    for key, value in res.get("data", {}).items():
+        if isinstance(value, str) and (
+            value == old or value.startswith(old.rstrip(os.sep) + os.sep)
+        ):
+            res["data"][key] = work + value[len(old.rstrip(os.sep)):]
+    res["work"] = work
 
 
 def retime(args):

@@ -9,6 +9,7 @@ that a missing or unfinished repetition is named, not skipped.
 import doctest
 import importlib.util
 import os
+import shutil
 import sys
 import types
 
@@ -438,6 +439,37 @@ def test_retime_keeps_the_date_of_an_older_run(experiment, tmp_path,
     assert experiment.main(args) == 0
     with open(os.path.join(work, "results.json")) as f:
         assert experiment.json.load(f)["trained_by"] == "2026-11-24 12:00"
+
+
+def test_retime_of_a_copied_work_folder_times_and_writes_the_copy(
+    experiment, tmp_path, monkeypatch
+):
+    # cp -r work copy; --retime --work copy: the models of the original
+    # folder were timed and its results.json replaced
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    res = full_results(work, experiment)
+    res["data"]["test_dir"] = os.path.join(work, "data", "test")
+    experiment.save_results(res)
+    copy = str(tmp_path / "copy")
+    shutil.copytree(work, copy)
+    with open(os.path.join(work, "results.json")) as f:
+        original = f.read()
+    seen = {}
+
+    def timing_stage(r, args, log):
+        seen.update(work=r["work"], test_dir=r["data"]["test_dir"])
+        r["date"] = "2026-12-06 02:30"
+
+    monkeypatch.setattr(experiment, "timing_stage", timing_stage)
+    args = ["--work", copy, "--out", str(tmp_path / "out"), "--retime"]
+    assert experiment.main(args) == 0
+    assert seen == {"work": copy,
+                    "test_dir": os.path.join(copy, "data", "test")}
+    with open(os.path.join(work, "results.json")) as f:
+        assert f.read() == original
+    with open(os.path.join(copy, "results.json")) as f:
+        assert experiment.json.load(f)["retimed"] == "2026-12-06 02:30"
 
 
 def test_report_names_the_code_of_training_and_timing(experiment, tmp_path):
