@@ -571,8 +571,9 @@ def main(argv=None):
         f"wrote {args.out_dir} from {result['checkpoint']}"
         + (f" ({describe_meta(args.key, value)})" if value is not None
            else "")
-        + f": {cfg['num_blocks']} blocks, {cfg['N_encoder_out']} channels, "
-        f"{cfg['num_spks']} speakers, {cfg['sample_rate']} Hz"
+        + f": {cfg['num_blocks']} blocks, {cfg['N_encoder_out']} encoder "
+        f"channels, width {cfg['out_channels']}, {cfg['num_spks']} speakers, "
+        f"{cfg['sample_rate']} Hz"
     )
     return 0
 

@@ -201,10 +201,14 @@ def load_separator(folder):
         modules = load_modules(text)
     except Exception as err:
         raise ExportError(
-            f"{folder}/hyperparams.yaml cannot be loaded: {first_line(err)}"
+            f"{os.path.join(folder, 'hyperparams.yaml')} cannot be loaded: "
+            f"{first_line(err)}"
         ) from None
     if "num_spks" not in hparams:
-        raise ExportError(f"{folder}/hyperparams.yaml does not set num_spks")
+        raise ExportError(
+            f"{os.path.join(folder, 'hyperparams.yaml')} does not set "
+            f"num_spks"
+        )
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
         try:

@@ -66,6 +66,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 
 import torch
@@ -792,14 +793,6 @@ def structured_prune(config, state_dicts, spec, calibration=None,
     old_qk = [sizes["query_key_dims"][b] for b in kept_blocks]
     old_hidden = [sizes["hidden_dims"][b] for b in kept_blocks]
     rotary = sizes["rotary_dim"]
-    if rotary_width(old_qk) != rotary:
-        dropped = sorted(set(range(sizes["num_blocks"])) - set(kept_blocks))
-        raise PruningError(
-            f"dropping blocks {dropped} would change the rotary width "
-            f"from {rotary} to {rotary_width(old_qk)} (it is min(32, "
-            "smallest query_key_dim)); "
-            "keep a block with the smallest query/key width"
-        )
 
     # Per-block hidden and query/key sizes
     if "hidden_dims" in target:
@@ -818,6 +811,18 @@ def structured_prune(config, state_dicts, spec, calibration=None,
         ]
     # [new_rotary]: the rotary features kept, pairs every `step` pairs
     new_rotary = rotary_width(new_qk)
+    if new_rotary > rotary:
+        # the blocks of the smallest query/key width were dropped: the kept
+        # ones' unrotated features would become rotated
+        dropped = sorted(set(range(sizes["num_blocks"])) - set(kept_blocks))
+        raise PruningError(
+            f"dropping blocks {dropped} leaves query/key widths {new_qk}, "
+            f"whose rotary width would be {new_rotary}, more than the "
+            f"model's {rotary} (it is min(32, smallest query_key_dim)): "
+            f"give a kept block a query/key width of at most {rotary} "
+            "(query_key_dims), or keep a block of the smallest query/key "
+            "width"
+        )
     step = rotary // new_rotary
     rotary_feats = torch.arange(new_rotary)
     rotary_feats = (rotary_feats // 2) * 2 * step + rotary_feats % 2
@@ -1018,7 +1023,14 @@ def read_pretrained(folder):
     try:
         states = load_checkpoint_states(folder)
     except ExportError as err:
-        raise PruningError(str(err)) from None
+        hint = ""
+        if os.path.isdir(os.path.join(folder, "save")):
+            hint = (
+                f" (this is a recipe's run folder: make a pretrained folder "
+                f"of it with python -m speechbrain_mossformer."
+                f"export_checkpoint {folder} OUT_DIR, then prune OUT_DIR)"
+            )
+        raise PruningError(f"{err}{hint}") from None
     try:
         _build_modules(config, states)  # checks they fit
     except PruningError as err:
@@ -1563,13 +1575,15 @@ def main(argv=None):
         f"parameters: {before} -> {after} ({after / before:.1%}); "
         "measure the speed, parameters are not time"
     )
-    print("fine-tune with a recipe, e.g.:")
+    print("fine-tune with a recipe, e.g. (from the repository's root):")
     # the LibriMix yaml of the model's speaker count (3 for 3 or more)
     mix = "Libri3Mix" if int(cfg.get("num_spks", 2)) >= 3 else "Libri2Mix"
+    # absolute: the recipe is run from the repository, not from here
+    init = shlex.quote(os.path.abspath(args.out_dir))
     print(
         "  python recipes/LibriMix/separation/train.py "
         f"recipes/LibriMix/separation/hparams/mossformer-{mix.lower()}.yaml "
-        f"--data_folder=<{mix}> --init_from={args.out_dir} "
+        f"--data_folder=<{mix}> --init_from={init} "
         + " ".join(f"'{a}'" if "[" in a else a for a in out["overrides"])
     )
     return 0

@@ -273,7 +273,10 @@ def test_command_line(tmp_path, capsys):
     out = str(tmp_path / "out")
     assert main([recipe, out]) == 0
     # the best checkpoint's loss -7.5 is a validation SI-SNR of +7.5 dB
-    assert "(validation SI-SNR 7.50 dB)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "(validation SI-SNR 7.50 dB)" in text
+    # the encoder's channels and the model width are told apart
+    assert "encoder channels, width " in text, text
     assert main([str(tmp_path / "missing"), out]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     done = subprocess.run(

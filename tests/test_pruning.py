@@ -9,6 +9,7 @@ fraction and keeps shapes; impossible requests fail clearly.
 """
 
 import os
+import shutil
 
 import pytest
 import speechbrain as sb
@@ -397,9 +398,13 @@ def test_printed_overrides_build_the_recipe_model_for_init_from(
         load_initial_weights(hparams)
 
 
-def test_cli_prunes_and_prints_recipe_overrides(pruned_folder, capsys):
+def test_cli_prunes_and_prints_recipe_overrides(pruned_folder, capsys,
+                                                 monkeypatch):
     root, _ = pruned_folder
-    code = pruning.main([str(root / "dense"), str(root / "cli"),
+    # a relative output folder is printed absolute: the recipe command is
+    # run from the repository's root, not from where pruning ran
+    monkeypatch.chdir(root)
+    code = pruning.main(["dense", "cli",
                          "--hidden-fraction", "0.5", "--num-blocks", "2"])
     text = capsys.readouterr().out
     assert code == 0
@@ -608,3 +613,48 @@ def test_unstructured_refuses_structured_options(pruned_folder, capsys,
                               "--unstructured", "0.5", "--num-blocks", "2"])
     assert "--num-blocks" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_folder_is_pointed_to_export_checkpoint(pruned_folder,
+                                                      tmp_path, capsys):
+    # it said only "missing encoder.ckpt"
+    root, _ = pruned_folder
+    run = tmp_path / "run"
+    shutil.copytree(root / "dense", run)
+    for name in os.listdir(run):
+        if name.endswith(".ckpt"):
+            os.remove(run / name)
+    (run / "save").mkdir()
+    assert pruning.main([str(run), str(tmp_path / "out"),
+                         "--num-blocks", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "encoder.ckpt" in err
+    assert (f"this is a recipe's run folder: make a pretrained folder of it "
+            f"with python -m speechbrain_mossformer.export_checkpoint {run} "
+            "OUT_DIR, then prune OUT_DIR") in err
+
+
+def test_dropping_the_narrowest_block_needs_a_narrow_kept_one(states, mix):
+    # a pruned model with query/key widths [24, 16, 24]: rotary width 16;
+    # dropping block 1 leaves [24, 24], whose rotary width would be 24.
+    # Asking for a kept block of width 16 was refused all the same
+    # (the check came before the requested widths)
+    cfg, hetero, _ = pruning.structured_prune(
+        CONFIG, states, {"query_key_dims": [24, 16, 24]})
+    assert pruning.model_sizes(cfg)["rotary_dim"] == 16
+
+    def silence_block_1(sd):
+        sd["mossformer.blocks.1.to_out.linear.weight"] *= TINY
+        sd["mossformer.blocks.1.to_out.linear.bias"] *= TINY
+
+    planted = plant(hetero, silence_block_1)
+    with pytest.raises(pruning.PruningError,
+                       match=r"dropping blocks \[1\] leaves query/key widths "
+                       r"\[24, 24\], whose rotary width would be 24, more "
+                       r"than the model's 16"):
+        pruning.structured_prune(cfg, planted, {"num_blocks": 2})
+    new_cfg, new_states, report = pruning.structured_prune(
+        cfg, planted, {"num_blocks": 2, "query_key_dims": [16, 24]})
+    assert report["blocks"] == [0, 2]
+    assert new_cfg["query_key_dims"] == [16, 24]
+    assert separate(new_cfg, new_states, mix).isfinite().all()
