@@ -300,6 +300,7 @@ class Separation(sb.Brain):
         self.stage = None
         self.test_rows = []
         self.test_unscored = 0
+        self.nonfinite_batches = 0
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
         self.interrupt = HeldInterrupt()
@@ -630,8 +631,8 @@ class Separation(sb.Brain):
 
         Items whose loss is already below ``threshold`` (e.g. -30, i.e.
         SI-SNR above 30 dB) are left out of the mean. A batch whose loss is
-        non-finite, empty after thresholding or above ``loss_upper_lim`` is
-        skipped and counted; under DDP all ranks skip together. A skipped
+        non-finite (for any of its items), empty after thresholding or above
+        ``loss_upper_lim`` is skipped and counted; under DDP all ranks skip together. A skipped
         batch adds nothing to the gradients and to the epoch's average
         loss; with gradient accumulation the gradients already accumulated
         are kept, and each optimizer step uses the mean over the
@@ -735,14 +736,20 @@ class Separation(sb.Brain):
         super().zero_grad(set_to_none=set_to_none)
 
     def update_average(self, loss, avg_loss):
-        """Running mean of the training loss over the batches not skipped.
+        """Running mean of the loss over the batches with a finite one.
 
-        SpeechBrain's version divides by every step, so skipped batches
-        pulled the reported loss towards 0. Validation and test batches are
-        never skipped: their mean is SpeechBrain's.
+        SpeechBrain's version leaves non-finite losses out but divides by
+        every step, so skipped batches pulled the reported loss towards 0.
+        In training the batches left out are the skipped ones; in
+        validation and test they are counted (``nonfinite_batches``), and
+        the stage's loss is then not a number (``on_stage_end``).
         """
         if self.stage != sb.Stage.TRAIN:
-            return super().update_average(loss, avg_loss)
+            if not bool(torch.isfinite(loss)):
+                self.nonfinite_batches += 1
+                return avg_loss
+            counted = self.step - self.nonfinite_batches
+            return avg_loss + (float(loss) - avg_loss) / counted
         counted = self.step - self.skipped_batches
         if counted > 0 and torch.isfinite(loss):
             avg_loss = avg_loss + (float(loss) - avg_loss) / counted
@@ -755,8 +762,14 @@ class Separation(sb.Brain):
     def select_loss(self, loss):
         """Mean of the per-utterance losses above ``threshold``.
 
-        Returns ``None`` when every item is below the threshold.
+        Returns ``None`` when every item is below the threshold. A batch
+        with a non-finite item gives a non-finite mean (and so is skipped
+        whole): thresholding would drop a NaN item (``nan > threshold`` is
+        False), but its NaN gradients would still reach every weight
+        through the batch's shared forward pass.
         """
+        if not bool(torch.isfinite(loss).all()):
+            return loss.mean()
         if self._hp("threshold_byloss", True):
             loss = loss[loss > float(self._hp("threshold", -30))]
             if loss.numel() == 0:
@@ -979,6 +992,8 @@ class Separation(sb.Brain):
                 self.skipped_batches = 0
             if self.dynamic_mixing_dataset is not None and epoch is not None:
                 self.dynamic_mixing_dataset.set_epoch(epoch)
+        else:
+            self.nonfinite_batches = 0
         if stage == sb.Stage.TEST:
             self.test_rows = []
             self.test_unscored = 0
@@ -1035,6 +1050,18 @@ class Separation(sb.Brain):
         separation recipes do, so ``min_key="si-snr"`` picks the best.
         Test statistics add the positive SI-SNR, SI-SNRi, SDR and SDRi.
         """
+        if stage != sb.Stage.TRAIN and self.nonfinite_batches:
+            # the mean of the other batches would flatter a model that
+            # fails on some mixtures; +inf (the worst loss) keeps such an
+            # epoch from being the best checkpoint or an improvement for
+            # the learning-rate schedule
+            logger.warning(
+                f"{stage.name.lower()}: {self.nonfinite_batches} batch(es) "
+                "gave NaN or infinite losses (the model diverged or "
+                "failed on some mixtures): the stage's loss is counted as "
+                "inf, the worst"
+            )
+            stage_loss = float("inf")
         stage_stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
             if self.step <= self.skipped_batches:

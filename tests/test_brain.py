@@ -2,6 +2,7 @@
 the reported training loss, its checkpointed state and saved audio."""
 
 import logging
+import math
 import os
 import signal
 
@@ -870,3 +871,50 @@ def test_use_reverb_rebuilds_only_mixtures_that_are_not_reverberant(
     else:
         assert torch.equal(mix, corpus_mix)
         assert torch.equal(out_targets, targets)
+
+
+def test_a_batch_with_one_non_finite_item_is_skipped_whole():
+    # threshold_byloss dropped the NaN item (nan > -30 is False) and the
+    # step went on: the NaN gradients reached every weight
+    brain = make_brain(1)
+    gen = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(2):
+        s1, s2 = torch.randn(2, 400, generator=gen)
+        mix = s1 + s2
+        if i == 1:
+            mix[10] = float("inf")
+        items.append({"id": f"u{i}", "mix_sig": mix, "s1_sig": s1,
+                      "s2_sig": s2})
+    before = weights(brain)
+    losses = run_steps(brain, [PaddedBatch(items)])
+    assert math.isnan(losses[0])
+    assert brain.skipped_batches == 1
+    assert torch.equal(weights(brain), before)
+
+
+def test_a_non_finite_validation_batch_makes_the_stage_loss_the_worst(
+    caplog
+):
+    # SpeechBrain left the NaN batch out and still divided by every step:
+    # [-25, -28, nan, -25] gave a flattering -19.6, and a checkpoint that
+    # fails on some mixtures could be kept as the best
+    brain = make_brain(1)
+    brain.step = 0
+    brain.on_stage_start(sb.Stage.VALID, epoch=1)
+    avg = 0.0
+    for loss in (-25.0, -28.0, float("nan"), -25.0):
+        brain.step += 1
+        avg = brain.update_average(torch.tensor(loss), avg)
+    assert avg == pytest.approx(-26.0)  # the mean of the finite ones
+    assert brain.nonfinite_batches == 1
+    seen = {}
+    brain._end_of_epoch = lambda stats, loss, epoch: seen.update(
+        stats=stats, loss=loss)
+    with caplog.at_level("WARNING"):
+        brain.on_stage_end(sb.Stage.VALID, avg, epoch=1)
+    assert seen["loss"] == float("inf") == seen["stats"]["loss"]
+    assert "valid: 1 batch(es) gave NaN or infinite losses" in caplog.text
+    # the next validation starts afresh
+    brain.on_stage_start(sb.Stage.VALID, epoch=2)
+    assert brain.nonfinite_batches == 0
