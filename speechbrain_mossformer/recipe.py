@@ -150,12 +150,14 @@ def use_own_manifests(hparams, csvs):
     speechbrain_mossformer.recipe.RecipeError: --train_data /no/such.csv: no such file
     """
     from speechbrain_mossformer.dataprep.csv_manifest import (
+        check_manifest_audio,
         validate_manifest,
     )
 
-    columns = ["ID", "mix_wav"] + [
+    audio = ["mix_wav"] + [
         f"s{k}_wav" for k in range(1, hparams["num_spks"] + 1)
     ]
+    columns = ["ID"] + audio
     csvs = dict(csvs)
     for split, key in MANIFEST_KEYS.items():
         path = hparams.get(key)
@@ -165,6 +167,11 @@ def use_own_manifests(hparams, csvs):
             raise RecipeError(f"--{key} {path}: no such file")
         try:
             validate_manifest(path, columns, remedy="")
+            # every file, as preparation checks a corpus's
+            check_manifest_audio(
+                path, audio, int(hparams.get("sample_rate", 8000)),
+                hparams.get("data_folder"),
+            )
         except DataPreparationError as err:
             raise RecipeError(f"--{key}: {first_line(err)}") from None
         logger.info(f"{split}: {path} (--{key})")

@@ -986,3 +986,44 @@ def test_dm_epoch_size_below_one_is_a_clear_error(data, tmp_path):
     hparams["dm_epoch_size"] = None  # as many as the training CSV
     assert len(dynamic_mixing_dataset(hparams, "wsj0mix", csvs["train"])) \
         == 8
+
+
+def test_own_manifests_are_checked_like_prepared_ones(tmp_path):
+    # a 16 kHz file in a manifest of one's own was read as 8 kHz audio
+    # (twice as long, an octave low), a source of another length went by
+    import numpy as np
+    import soundfile as sf
+
+    from speechbrain_mossformer.dataprep.csv_manifest import write_manifest
+    from speechbrain_mossformer.recipe import RecipeError, use_own_manifests
+
+    for name, rate, length in (("m.wav", 8000, 800), ("a.wav", 8000, 800),
+                               ("b16k.wav", 16000, 1600),
+                               ("b.wav", 8000, 800),
+                               ("short.wav", 8000, 700)):
+        sf.write(str(tmp_path / name), np.zeros(length), rate)
+    hparams = {"num_spks": 2, "sample_rate": 8000,
+               "data_folder": str(tmp_path)}
+    prepared = {"train": "p_tr.csv", "valid": "p_cv.csv", "test": "p_tt.csv"}
+    columns = ["ID", "mix_wav", "s1_wav", "s2_wav"]
+
+    def manifest(name, s2):
+        path = str(tmp_path / name)
+        write_manifest([{"ID": "x", "mix_wav": "$data_root/m.wav",
+                         "s1_wav": "$data_root/a.wav",
+                         "s2_wav": f"$data_root/{s2}"}], path, columns)
+        return path
+
+    good = manifest("good.csv", "b.wav")
+    assert use_own_manifests(dict(hparams, test_data=good), prepared)[
+        "test"] == good
+    with pytest.raises(RecipeError, match=r"--train_data: .*b16k.wav has a "
+                       r"sample rate of 16000 Hz, but 8000 Hz"):
+        use_own_manifests(
+            dict(hparams, train_data=manifest("rate.csv", "b16k.wav")),
+            prepared)
+    with pytest.raises(RecipeError, match=r"--valid_data: .*short.wav has "
+                       r"700 samples but its mixture .*m.wav has 800"):
+        use_own_manifests(
+            dict(hparams, valid_data=manifest("len.csv", "short.wav")),
+            prepared)
