@@ -493,11 +493,18 @@ def check_settings(hparams):
     * WHAMR! with reverberant targets (``whamr_targets: reverb``): the
       sources are already reverberant, so reverberating rebuilt mixtures
       again is turned off (``use_reverb``), with a note.
+    * Validation and test in batches of more than one mixture
+      (``eval_dataloader_opts``): a note that the shorter mixtures of a
+      batch are separated with zero padding after them, which changes
+      their estimates (the scores leave the padding out), so the results
+      differ from separating each mixture alone.
 
     Example
     -------
     >>> check_settings({"kernel_size": 16, "kernel_stride": 8})
     []
+    >>> check_settings({"eval_dataloader_opts": {"batch_size": 4}})[0][:52]
+    'eval_dataloader_opts batch_size 4: the shorter mixtu'
     >>> check_settings({"kernel_size": 32, "kernel_stride": 8})
     Traceback (most recent call last):
      ...
@@ -526,6 +533,18 @@ def check_settings(hparams):
                 if hparams.get("dynamic_mixing", False)
                 else ""
             )
+        )
+    evaluation = hparams.get("eval_dataloader_opts") or {}
+    eval_batch = evaluation.get("batch_size", 1) if isinstance(
+        evaluation, dict) else 1
+    if isinstance(eval_batch, int) and eval_batch > 1:
+        notes.append(
+            f"eval_dataloader_opts batch_size {eval_batch}: the shorter "
+            "mixtures of a validation or test batch are separated with "
+            "zero padding after them, which changes their estimates (the "
+            "scores leave the padding out): the results differ from "
+            "separating each mixture alone (batch_size 1, the recipes' "
+            "default)"
         )
     if hparams.get("use_reverb", False):
         if hparams.get("reverb") is None:
