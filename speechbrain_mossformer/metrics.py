@@ -339,6 +339,21 @@ def _check_sdr_inputs(references, estimates, filter_length):
     return references, estimates
 
 
+
+def _solve_or_least_squares(gram, rhs):
+    """``gram^-1 rhs`` for one source ([taps, taps] and [taps, M] float64
+    arrays); the least-squares solution when the Gram matrix is singular
+    or the solve gives non-finite values."""
+    try:
+        coef = torch.linalg.solve(
+            torch.from_numpy(gram), torch.from_numpy(rhs)
+        ).numpy()
+        if np.isfinite(coef).all():
+            return coef
+    except RuntimeError:  # torch.linalg.LinAlgError: exactly singular
+        pass
+    return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
 def _sdr_core(references, estimates, filter_length, all_pairs):
     """BSS-Eval SDR for checked float64 ``[S, T]`` arrays.
 
@@ -368,19 +383,14 @@ def _sdr_core(references, estimates, filter_length, all_pairs):
     rhs = np.swapaxes(xcorr, 1, 2)  # [S, taps, M]
 
     # torch's LAPACK solve: unlike numpy's multi-threaded OpenBLAS it does
-    # not slow down by an order of magnitude on a busy CPU.
-    try:
-        coef = torch.linalg.solve(
-            torch.from_numpy(gram), torch.from_numpy(rhs)
-        ).numpy()  # [S, taps, M]
-    except RuntimeError:  # torch.linalg.LinAlgError
-        # Exactly singular Gram matrix: use the least-squares solution.
-        coef = np.stack(
-            [
-                np.linalg.lstsq(g, b, rcond=None)[0]
-                for g, b in zip(gram, rhs)
-            ]
-        )
+    # not slow down by an order of magnitude on a busy CPU. One source at a
+    # time: the batched solve of torch 2.14's MKL, once
+    # torch.set_num_threads(2) has been called on an idle 2-core CPU, gave
+    # invalid pivots ("Parameter 6 was incorrect on entry to DLASWP") and
+    # NaN without raising.
+    coef = np.stack(
+        [_solve_or_least_squares(g, b) for g, b in zip(gram, rhs)]
+    )  # [S, taps, M]
 
     # s_target = distortion filter applied to the own reference.
     coef_f = np.fft.rfft(np.swapaxes(coef, 1, 2), n=n_fft, axis=-1)
