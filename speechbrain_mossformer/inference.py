@@ -312,21 +312,26 @@ def _check_finite_block(path, data, position, sample_rate):
         )
 
 
-#: libsndfile's description of a WAV, W64, RF64 or AIFF file that holds
-#: fewer bytes than its header's size fields declare (it then reads what is
-#: there and reports that as the length): ``RIFF : 64036 (should be
-#: 32014)``, ``Riff size : ...`` (RF64), ``FORM`` / ``SSND`` (AIFF).
-_DECLARED_SIZE = re.compile(
-    r"^\s*(RIFF|riff|Riff size|FORM|data|SSND)\s*:\s*(\d+)\s*"
-    r"\(should be (\d+)\)",
-    re.MULTILINE,
-)
-#: Size fields that mean "not known" (a WAV written to a pipe).
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+#: libsndfile's description of a WAV or AIFF file whose audio chunk holds
+#: fewer bytes than its header declares (it then reads what is there and
+#: reports that as the length): ``data : 64000 (should be 31978)``, or
+#: ``SSND`` for AIFF. The outer sizes (``RIFF``, ``FORM``) are not used:
+#: a cut or oversized metadata chunk after whole audio changes them too.
+_AUDIO_CHUNK_SIZE = re.compile(
+    r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: The same for W64 and RF64, whose audio chunk line says nothing: their
+#: 64-bit container size (``riff`` / ``Riff size``).
+_CONTAINER_SIZE_64 = re.compile(
+    r"^\s*(riff|Riff size)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+    re.MULTILINE)
+#: 32-bit sizes at or above this mean "not known": a WAV written to a pipe
+#: has 0xFFFFFFFF (most writers), 0x7FFFF000 (SoX) or 0x7FFFFF00
+#: (arecord), or 0.
+_UNKNOWN_SIZE_32 = 0x7F000000
 
 
 def cut_off_bytes(extra_info):
-    """The bytes a file holds and its header declares, if it is cut off.
+    """The audio bytes a file holds and its header declares, if cut off.
 
     Arguments
     ---------
@@ -338,22 +343,37 @@ def cut_off_bytes(extra_info):
     -------
     tuple of int, or None
         ``(held, declared)`` when the file holds more than
-        ``TRUNCATION_TOLERANCE`` fewer bytes than a size field of its header
-        declares; None otherwise (whole, or a size left unknown).
+        ``TRUNCATION_TOLERANCE`` fewer bytes than its header declares for
+        the audio; None otherwise (whole, a size left unknown, or a
+        format whose description gives no sizes).
 
     Example
     -------
-    >>> cut_off_bytes("RIFF : 64036 (should be 32014)\\ndata : 64000")
-    (32014, 64036)
-    >>> cut_off_bytes("data : 4294967295 (should be 64000)") is None
+    >>> cut_off_bytes("RIFF : 64036 (should be 32014)\\n"
+    ...               "data : 64000 (should be 31978)")
+    (31978, 64000)
+    >>> cut_off_bytes("data : 2147479552 (should be 64000)") is None  # SoX
     True
-    >>> cut_off_bytes("RIFF : 64036\\ndata : 64000") is None
+    >>> # whole audio, a cut metadata chunk after it
+    >>> cut_off_bytes("RIFF : 70036 (should be 65036)\\ndata : 64000") is None
     True
+    >>> cut_off_bytes("riff : 96104 (should be 48052)\\ndata : 96024")  # W64
+    (48052, 96104)
     """
-    for match in _DECLARED_SIZE.finditer(extra_info or ""):
-        declared, held = int(match.group(2)), int(match.group(3))
-        if declared in _UNKNOWN_SIZES:
-            continue
+    text = extra_info or ""
+    chunks = list(_AUDIO_CHUNK_SIZE.finditer(text))
+    if chunks:
+        sizes = [(int(m.group(2)), int(m.group(3))) for m in chunks
+                 if 0 < int(m.group(2)) < _UNKNOWN_SIZE_32]
+    elif re.search(r"^\s*(data|SSND)\s*:", text, re.MULTILINE) and not (
+        _CONTAINER_SIZE_64.search(text)
+    ):
+        return None  # an audio chunk of the size declared
+    else:
+        sizes = [(int(m.group(2)), int(m.group(3)))
+                 for m in _CONTAINER_SIZE_64.finditer(text)
+                 if int(m.group(2)) not in (0, 0xFFFFFFFFFFFFFFFF)]
+    for declared, held in sizes:
         if declared - held > declared * TRUNCATION_TOLERANCE:
             return held, declared
     return None
@@ -428,8 +448,8 @@ def open_audio(path, min_frames=1, scan_float=True):
         # so the check after reading (``AudioFile.blocks``) cannot see it
         raise AudioInputError(
             path,
-            f"truncated or damaged: the file holds {cut[0]} of the {cut[1]} "
-            f"bytes its header declares (the audio ends after "
+            f"truncated or damaged: its header declares {cut[1]} bytes of "
+            f"audio, the file holds {cut[0]} (the audio ends after "
             f"{audio.frames} samples)",
         )
     if audio.frames < min_frames:
@@ -1030,7 +1050,7 @@ class SeparationStream:
                 )
             tracks[position:end] = block
             position = end
-        if 0 < position < self.num_frames:
+        if position < self.num_frames:
             raise RuntimeError(
                 f"{self.path}: the separation gave {position} of the "
                 f"{self.num_frames} samples expected"

@@ -547,7 +547,7 @@ def _bad_files(tmp):
         with open(cut, "wb") as f:
             f.write(data[: len(data) // 2])
         files[f"truncated_{kind}"] = (
-            cut, "truncated or damaged: the file holds")
+            cut, "truncated or damaged: its header declares")
     fifo = str(tmp / "pipe.wav")
     os.mkfifo(fifo)
     files["pipe"] = (fifo, "not a regular file (a pipe or device?)")
@@ -1060,6 +1060,23 @@ def test_a_wav_of_unknown_length_is_not_taken_for_a_cut_off_one(tmp_path):
         f.write(data)
     assert open_audio(streamed).frames == SR
     assert open_audio(whole).frames == SR
+    # SoX writing to a pipe: 0x7FFFF000 in both size fields
+    data[4:8] = (0x7FFFF000 + 36).to_bytes(4, "little")
+    data[at:at + 4] = (0x7FFFF000).to_bytes(4, "little")
+    sox = str(tmp_path / "sox.wav")
+    with open(sox, "wb") as f:
+        f.write(data)
+    assert open_audio(sox).frames == SR
+    # whole audio, then a metadata chunk cut short: the RIFF size is too
+    # large, the audio is all there
+    with open(whole, "rb") as f:
+        audio = bytearray(f.read())
+    tagged = audio + b"id3 " + (4000).to_bytes(4, "little") + bytes(4000)
+    tagged[4:8] = (len(tagged) - 8).to_bytes(4, "little")
+    cut_tag = str(tmp_path / "cut_tag.wav")
+    with open(cut_tag, "wb") as f:
+        f.write(tagged[: len(audio) + 1000])
+    assert open_audio(cut_tag).frames == SR
 
 
 def test_read_all_keeps_one_copy_of_the_tracks():
