@@ -475,17 +475,6 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
                 os.path.basename(path)
             ):
                 items.append((path, os.path.relpath(path, item)))
-    # a file given twice (overlapping globs, a folder and a file in it) is
-    # separated once, where it was first given
-    first = {}  # file -> the index of the item that first gave it
-    given = [first.setdefault(_file_key(p), i) for i, (p, _) in
-             enumerate(items)]
-    if skipped is not None:
-        skipped += [
-            (path, items[given[i]][0], "repeated")
-            for i, (path, _) in enumerate(items) if given[i] != i
-        ]
-    items = [item for i, item in enumerate(items) if given[i] == i]
     # paths are compared with their folders resolved, through one dict
     # lookup each
     real_dirs = {}
@@ -495,6 +484,18 @@ def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
         if folder not in real_dirs:
             real_dirs[folder] = os.path.realpath(folder or ".")
         return os.path.join(real_dirs[folder], name)
+
+    # a path given twice (overlapping globs, a folder and a file in it) is
+    # separated once, where it was first given; other names of one file
+    # (links) are inputs of their own, with tracks of their own names
+    first = {}  # resolved path -> the index of the item that first gave it
+    given = [first.setdefault(where(p), i) for i, (p, _) in enumerate(items)]
+    if skipped is not None:
+        skipped += [
+            (path, items[given[i]][0], "repeated")
+            for i, (path, _) in enumerate(items) if given[i] != i
+        ]
+    items = [item for i, item in enumerate(items) if given[i] == i]
 
     def stem_key(rel):  # where an input's tracks go, without the extension
         return where(os.path.join(out_dir, os.path.splitext(rel)[0]))

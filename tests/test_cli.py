@@ -685,6 +685,8 @@ def test_a_file_given_twice_is_separated_once(model_dir, tmp_path, capsys):
     inp = tmp_path / "in"
     inp.mkdir()
     top = write(inp / "top.wav", noise(0.2, SR), SR)
+    # another name of the same file is an input of its own
+    os.symlink("top.wav", inp / "latest.wav")
     out = tmp_path / "out"
     code, stdout, err = run(capsys, "--model", model_dir, "--out-dir", out,
                             inp, top, top)
@@ -693,8 +695,9 @@ def test_a_file_given_twice_is_separated_once(model_dir, tmp_path, capsys):
         f"note: {top}: given again (as {inp / 'top.wav'}), separated once"
     ] * 2
     assert [line.split(" -> ")[0] for line in stdout.splitlines()] == [
-        str(inp / "top.wav")]
-    assert listing(out) == ["top_spk1.wav", "top_spk2.wav"]
+        str(inp / "latest.wav"), str(inp / "top.wav")]
+    assert listing(out) == ["latest_spk1.wav", "latest_spk2.wav",
+                            "top_spk1.wav", "top_spk2.wav"]
 
 
 def test_inputs_that_differ_only_in_the_extension_each_get_tracks(
