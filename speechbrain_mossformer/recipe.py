@@ -157,6 +157,8 @@ def use_own_manifests(hparams, csvs):
     audio = ["mix_wav"] + [
         f"s{k}_wav" for k in range(1, hparams["num_spks"] + 1)
     ]
+    if hparams.get("use_noise", False):
+        audio.append("noise_wav")  # read by the recipe, so checked too
     columns = ["ID"] + audio
     csvs = dict(csvs)
     for split, key in MANIFEST_KEYS.items():
@@ -1455,15 +1457,28 @@ def check_switch_values(argv):
     Example
     -------
     >>> check_switch_values(["r.yaml", "--noprogressbar", "--N_epochs", "1"])
+    >>> check_switch_values(["r.yaml", "--noprogress", "yes"])
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: --noprogressbar yes: ...
     >>> check_switch_values(["r.yaml", "--test_only", "True"])
     Traceback (most recent call last):
      ...
     speechbrain_mossformer.recipe.RecipeError: --test_only True: --test_only is a switch and takes no value: give --test_only alone to turn it on, leave it out to keep it off
     """
+    from speechbrain.utils.run_opts import HELP_TEXTS
+
     switches = speechbrain_switches()
+    options = set(HELP_TEXTS) | {"jit_module_keys", "compile_module_keys"}
     for arg, after in zip(argv, list(argv[1:]) + [None]):
         name, has_value, value = arg[2:].partition("=")
-        if not arg.startswith("--") or name not in switches:
+        if not arg.startswith("--"):
+            continue
+        if name not in options:
+            # argparse takes a unique prefix (--noprogress) for the option
+            prefixed = [o for o in options if o.startswith(name)]
+            name = prefixed[0] if len(prefixed) == 1 else name
+        if name not in switches:
             continue
         if not has_value:
             value = after

@@ -1027,3 +1027,16 @@ def test_own_manifests_are_checked_like_prepared_ones(tmp_path):
         use_own_manifests(
             dict(hparams, valid_data=manifest("len.csv", "short.wav")),
             prepared)
+    # the noise the recipe reads with use_noise
+    noisy = str(tmp_path / "noisy.csv")
+    write_manifest([{"ID": "x", "mix_wav": "$data_root/m.wav",
+                     "s1_wav": "$data_root/a.wav",
+                     "s2_wav": "$data_root/b.wav",
+                     "noise_wav": "$data_root/b16k.wav"}], noisy,
+                   columns + ["noise_wav"])
+    assert use_own_manifests(dict(hparams, test_data=noisy), prepared)[
+        "test"] == noisy
+    with pytest.raises(RecipeError, match=r"--test_data: .*b16k.wav has a "
+                       r"sample rate of 16000 Hz"):
+        use_own_manifests(dict(hparams, test_data=noisy, use_noise=True),
+                          prepared)
