@@ -632,11 +632,11 @@ class Separation(sb.Brain):
         Items whose loss is already below ``threshold`` (e.g. -30, i.e.
         SI-SNR above 30 dB) are left out of the mean. A batch whose loss is
         non-finite (for any of its items), empty after thresholding or above
-        ``loss_upper_lim`` is skipped and counted; under DDP all ranks skip together. A skipped
-        batch adds nothing to the gradients and to the epoch's average
-        loss; with gradient accumulation the gradients already accumulated
-        are kept, and each optimizer step uses the mean over the
-        micro-batches of its window that were not skipped.
+        ``loss_upper_lim`` is skipped and counted; under DDP all ranks skip
+        together. A skipped batch adds nothing to the gradients and to the
+        epoch's average loss; with gradient accumulation the gradients
+        already accumulated are kept, and each optimizer step uses the mean
+        over the micro-batches of its window that were not skipped.
 
         A Ctrl-C (or SIGTERM) held during training (``HeldInterrupt``) is
         raised as ``KeyboardInterrupt`` (``Terminated``) here, once the
@@ -742,7 +742,7 @@ class Separation(sb.Brain):
         every step, so skipped batches pulled the reported loss towards 0.
         In training the batches left out are the skipped ones; in
         validation and test they are counted (``nonfinite_batches``), and
-        the stage's loss is then not a number (``on_stage_end``).
+        the stage's loss is then inf, the worst (``on_stage_end``).
         """
         if self.stage != sb.Stage.TRAIN:
             if not bool(torch.isfinite(loss)):
@@ -1050,7 +1050,11 @@ class Separation(sb.Brain):
         separation recipes do, so ``min_key="si-snr"`` picks the best.
         Test statistics add the positive SI-SNR, SI-SNRi, SDR and SDRi.
         """
-        if stage != sb.Stage.TRAIN and self.nonfinite_batches:
+        # every DDP rank validates the whole set; agreed all the same, so
+        # that the ranks' schedules and checkpoints cannot part
+        if stage != sb.Stage.TRAIN and self._on_any_rank(
+            self.nonfinite_batches > 0
+        )[0]:
             # the mean of the other batches would flatter a model that
             # fails on some mixtures; +inf (the worst loss) keeps such an
             # epoch from being the best checkpoint or an improvement for

@@ -499,6 +499,11 @@ def is_onnx_model(path):
 
     if not os.path.isfile(path):
         return False
+    with open(path, "rb") as f:
+        # a model's first field is ir_version (field 1, a varint: 0x08); a
+        # recording or checkpoint is refused without being read whole
+        if f.read(1) != b"\x08":
+            return False
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception:  # not a protobuf message of this kind

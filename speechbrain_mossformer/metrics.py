@@ -339,20 +339,49 @@ def _check_sdr_inputs(references, estimates, filter_length):
     return references, estimates
 
 
+#: Largest relative residual ``|gram @ coef - rhs| / |rhs|`` accepted from
+#: the LU solve before falling back to least squares.
+SOLVE_RESIDUAL = 1e-6
+
 
 def _solve_or_least_squares(gram, rhs):
-    """``gram^-1 rhs`` for one source ([taps, taps] and [taps, M] float64
-    arrays); the least-squares solution when the Gram matrix is singular
-    or the solve gives non-finite values."""
+    """``gram^-1 rhs`` for one source, checked by its residual.
+
+    Arguments
+    ---------
+    gram : numpy.ndarray
+        [taps, taps] float64, the source's Gram (autocorrelation) matrix.
+    rhs : numpy.ndarray
+        [taps, M] float64, its cross-correlations with the estimates.
+
+    Returns
+    -------
+    numpy.ndarray
+        [taps, M]: the solution of torch's LU solve, or the least-squares
+        solution when the matrix is singular or the solve's residual is
+        above ``SOLVE_RESIDUAL`` (a wrong solve gave finite garbage too).
+
+    Example
+    -------
+    >>> gram = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> _solve_or_least_squares(gram, np.array([[3.0], [3.0]])).ravel()
+    array([1., 1.])
+    >>> _solve_or_least_squares(np.ones((2, 2)), np.ones((2, 1))).ravel()
+    array([0.5, 0.5])
+    """
     try:
         coef = torch.linalg.solve(
             torch.from_numpy(gram), torch.from_numpy(rhs)
         ).numpy()
-        if np.isfinite(coef).all():
+        residual = np.linalg.norm(gram @ coef - rhs)
+        if np.isfinite(coef).all() and residual <= SOLVE_RESIDUAL * max(
+            np.linalg.norm(rhs), np.finfo(float).tiny
+        ):
             return coef
     except RuntimeError:  # torch.linalg.LinAlgError: exactly singular
         pass
     return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
 
 def _sdr_core(references, estimates, filter_length, all_pairs):
     """BSS-Eval SDR for checked float64 ``[S, T]`` arrays.
@@ -387,7 +416,7 @@ def _sdr_core(references, estimates, filter_length, all_pairs):
     # time: the batched solve of torch 2.14's MKL, once
     # torch.set_num_threads(2) has been called on an idle 2-core CPU, gave
     # invalid pivots ("Parameter 6 was incorrect on entry to DLASWP") and
-    # NaN without raising.
+    # NaN or finite garbage without raising.
     coef = np.stack(
         [_solve_or_least_squares(g, b) for g, b in zip(gram, rhs)]
     )  # [S, taps, M]
