@@ -322,7 +322,8 @@ def mixture_speakers(csv_path, dataset):
     return speakers
 
 
-def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
+def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None,
+                           valid_csv=None):
     """The on-the-fly training set (see ``dataprep.dynamic_mixing``).
 
     Arguments
@@ -339,6 +340,10 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
         The test CSV: dynamic mixing may not draw a speaker of its
         mixtures (e.g. ``base_folder_dm`` given as the whole WSJ0 or
         LibriSpeech folder instead of its training split).
+    valid_csv : str or None
+        The validation CSV, checked the same way for LibriMix only (its dev
+        speakers are held out; WSJ0-mix and WHAM! validate on training
+        speakers).
 
     Returns
     -------
@@ -401,12 +406,17 @@ def dynamic_mixing_dataset(hparams, dataset, train_csv, test_csv=None):
         # perturbation shortens them by up to 5 %)
         min_length=4 * int(hparams.get("kernel_size") or 16),
     )
-    if test_csv is not None and os.path.isfile(test_csv):
-        leaked = sorted(set(dm.speakers) & mixture_speakers(test_csv, dataset))
+    held_out = {"test": test_csv}
+    if dataset == "librimix":
+        held_out["validation"] = valid_csv
+    for split, csv_path in held_out.items():
+        if csv_path is None or not os.path.isfile(csv_path):
+            continue
+        leaked = sorted(set(dm.speakers) & mixture_speakers(csv_path, dataset))
         if leaked:
             raise RecipeError(
                 f"base_folder_dm ({base}) holds {len(leaked)} speakers of the "
-                f"test mixtures ({', '.join(leaked[:8])}"
+                f"{split} mixtures ({', '.join(leaked[:8])}"
                 f"{', ...' if len(leaked) > 8 else ''}): dynamic mixing "
                 "would train on held-out speakers; give the training split "
                 "only (WSJ0 si_tr_s, LibriSpeech train-clean-360)"
@@ -1775,7 +1785,7 @@ def run_recipe(argv, dataset):
     train_opts = dict(hparams["dataloader_opts"])
     if hparams.get("dynamic_mixing", False):
         train_set = dynamic_mixing_dataset(
-            hparams, dataset, csvs["train"], csvs["test"]
+            hparams, dataset, csvs["train"], csvs["test"], csvs["valid"]
         )
         separator.dynamic_mixing_dataset = train_set
         train_opts["collate_fn"] = PaddedBatch

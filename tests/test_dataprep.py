@@ -586,3 +586,26 @@ def test_dynamic_mixing_bad_counts_are_data_preparation_errors(tmp_path):
     with pytest.raises(DataPreparationError, match="got 0"):
         DynamicMixingDataset(si_tr_s, train_csv=str(empty))
     assert len(DynamicMixingDataset(si_tr_s, epoch_size=3)) == 3
+
+
+def test_a_binaural_whamr_file_names_the_scripts_mono_switch(tmp_path):
+    # WHAMR!'s scripts write 2-channel files with MONO = False; the error
+    # said only "must be mono"
+    import numpy as np
+    import soundfile as sf
+
+    from speechbrain_mossformer.dataprep.csv_manifest import (
+        AudioFileError, _mono, audio_info)
+
+    folder = tmp_path / "s1_anechoic"
+    folder.mkdir()
+    path = str(folder / "a.wav")
+    sf.write(path, np.zeros((800, 2)), 8000)
+    with pytest.raises(AudioFileError, match=r"2 channels.*MONO = False.*"
+                       r"generate it again with MONO = True"):
+        _mono(audio_info(path), path)
+    other = str(tmp_path / "stereo.wav")
+    sf.write(other, np.zeros((800, 2)), 8000)
+    with pytest.raises(AudioFileError) as err:
+        _mono(audio_info(other), other)
+    assert "MONO" not in str(err.value)

@@ -715,6 +715,25 @@ def test_dynamic_mixing_refuses_test_speakers(data, tmp_path):
     test_spk = mixture_speakers(csvs["test"], "librimix")
     first_id = open(csvs["test"]).readlines()[1].split(",")[0]
     assert first_id.split("-")[0] in test_spk
+    # LibriMix validates on held-out (dev) speakers: a pool that holds
+    # one of them (dev-clean beside train-clean-360) is refused too
+    pool = str(tmp_path / "LibriSpeech")
+    shutil.copytree(data["librispeech"], pool)
+    dev_spk = sorted(mixture_speakers(csvs["valid"], "librimix"))[0]
+    dev = os.path.join(data["libri2"], "wav8k", "min", "dev", "s1")
+    name = next(n for n in sorted(os.listdir(dev)) if n.startswith(dev_spk))
+    utt = name.split("_")[0]
+    folder = os.path.join(pool, "dev-clean", dev_spk, utt.split("-")[1])
+    os.makedirs(folder)
+    shutil.copy(os.path.join(dev, name), os.path.join(folder, utt + ".wav"))
+    hparams.update(base_folder_dm=pool, training_signal_len=4000, seed=1)
+    with pytest.raises(RecipeError, match="speakers of the validation "
+                       "mixtures"):
+        dynamic_mixing_dataset(hparams, "librimix", csvs["train"],
+                               csvs["test"], csvs["valid"])
+    hparams["base_folder_dm"] = data["librispeech"]
+    dynamic_mixing_dataset(hparams, "librimix", csvs["train"], csvs["test"],
+                           csvs["valid"])
 
 
 def test_rirs_at_another_sample_rate_are_resampled(tmp_path):

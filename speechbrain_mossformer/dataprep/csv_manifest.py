@@ -528,10 +528,14 @@ def _mono(info, path):
     (the recipes read every signal as ``[T]``: a multi-channel file would
     only fail, deep in the model, once training reaches it)."""
     if info.channels != 1:
+        binaural = re.search(r"_(anechoic|reverb)\b", str(path))
         raise AudioFileError(
             "The audio file %s has %d channels; the mixtures, sources and "
-            "noise of a separation corpus must be mono (1 channel)."
-            % (path, info.channels)
+            "noise of a separation corpus must be mono (1 channel)%s."
+            % (path, info.channels,
+               " (a WHAMR! made with MONO = False in its scripts, i.e. "
+               "binaural? generate it again with MONO = True)"
+               if binaural else "")
         )
     return info
 
