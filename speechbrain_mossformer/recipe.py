@@ -1474,7 +1474,7 @@ def check_switch_values(argv):
     >>> check_switch_values(["r.yaml", "--test_only", "True"])
     Traceback (most recent call last):
      ...
-    speechbrain_mossformer.recipe.RecipeError: --test_only True: --test_only is a switch and takes no value: give --test_only alone to turn it on, leave it out to keep it off
+    speechbrain_mossformer.recipe.RecipeError: --test_only True: --test_only is a switch and takes no value: ...
     """
     from speechbrain.utils.run_opts import HELP_TEXTS
 
