@@ -301,6 +301,7 @@ class Separation(sb.Brain):
         self.test_rows = []
         self.test_unscored = 0
         self.nonfinite_batches = 0
+        self.evaluation_failed = False
         self.audio_saved = 0
         self.dynamic_mixing_dataset = None
         self.interrupt = HeldInterrupt()
@@ -400,11 +401,13 @@ class Separation(sb.Brain):
 
     def evaluate(self, *args, **kwargs):
         """SpeechBrain's ``evaluate``; the DataLoader workers are stopped
-        whatever ends it."""
+        whatever ends it. Its loss is inf when a batch's was not finite, as
+        logged (SpeechBrain returns the mean of the other batches)."""
         try:
-            return super().evaluate(*args, **kwargs)
+            loss = super().evaluate(*args, **kwargs)
         finally:
             stop_loader_workers(self._loaders)
+        return float("inf") if self.evaluation_failed else loss
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
@@ -994,6 +997,7 @@ class Separation(sb.Brain):
                 self.dynamic_mixing_dataset.set_epoch(epoch)
         else:
             self.nonfinite_batches = 0
+            self.evaluation_failed = False
         if stage == sb.Stage.TEST:
             self.test_rows = []
             self.test_unscored = 0
@@ -1052,9 +1056,11 @@ class Separation(sb.Brain):
         """
         # every DDP rank validates the whole set; agreed all the same, so
         # that the ranks' schedules and checkpoints cannot part
-        if stage != sb.Stage.TRAIN and self._on_any_rank(
-            self.nonfinite_batches > 0
-        )[0]:
+        if stage != sb.Stage.TRAIN:
+            (self.evaluation_failed,) = self._on_any_rank(
+                self.nonfinite_batches > 0
+            )
+        if stage != sb.Stage.TRAIN and self.evaluation_failed:
             # the mean of the other batches would flatter a model that
             # fails on some mixtures; +inf (the worst loss) keeps such an
             # epoch from being the best checkpoint or an improvement for

@@ -918,3 +918,21 @@ def test_a_non_finite_validation_batch_makes_the_stage_loss_the_worst(
     # the next validation starts afresh
     brain.on_stage_start(sb.Stage.VALID, epoch=2)
     assert brain.nonfinite_batches == 0
+
+
+def test_evaluate_returns_inf_when_a_batch_loss_is_not_finite(tmp_path):
+    # the logged stage loss was inf, evaluate() still returned the mean of
+    # the other batches
+    class Named(Mixtures):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            item["id"] = "nan" if i == 2 else "ok"
+            return item
+
+    brain = oracle_test_brain(tmp_path)
+    loader = {"batch_size": 1, "collate_fn": PaddedBatch}
+    assert math.isfinite(brain.evaluate(
+        Mixtures(), test_loader_kwargs=loader, progressbar=False))
+    assert brain.evaluate(
+        Named(), test_loader_kwargs=loader, progressbar=False) == math.inf
+    assert brain.evaluation_failed
