@@ -476,10 +476,14 @@ def test_make_all_exact_layouts(tmp_path):
     assert flac.startswith(spk + "-100-") and flac.endswith(".flac")
     info = sf.info(os.path.join(libri, spk, "100", flac))
     assert info.samplerate == 16000 and info.subtype == "PCM_16"
-    # every mixture set written as 16-bit PCM wav
+    # WHAM!/WHAMR! as their scripts write them (32-bit float wav), the
+    # other mixture sets as 16-bit PCM wav
     mix_dir = os.path.join(paths["whamr"], "wav8k", "min", "tr",
                            "mix_both_reverb")
     info = sf.info(os.path.join(mix_dir, os.listdir(mix_dir)[0]))
+    assert info.subtype == "FLOAT" and info.samplerate == 8000
+    wsj_dir = os.path.join(paths["wsj0_2mix"], "wav8k", "min", "tr", "mix")
+    info = sf.info(os.path.join(wsj_dir, os.listdir(wsj_dir)[0]))
     assert info.subtype == "PCM_16" and info.samplerate == 8000
     # a WHAMR! reverberant source is longer-tailed but aligned with the
     # anechoic one: their correlation peaks at lag 0

@@ -272,8 +272,9 @@ def synthetic_rir(rng, sample_rate, t60_range=(0.2, 0.6)):
     return 0.9 * rir
 
 
-def _write(path, signal, sample_rate):
-    """Writes 16-bit PCM (wav or flac by extension)."""
+def _write(path, signal, sample_rate, subtype="PCM_16"):
+    """Writes 16-bit PCM (wav or flac by extension), or another WAV
+    ``subtype`` (``"FLOAT"``: 32-bit float, as the WHAM! scripts write)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fmt = "FLAC" if path.endswith(".flac") else "WAV"
     sf.write(
@@ -281,7 +282,7 @@ def _write(path, signal, sample_rate):
         np.clip(signal, -1.0, 1.0).astype(np.float32),
         sample_rate,
         format=fmt,
-        subtype="PCM_16",
+        subtype=subtype,
     )
 
 
@@ -386,7 +387,8 @@ def _unique(name, used):
     return name
 
 
-def _write_splits(base, folders, counts, rng_tags, sample_rate, mixture):
+def _write_splits(base, folders, counts, rng_tags, sample_rate, mixture,
+                  subtype="PCM_16"):
     """Writes the mixtures of every split, one file per signal.
 
     Arguments
@@ -405,6 +407,8 @@ def _write_splits(base, folders, counts, rng_tags, sample_rate, mixture):
         ``mixture(rng, split) -> (file name, {subfolder: signal})``; the
         signals are scaled together to a safe peak, the name made unique
         within the split.
+    subtype : str
+        The files' sample format (``_write``).
     """
     for split, folder, count in zip(_SPLITS, folders, counts):
         split_dir = os.path.join(base, folder)
@@ -414,7 +418,8 @@ def _write_splits(base, folders, counts, rng_tags, sample_rate, mixture):
             name, files = mixture(rng, split)
             name = _unique(name, used)
             for sub, x in _limit_peak(files).items():
-                _write(os.path.join(split_dir, sub, name), x, sample_rate)
+                _write(os.path.join(split_dir, sub, name), x, sample_rate,
+                       subtype)
 
 
 def make_wsj0mix(
@@ -556,7 +561,8 @@ def make_wham(
     ``s{1,2}_reverb`` and ``noise``. The noise (synthetic, see the module
     docstring) is at an SNR of U(-6, 3) dB against the louder source; each
     WHAMR! source has its own synthetic RIR, aligned on the direct path so
-    that ``s<i>_reverb`` and ``s<i>_anechoic`` are time-aligned.
+    that ``s<i>_reverb`` and ``s<i>_anechoic`` are time-aligned. The
+    files are 32-bit float WAVs, as the corpus' own scripts write them.
 
     Arguments
     ---------
@@ -642,6 +648,9 @@ def make_wham(
         (seed, "wham", int(reverb)),
         sample_rate,
         mixture,
+        # 32-bit float, as the WHAM! and WHAMR! scripts write
+        # (sf.write(..., subtype='FLOAT'))
+        subtype="FLOAT",
     )
     return base
 
