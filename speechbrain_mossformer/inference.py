@@ -365,11 +365,7 @@ def cut_off_bytes(extra_info):
     if chunks:
         sizes = [(int(m.group(2)), int(m.group(3))) for m in chunks
                  if 0 < int(m.group(2)) < _UNKNOWN_SIZE_32]
-    elif re.search(r"^\s*(data|SSND)\s*:", text, re.MULTILINE) and not (
-        _CONTAINER_SIZE_64.search(text)
-    ):
-        return None  # an audio chunk of the size declared
-    else:
+    else:  # W64, RF64 (for WAV/AIFF none: the audio chunk is whole)
         sizes = [(int(m.group(2)), int(m.group(3)))
                  for m in _CONTAINER_SIZE_64.finditer(text)
                  if int(m.group(2)) not in (0, 0xFFFFFFFFFFFFFFFF)]
@@ -1038,7 +1034,8 @@ class SeparationStream:
         The blocks are copied into it as they come, so the result is the
         only copy held (concatenating a list of blocks held two).
         """
-        tracks = torch.zeros(self.num_frames, self.num_spks)
+        # every row is written below, or the stream is refused
+        tracks = torch.empty(self.num_frames, self.num_spks)
         position = 0
         for block in self:
             # [n, num_spks] -> rows position .. position + n of the result
