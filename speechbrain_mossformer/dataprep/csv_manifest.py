@@ -509,18 +509,26 @@ def build_manifest_rows(data_root, split_dir, folders, sample_rate):
         for key in keys:
             path = os.path.join(paths[key], name)
             if key != "mix":
-                info = _mono(audio_info(path, sample_rate), path)
-                if info.frames != mix_info.frames:
-                    raise FileMismatchError(
-                        "The file %s has %d samples but its mixture %s has "
-                        "%d; sources and mixtures must have the same length."
-                        % (path, info.frames, mix_path, mix_info.frames)
-                    )
+                _source_of(path, sample_rate, mix_path, mix_info.frames)
             row[key + "_wav"] = _relative(path, data_root)
             row[key + "_wav_format"] = os.path.splitext(name)[1][1:].lower()
             row[key + "_wav_opts"] = ""
         rows.append(row)
     return rows
+
+
+def _source_of(path, sample_rate, mix_path, mix_frames, where=""):
+    """Checks a source file like its mixture: readable, mono, at
+    ``sample_rate`` and ``mix_frames`` long (``where``: e.g. the manifest
+    row, added to the message)."""
+    info = _mono(audio_info(path, sample_rate), path)
+    if info.frames != mix_frames:
+        raise FileMismatchError(
+            "The file %s has %d samples but its mixture %s has %d; sources "
+            "and mixtures must have the same length%s."
+            % (path, info.frames, mix_path, mix_frames, where)
+        )
+    return info
 
 
 def _mono(info, path):
@@ -721,22 +729,14 @@ def check_manifest_audio(csv_path, columns, sample_rate, data_root=None):
     with open(csv_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        frames = None
-        for col in columns:
-            path = row.get(col) or ""
-            if data_root is not None:
-                path = path.replace("$data_root", str(data_root), 1)
-            info = _mono(audio_info(path, sample_rate), path)
-            if frames is None:
-                frames, mix_path = info.frames, path
-            elif info.frames != frames:
-                raise FileMismatchError(
-                    "The file %s has %d samples but its mixture %s has "
-                    "%d; sources and mixtures must have the same length "
-                    "(manifest %s, row %s)."
-                    % (path, info.frames, mix_path, frames, csv_path,
-                       row.get("ID"))
-                )
+        paths = [row.get(col) or "" for col in columns]
+        if data_root is not None:
+            paths = [p.replace("$data_root", str(data_root), 1) for p in paths]
+        mix_path = paths[0]
+        frames = _mono(audio_info(mix_path, sample_rate), mix_path).frames
+        for path in paths[1:]:
+            _source_of(path, sample_rate, mix_path, frames,
+                       " (manifest %s, row %s)" % (csv_path, row.get("ID")))
 
 
 def create_manifests(
