@@ -263,15 +263,21 @@ def test_a_file_that_is_not_an_onnx_model_is_not_replaced(tmp_path,
             capsys.readouterr().err
 
 
-def test_the_check_fails_on_non_finite_estimates(exported, tmp_path, capsys):
-    """A NaN difference must not read as a perfect match (max(0, nan) is 0
-    in Python): a diverged model's export fails the check."""
-    folder = str(tmp_path / "diverged")
-    shutil.copytree(exported[0], folder)
+def diverged_copy(source, folder):
+    """A copy of the pretrained folder ``source`` whose mask net's weights
+    are all NaN (a diverged model); returns ``folder``."""
+    shutil.copytree(source, folder)
     state = torch.load(os.path.join(folder, "masknet.ckpt"))
     state = {k: v * float("nan") if v.is_floating_point() else v
              for k, v in state.items()}
     torch.save(state, os.path.join(folder, "masknet.ckpt"))
+    return folder
+
+
+def test_the_check_fails_on_non_finite_estimates(exported, tmp_path, capsys):
+    """A NaN difference must not read as a perfect match (max(0, nan) is 0
+    in Python): a diverged model's export fails the check."""
+    folder = diverged_copy(exported[0], str(tmp_path / "diverged"))
     out = str(tmp_path / "d.onnx")
     assert main([folder, out]) == 1
     err = capsys.readouterr().err
@@ -344,12 +350,7 @@ def test_a_failed_check_leaves_an_existing_file_as_it_was(
     assert os.listdir(out_dir) == ["x.onnx"]
     assert "not written" in capsys.readouterr().err
     # the same for a check failed on NaN estimates
-    diverged = str(tmp_path / "diverged")
-    shutil.copytree(exported[0], diverged)
-    state = torch.load(os.path.join(diverged, "masknet.ckpt"))
-    state = {k: v * float("nan") if v.is_floating_point() else v
-             for k, v in state.items()}
-    torch.save(state, os.path.join(diverged, "masknet.ckpt"))
+    diverged = diverged_copy(exported[0], str(tmp_path / "diverged"))
     assert main([diverged, str(out)]) == 1
     assert out.read_bytes() == earlier
     assert os.listdir(out_dir) == ["x.onnx"]
