@@ -14,16 +14,77 @@ yet see the new ``CKPT.yaml`` chose other checkpoints to delete than the
 main process, so their collective calls no longer matched and the run hung
 (seen after resuming a ``torchrun`` run).
 
+A save that fails (a full disk, an unwritable folder) removes its unfinished
+folder and says so in one line (``CheckpointSaveError``); the folders that
+interrupted saves left (a run killed while saving) are removed once a newer
+checkpoint is complete. Each checkpoint records the number of processes that
+wrote it (``world_size`` in ``CKPT.yaml``): an intra-epoch checkpoint counts
+each process's batches, so it resumes only with the same number.
+
 Authors
  * speechbrain-mossformer contributors 2026
 """
 
 import os
+import shutil
 
+import torch
 from speechbrain.utils import checkpoints as sb_checkpoints
 from speechbrain.utils.distributed import ddp_barrier
 
+from speechbrain_mossformer.errors import first_line
+
 _PARTIAL = ".partial"
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (its unfinished folder is removed;
+    the earlier checkpoints are kept)."""
+
+
+def process_count():
+    """The number of training processes: the DDP group's size, or before
+    the group exists ``torchrun``'s ``WORLD_SIZE`` (1 without DDP).
+
+    Example
+    -------
+    >>> process_count()
+    1
+    """
+    if torch.distributed.is_available() and \
+            torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def unfinished_checkpoints(save_folder):
+    """The checkpoint folders of ``save_folder`` that an interrupted save
+    left: named like a checkpoint (``CKPT+...``) but without ``CKPT.yaml``,
+    which is written last. SpeechBrain never loads them.
+
+    Example
+    -------
+    >>> save = getfixture("tmpdir")
+    >>> _ = (save / "CKPT+1").ensure(dir=True)
+    >>> _ = (save / "CKPT+2" / "CKPT.yaml").ensure()
+    >>> unfinished_checkpoints(str(save))
+    ['CKPT+1']
+    """
+    if not os.path.isdir(save_folder):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(save_folder)
+        if name.startswith(sb_checkpoints.CKPT_PREFIX + "+")
+        and os.path.isdir(os.path.join(save_folder, name))
+        and not os.path.islink(os.path.join(save_folder, name))
+        and not os.path.exists(
+            os.path.join(save_folder, name, sb_checkpoints.METAFNAME)
+        )
+    )
 
 
 class AtomicCheckpointer(sb_checkpoints.Checkpointer):
@@ -44,22 +105,59 @@ class AtomicCheckpointer(sb_checkpoints.Checkpointer):
     1
     """
 
+    _writing = None  # the folder of the save in progress (main process)
+
+    def _new_checkpoint_dirpath(self):
+        self._writing = super()._new_checkpoint_dirpath()
+        return self._writing
+
+    def _custom_checkpoint_dirpath(self, name):
+        self._writing = super()._custom_checkpoint_dirpath(name)
+        return self._writing
+
     def _save_checkpoint_metafile(
         self, fpath, meta_to_include={}, end_of_epoch=True
     ):
         # Written under a temporary name; save_checkpoint renames it last.
         return super()._save_checkpoint_metafile(
             fpath.with_name(fpath.name + _PARTIAL),
-            meta_to_include,
+            {"world_size": process_count(), **meta_to_include},
             end_of_epoch,
         )
 
     def save_checkpoint(self, *args, **kwargs):
         """Saves like SpeechBrain, then publishes ``CKPT.yaml`` atomically;
-        every DDP process returns once it is published."""
-        checkpoint = super().save_checkpoint(*args, **kwargs)
-        if checkpoint is not None:  # main process
-            meta = checkpoint.path / sb_checkpoints.METAFNAME
-            os.replace(meta.with_name(meta.name + _PARTIAL), meta)
+        every DDP process returns once it is published. Raises
+        ``CheckpointSaveError`` when the main process cannot write it."""
+        self._writing = None
+        try:
+            checkpoint = super().save_checkpoint(*args, **kwargs)
+            if checkpoint is not None:  # main process
+                meta = checkpoint.path / sb_checkpoints.METAFNAME
+                os.replace(meta.with_name(meta.name + _PARTIAL), meta)
+        except (OSError, RuntimeError) as err:
+            if self._writing is None:  # not this process's folder
+                raise
+            raise self._failed(self._writing, err) from err
+        if checkpoint is not None:
+            # superseded by the checkpoint just published
+            for name in unfinished_checkpoints(str(self.checkpoints_dir)):
+                shutil.rmtree(self.checkpoints_dir / name, ignore_errors=True)
         ddp_barrier()
         return checkpoint
+
+    def _failed(self, folder, err):
+        """Removes the unfinished ``folder`` of a failed save; the error to
+        raise."""
+        if not (folder / sb_checkpoints.METAFNAME).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            free = shutil.disk_usage(self.checkpoints_dir).free
+            space = f" ({free / 2**20:.0f} MiB free on its disk)"
+        except OSError:
+            space = ""
+        return CheckpointSaveError(
+            f"could not save a checkpoint in {folder}: {first_line(err)}"
+            f"{space}; the unfinished folder is removed and the earlier "
+            f"checkpoints in {self.checkpoints_dir} are kept"
+        )

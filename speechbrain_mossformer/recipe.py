@@ -43,6 +43,11 @@ from speechbrain_mossformer.brain import (
     Terminated,
     raise_terminated,
 )
+from speechbrain_mossformer.checkpoints import (
+    CheckpointSaveError,
+    process_count,
+    unfinished_checkpoints,
+)
 from speechbrain_mossformer.dataprep.csv_manifest import DataPreparationError
 from speechbrain_mossformer.errors import device_problem, first_line
 
@@ -583,7 +588,10 @@ def check_run_folder(hparams):
     returned as notes (e.g. ``lr``: the learning rate comes from the
     checkpoint's optimizer state when resuming), except ``batch_size``
     when the checkpoint to resume from is an intra-epoch one (see
-    :func:`check_intra_epoch_batch_size`). A folder with checkpoints but
+    :func:`check_intra_epoch_batch_size`; the number of processes may not
+    change there either, see :func:`check_intra_epoch_world_size`). Only
+    complete checkpoints count (the folders interrupted saves left are
+    named in a note). A folder with checkpoints but
     without ``hyperparams.yaml`` (e.g. ``save/`` copied alone) is checked
     by the shapes of its newest checkpoint (see
     :func:`check_checkpoint_shapes`).
@@ -601,7 +609,9 @@ def check_run_folder(hparams):
     Example
     -------
     >>> run = getfixture("tmpdir")
-    >>> _ = (run / "save" / "CKPT+1").ensure(dir=True)
+    >>> _ = (run / "save" / "CKPT+1" / "CKPT.yaml").write_text(
+    ...     "unixtime: 1\\nend-of-epoch: true\\n", encoding="utf-8",
+    ...     ensure=True)
     >>> _ = (run / "hyperparams.yaml").write_text(
     ...     "sample_rate: 8000\\nlr: 0.00015\\n", encoding="utf-8")
     >>> check_run_folder({"output_folder": str(run), "sample_rate": 8000,
@@ -619,14 +629,27 @@ def check_run_folder(hparams):
     folder = hparams["output_folder"]
     saved = os.path.join(folder, "hyperparams.yaml")
     save_folder = hparams.get("save_folder", os.path.join(folder, "save"))
+    unfinished = unfinished_checkpoints(save_folder)
+    left = (
+        [
+            f"{save_folder} holds {len(unfinished)} unfinished checkpoint "
+            f"folder(s) that interrupted saves left ({', '.join(unfinished)})"
+            ": they cannot be resumed and are removed once this run saves "
+            "its first checkpoint"
+        ]
+        if unfinished else []
+    )
     has_ckpt = os.path.isdir(save_folder) and any(
-        name.startswith("CKPT+") for name in os.listdir(save_folder)
+        name.startswith("CKPT+")
+        and os.path.isfile(os.path.join(save_folder, name, "CKPT.yaml"))
+        for name in os.listdir(save_folder)
     )
     if not has_ckpt:
-        return []
+        return left
+    check_intra_epoch_world_size(hparams)
     if not os.path.isfile(saved):
         check_checkpoint_shapes(hparams)
-        return []
+        return left
     try:
         with open(saved, encoding="utf-8") as f:
             old = ruamel.yaml.YAML(typ="rt").load(f) or {}
@@ -668,8 +691,8 @@ def check_run_folder(hparams):
                 " (the learning rate comes from the checkpoint's optimizer "
                 "state, not from lr)"
             )
-        return [note]
-    return []
+        return left + [note]
+    return left
 
 
 def resumed_checkpoint(hparams):
@@ -762,6 +785,66 @@ def check_intra_epoch_batch_size(hparams, old_batch_size, new_batch_size):
         f"would skip {skip}; resume with --batch_size={old_batch_size} to "
         "finish the epoch (the batch size may change after it, at an "
         "end-of-epoch checkpoint)"
+    )
+
+
+def check_intra_epoch_world_size(hparams, processes=None):
+    """Refuses another number of processes when resuming within an epoch.
+
+    An intra-epoch checkpoint saves how many batches *each process* trained
+    (``DistributedSampler`` gives each its share of the epoch); resumed
+    with more processes, the rest of the epoch would be silently skipped,
+    with fewer, part of it trained twice. The number that wrote a
+    checkpoint is its ``world_size`` (``AtomicCheckpointer``; older
+    checkpoints, without it, are not checked). At an epoch boundary it may
+    change.
+
+    Arguments
+    ---------
+    hparams : dict
+        The new run's hyperparameters (``save_folder`` or
+        ``output_folder``; ``checkpointer`` if built).
+    processes : int, optional
+        The new run's number of processes (default: ``process_count()``).
+
+    Example
+    -------
+    >>> from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    >>> save = str(getfixture("tmpdir"))
+    >>> checkpointer = AtomicCheckpointer(save, {"model": torch.nn.Linear(
+    ...     2, 2)})
+    >>> ckpt = checkpointer.save_checkpoint(end_of_epoch=True)
+    >>> check_intra_epoch_world_size({"save_folder": save}, 2)
+    >>> ckpt = checkpointer.save_checkpoint(end_of_epoch=False)
+    >>> check_intra_epoch_world_size({"save_folder": save}, 1)
+    >>> check_intra_epoch_world_size({"save_folder": save}, 2)
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... by 1 process: ...
+    """
+    if processes is None:
+        processes = process_count()
+    ckpt = resumed_checkpoint(hparams)
+    if ckpt is None or ckpt.meta.get("end-of-epoch", True):
+        return
+    saved_by = ckpt.meta.get("world_size")
+    if not isinstance(saved_by, int) or saved_by == processes:
+        return
+    epoch = _read_int(ckpt.paramfiles.get("counter"))
+    where = f"epoch {epoch}" if epoch is not None else "an epoch"
+    launch = (
+        "python train.py ... (one process)"
+        if saved_by == 1
+        else f"torchrun --nproc_per_node={saved_by} (or as many processes "
+        "over several nodes)"
+    )
+    raise RecipeError(
+        f"{ckpt.path} was saved within {where} by {saved_by} "
+        f"process{'es' if saved_by != 1 else ''}: resuming it with "
+        f"{processes} would {'skip' if processes > saved_by else 'repeat'} "
+        f"part of the epoch (each process counts its own batches); resume "
+        f"with {launch} to finish the epoch (the number may change after "
+        "it, at an end-of-epoch checkpoint)"
     )
 
 
@@ -1683,11 +1766,19 @@ def keep_earlier_settings(output_folder, earlier):
     ) as f:
         if settings(f.read()) == settings(text):
             return None
+    from speechbrain_mossformer.pretrained import write_replacing
+
     kept = os.path.join(output_folder, f"hyperparams.{stamp}.yaml")
     if os.path.exists(kept):  # kept already (a run of the same second)
         return None
-    with open(kept, "w", encoding="utf-8") as f:
-        f.write(text)
+
+    def write(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    # whole or not at all (a full disk must not leave it empty: an
+    # existing copy is never written again)
+    write_replacing(kept, write)
     return kept
 
 
@@ -1724,6 +1815,83 @@ def run_recipe(argv, dataset):
         raise RecipeError(f"--device: {problem}")
     run_opts = choose_ddp_backend(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
+    # one run per folder: a second one (launched twice, a cluster requeuing
+    # a job still alive) would delete the first one's checkpoints
+    lock = (
+        lock_run_folder(hparams["output_folder"])
+        if if_main_process() else None
+    )
+    try:
+        return _run_in_folder(
+            hparams, hparams_file, run_opts, overrides, notes, dataset
+        )
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def lock_run_folder(folder):
+    """Takes ``folder``'s run lock (``folder/.lock``) for this process.
+
+    Held until the returned file is closed (or the process ends, however
+    it ends). On a file system without locks (some network ones) the run
+    goes on unlocked.
+
+    Arguments
+    ---------
+    folder : str
+        The run folder (made if missing).
+
+    Returns
+    -------
+    file or None
+        The open lock file; None where locks are not available.
+
+    Example
+    -------
+    >>> folder = str(getfixture("tmpdir"))
+    >>> lock = lock_run_folder(folder)
+    >>> lock_run_folder(folder)
+    Traceback (most recent call last):
+     ...
+    speechbrain_mossformer.recipe.RecipeError: ... is in use by another run ...
+    >>> lock.close()
+    >>> lock_run_folder(folder).close()
+    """
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return None
+    import socket
+
+    os.makedirs(folder, exist_ok=True)
+    handle = open(os.path.join(folder, ".lock"), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise RecipeError(
+            f"{folder} is in use by another run"
+            + (f" (process {holder})" if holder else "")
+            + ": two runs in one folder delete each other's checkpoints; "
+            "wait for it to end, or give another --output_folder"
+        ) from None
+    except OSError:  # no locks on this file system
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _run_in_folder(hparams, hparams_file, run_opts, overrides, notes,
+                   dataset):
+    """``run_recipe`` from the run folder's set-up on (this process holds
+    the folder's lock, or is not the main one); returns the Brain."""
     earlier = (
         earlier_settings(hparams["output_folder"])
         if if_main_process() else None
@@ -1750,9 +1918,14 @@ def run_recipe(argv, dataset):
     resolve_checkpoint_interval(hparams, run_opts)
 
     csvs = {}
-    run_on_main(
-        lambda: csvs.update(prepare_data(hparams, dataset)),
-    )
+    try:
+        run_on_main(
+            lambda: csvs.update(prepare_data(hparams, dataset)),
+        )
+    except OSError as err:  # e.g. a full disk while writing the CSVs
+        if type(err).__module__.startswith("speechbrain_mossformer"):
+            raise
+        raise RecipeError(f"preparing the data: {first_line(err)}") from None
     if not csvs:  # other DDP ranks: the main process wrote the CSVs
         hparams["skip_prep"] = True
         csvs.update(prepare_data(hparams, dataset))
@@ -1905,7 +2078,8 @@ def main(dataset):
     code = 0
     try:
         run_recipe(sys.argv[1:], dataset)
-    except (RecipeError, ValueError, FileNotFoundError) as err:
+    except (RecipeError, ValueError, FileNotFoundError,
+            CheckpointSaveError) as err:
         if not type(err).__module__.startswith("speechbrain_mossformer"):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)

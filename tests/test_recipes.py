@@ -1059,3 +1059,134 @@ def test_own_manifests_are_checked_like_prepared_ones(tmp_path):
                        r"sample rate of 16000 Hz"):
         use_own_manifests(dict(hparams, test_data=noisy, use_noise=True),
                           prepared)
+
+
+def test_intra_epoch_checkpoint_resumes_only_with_as_many_processes(
+    data, tmp_path
+):
+    # each process counts its own batches: resumed by another number of
+    # processes, part of the epoch was skipped (more) or trained twice
+    out = str(tmp_path / "out")
+    proc, resume = sigterm_run("step", data, out)  # stopped during epoch 2
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    (intra,) = intra_epoch_checkpoints(out)
+    meta = os.path.join(out, "save", intra, "CKPT.yaml")
+    with open(meta) as f:
+        assert yaml.safe_load(f)["world_size"] == 1
+    # as if two processes (torchrun) had saved it
+    with open(meta) as f:
+        text = f.read().replace("world_size: 1", "world_size: 2")
+    with open(meta, "w") as f:
+        f.write(text)
+    epochs = train_log_epochs(out)
+    proc = subprocess.run(resume, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and intra in last, last
+    assert "by 2 processes: resuming it with 1 would repeat part of " \
+        "the epoch" in last and "--nproc_per_node=2" in last, last
+    assert "Traceback" not in proc.stderr
+    assert train_log_epochs(out) == epochs
+
+
+def test_a_second_run_in_a_folder_in_use_is_refused(data, tmp_path):
+    from speechbrain_mossformer.recipe import lock_run_folder
+
+    out = str(tmp_path / "out")
+    lock = lock_run_folder(out)  # a run in progress
+    try:
+        proc = run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+                         "--N_epochs=1", check=False)
+    finally:
+        lock.close()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out} is in use by another run "
+                           f"(process "), last
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(os.path.join(out, "hyperparams.yaml"))
+    # once it ends, the folder is free
+    run_train("wsj0mix", "mossformer.yaml", data["wsj2"], out,
+              "--N_epochs=1")
+    assert train_log_epochs(out) == [1]
+
+
+def test_a_failed_save_removes_its_folder_and_keeps_the_earlier(tmp_path):
+    from speechbrain.utils.checkpoints import register_checkpoint_hooks
+    from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver
+
+    from speechbrain_mossformer.checkpoints import (
+        AtomicCheckpointer, CheckpointSaveError)
+
+    @register_checkpoint_hooks
+    class Failing:
+        """Saves whole, or (``fail``) part of its file, then fails like a
+        full disk."""
+
+        fail = False
+
+        @mark_as_saver
+        def save(self, path):
+            with open(path, "wb") as f:
+                f.write(b"part" if self.fail else b"whole")
+            if self.fail:
+                raise OSError(28, "No space left on device")
+
+        @mark_as_loader
+        def load(self, path, end_of_epoch):
+            pass
+
+    save = tmp_path / "save"
+    failing = Failing()
+    checkpointer = AtomicCheckpointer(str(save), {
+        "model": torch.nn.Linear(2, 2), "state": failing})
+    earlier = checkpointer.save_checkpoint(meta={"si-snr": -5.0})
+    failing.fail = True
+    with pytest.raises(CheckpointSaveError) as err:
+        checkpointer.save_checkpoint(meta={"si-snr": -6.0})
+    message = str(err.value)
+    assert message.startswith("could not save a checkpoint in "
+                              f"{save}{os.sep}CKPT+"), message
+    assert "No space left on device" in message and "MiB free on its " \
+        "disk" in message and f"checkpoints in {save} are kept" in message
+    assert os.listdir(save) == [earlier.path.name]
+    assert checkpointer.find_checkpoint().path == earlier.path
+
+    # the recipes' entry point prints it as one line
+    from speechbrain_mossformer import recipe
+
+    def raises(argv, dataset):
+        raise err.value
+
+    original, recipe.run_recipe = recipe.run_recipe, raises
+    try:
+        import contextlib
+        import io
+
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            assert recipe.main("wsj0mix") == 2
+    finally:
+        recipe.run_recipe = original
+    assert stderr.getvalue() == f"error: {message}\n"
+
+
+def test_folders_of_interrupted_saves_are_noted_then_removed(tmp_path):
+    from speechbrain_mossformer.checkpoints import AtomicCheckpointer
+    from speechbrain_mossformer.recipe import check_run_folder
+
+    save = tmp_path / "save"
+    checkpointer = AtomicCheckpointer(str(save), {
+        "model": torch.nn.Linear(2, 2)})
+    # a first save killed before CKPT.yaml was published
+    (save / "CKPT+killed").mkdir(parents=True)
+    (save / "CKPT+killed" / "CKPT.yaml.partial").write_text("unixtime: 1\n")
+    (tmp_path / "hyperparams.yaml").write_text("out_channels: 16\n")
+    # not a checkpoint of the run: another model may use the folder
+    notes = check_run_folder({"output_folder": str(tmp_path),
+                              "out_channels": 32})
+    assert len(notes) == 1 and "1 unfinished checkpoint folder(s) that " \
+        "interrupted saves left (CKPT+killed)" in notes[0], notes
+    checkpointer.save_checkpoint()
+    names = os.listdir(save)
+    assert len(names) == 1 and names[0] != "CKPT+killed", names
