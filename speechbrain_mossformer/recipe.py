@@ -313,6 +313,10 @@ def mixture_speakers(csv_path, dataset):
     ...     "ID,duration\\n445c020f_1.9_442o030z_-1.9,1.0\\n")
     >>> sorted(mixture_speakers(path, "wsj0mix"))
     ['442', '445']
+    >>> _ = open(path, "w").write(
+    ...     "ID,duration\\n19-198-0001_26-495-0002,1.0\\n")
+    >>> sorted(mixture_speakers(path, "librimix"))
+    ['19', '26']
     """
     import csv
 

@@ -936,3 +936,43 @@ def test_evaluate_returns_inf_when_a_batch_loss_is_not_finite(tmp_path):
     assert brain.evaluate(
         Named(), test_loader_kwargs=loader, progressbar=False) == math.inf
     assert brain.evaluation_failed
+
+
+def test_threshold_leaves_out_items_already_above_30_db():
+    # SpeechBrain's threshold: items whose loss is below -30 dB (separated
+    # well enough) do not train; all of them below it: nothing to train
+    brain = make_brain(1, threshold=-30)
+    loss = torch.tensor([-40.0, -10.0, -20.0])
+    assert brain.select_loss(loss).item() == -15.0
+    assert brain.select_loss(torch.tensor([-35.0, -31.0])) is None
+    brain = make_brain(1, threshold_byloss=False)
+    assert brain.select_loss(loss).item() == pytest.approx(-70.0 / 3)
+
+
+def test_loss_above_the_upper_limit_skips_the_batch():
+    brain = make_brain(1, loss_upper_lim=10.0)
+    assert brain._skip_everywhere(torch.tensor(11.0))
+    assert not brain._skip_everywhere(torch.tensor(-5.0))
+
+
+def test_test_metrics_leave_the_padding_out(tmp_path):
+    # a short mixture batched with a longer one is scored on its own
+    # samples: about the score it gets alone
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for name, n in (("long", 1600), ("short", 900)):
+        s1, s2 = torch.randn(2, n, generator=g)
+        items.append({"id": name, "mix_sig": s1 + s2, "s1_sig": s1,
+                      "s2_sig": s2})
+    together = oracle_test_brain(tmp_path / "together")
+    together.evaluate_batch(PaddedBatch(items), sb.Stage.TEST)
+    alone = oracle_test_brain(tmp_path / "alone")
+    for item in items:
+        alone.evaluate_batch(PaddedBatch([item]), sb.Stage.TEST)
+
+    def short(brain):
+        (row,) = [r for r in brain.test_rows if r["snt_id"] == "short"]
+        return row["si-snr"]
+
+    # the oracle's added noise differs between the two runs
+    assert abs(short(together) - short(alone)) < 1.0

@@ -613,3 +613,18 @@ def test_a_binaural_whamr_file_names_the_scripts_mono_switch(tmp_path):
     with pytest.raises(AudioFileError) as err:
         _mono(audio_info(other), other)
     assert "MONO" not in str(err.value)
+
+
+def test_speaker_splits_are_disjoint_and_cover_every_speaker():
+    # a speaker in two splits leaks test (or validation) voices into
+    # training or model selection
+    from speechbrain_mossformer.dataprep.minidata import speaker_splits
+
+    speakers = [f"s{i:02d}" for i in range(20)]
+    for seed in range(5):
+        splits = speaker_splits(speakers, seed, n_valid=4, n_test=4)
+        train, valid, test = map(
+            set, (splits["train"], splits["valid"], splits["test"]))
+        assert not (train & valid or train & test or valid & test), seed
+        assert train | valid | test == set(speakers)
+        assert len(valid) == len(test) == 4

@@ -522,3 +522,54 @@ def test_export_never_overwrites_another_checkpoint_of_the_run(tmp_path,
         with open(os.path.join(other, "masknet.ckpt"), "rb") as f:
             assert f.read() == before
         assert not os.path.exists(os.path.join(other, "hyperparams.yaml"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"stride": 16}, "stride 16 must be kernel_size // 2"),
+        ({"causal": True}, "causal=True checkpoints are not supported"),
+    ],
+)
+def test_unsupported_official_settings_are_refused(tmp_path, capsys, change,
+                                                   message):
+    # converted anyway, they would make another model than the checkpoint's
+    import json
+    import shutil
+
+    from inference_helpers import fixture_dir
+
+    from speechbrain_mossformer.convert import main as convert_main
+
+    fixture = fixture_dir("tiny-2spk")
+    ms = tmp_path / "ms"
+    ms.mkdir()
+    for name in ("encoder.bin", "decoder.bin", "masknet.bin"):
+        shutil.copy(os.path.join(fixture, name), ms / name)
+    with open(os.path.join(fixture, "model_config.json")) as f:
+        settings = json.load(f)
+    (ms / "configuration.json").write_text(
+        json.dumps({"model": dict(settings, **change)}))
+    assert convert_main([str(ms), str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_frozen_frequencies_are_refused(tmp_path, capsys):
+    # the rotary tables are not learnt: other values mean another model
+    import shutil
+
+    from inference_helpers import fixture_dir
+
+    from speechbrain_mossformer.convert import main as convert_main
+
+    fixture = fixture_dir("tiny-2spk")
+    ms = tmp_path / "ms"
+    shutil.copytree(fixture, ms)
+    state = torch.load(str(ms / "masknet.bin"))
+    key = next(k for k in state if k.endswith("rotary_pos_emb.freqs"))
+    state[key] = state[key] * 1.01
+    torch.save(state, str(ms / "masknet.bin"))
+    assert convert_main([str(ms), str(tmp_path / "out")]) == 2
+    assert f"'{key}' holds other frequencies" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

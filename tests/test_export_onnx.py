@@ -452,3 +452,25 @@ def test_the_check_goes_past_several_attention_groups(tmp_path, capsys,
     assert main([folder, str(tmp_path / "x.onnx"),
                  "--lengths", "16,64000"]) == 0
     assert calls == [((16, 64000), (2, 1))]
+
+
+def test_verify_reports_the_worst_length_not_the_last(tmp_path):
+    # a graph wrong at short lengths only must not pass because the last
+    # length checked is right
+    from speechbrain_mossformer.export_onnx import SeparatorForExport
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        MossFormerWrapper,
+    )
+
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8).eval()
+    separator = SeparatorForExport(
+        model.encoder, model.masknet, model.decoder, 2)
+    path = str(tmp_path / "model.onnx")
+    export_separator(separator, path, example_length=203)
+
+    def wrong_when_short(mix):
+        return separator(mix) + (1.0 if mix.shape[1] == 16 else 0.0)
+
+    assert export_onnx.verify(
+        wrong_when_short, path, lengths=(16, 1003)) >= 0.99

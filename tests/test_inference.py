@@ -1108,3 +1108,38 @@ def test_read_all_keeps_one_copy_of_the_tracks():
     short = SeparationStream(Audio(), blocks(), 8000, 12, 2)
     with pytest.raises(RuntimeError, match="gave 10 of the 12 samples"):
         short.read_all()
+
+
+def test_overlap_fades_from_the_previous_chunk_into_the_next():
+    # chunk k estimates the constant k on both tracks: the output must
+    # hold chunk 0, fade into chunk 1 over the overlap, then hold chunk 1
+    # (a reversed fade jumps at every border, an audible click)
+    from speechbrain_mossformer.inference import (
+        ChunkedSeparator, crossfade_window)
+
+    calls = []
+
+    def level(mix):
+        calls.append(None)
+        return torch.full(mix.shape + (2,), float(len(calls) - 1))
+
+    chunked = ChunkedSeparator(level, chunk_size=100, overlap_size=20)
+    out = torch.cat(
+        chunked.push(torch.zeros(1, 180)) + chunked.flush(), dim=1
+    )[0, :, 0]
+    assert torch.equal(out[:80], torch.zeros(80))
+    assert torch.allclose(out[80:100], crossfade_window(20))
+    assert torch.equal(out[100:], torch.ones(80))
+
+
+def test_one_active_speaker_in_the_overlap_is_enough():
+    # one talker and one silent track at a border: the order is clear, so
+    # no speaker-order warning for it
+    from speechbrain_mossformer.inference import ChunkedSeparator
+
+    chunked = ChunkedSeparator(
+        lambda m: torch.stack([m, 0 * m], -1), 200, 50)
+    chunked.push(torch.randn(1, 1000, generator=torch.Generator()
+                             .manual_seed(0)))
+    chunked.flush()
+    assert chunked.undetermined_borders == []

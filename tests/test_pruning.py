@@ -658,3 +658,28 @@ def test_dropping_the_narrowest_block_needs_a_narrow_kept_one(states, mix):
     assert report["blocks"] == [0, 2]
     assert new_cfg["query_key_dims"] == [16, 24]
     assert separate(new_cfg, new_states, mix).isfinite().all()
+
+
+@pytest.mark.parametrize("half", ["V", "U"])
+def test_hidden_pair_scores_count_both_halves(half):
+    # pair j is V row j and U row E + j of to_hidden (and to_out's column
+    # j): a pair whose V (or U) row is near zero is the least important
+    from speechbrain_mossformer.lobes.models.mossformer import (
+        MossFormerMaskNet,
+    )
+
+    net = MossFormerMaskNet(16, 16, num_blocks=1, group_size=4,
+                            query_key_dim=8)
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    block = pruning._BLOCK.format(0)
+    weight = state[block + "to_hidden.linear.weight"]
+    e = weight.shape[0] // 2
+    weight.fill_(1.0)
+    state[block + "to_hidden.linear.bias"].zero_()
+    state[block + "to_out.linear.weight"].fill_(1.0)
+    weak = [3, 7]
+    rows = [j if half == "V" else e + j for j in weak]
+    weight[rows] *= 1e-3
+    config = {"out_channels": 16, "num_blocks": 1, "query_key_dim": 8}
+    scores = pruning.unit_scores(config, state)["hidden"][0]
+    assert sorted(scores.argsort()[:2].tolist()) == weak
