@@ -94,6 +94,65 @@ def output_folder(parser, path, option="--out-dir"):
     return path
 
 
+def keep_full_run_results(parser, args, keys, attr="name", argv=None):
+    """Gives the outputs of a run with other options than the defaults
+    another name, so that it never replaces the full run's committed
+    results (which the README quotes).
+
+    When any option of ``keys`` differs from its default and ``attr`` (the
+    output's base name, or a file path) is not given, ``_custom``
+    is appended to it (before a path's extension) and a note says so.
+    Call it before ``parse_args``'s own conversions of those options.
+
+    Arguments
+    ---------
+    parser : argparse.ArgumentParser
+        The script's parser (its defaults).
+    args : argparse.Namespace
+        The parsed options; ``attr`` is changed in place.
+    keys : sequence of str
+        The options that change what is measured.
+    attr : str
+        The option naming the outputs.
+    argv : list of str, optional
+        The command line parsed (default: ``sys.argv[1:]``): an ``attr``
+        given there, even with its default value, is kept.
+
+    Example
+    -------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--models", default="l,sepformer")
+    >>> _ = parser.add_argument("--name", default="speed")
+    >>> args = parser.parse_args(["--models", "s"])
+    >>> keep_full_run_results(parser, args, ["models"])  # doctest: +ELLIPSIS
+    --models differs from the default: writing speed_custom (...)
+    >>> args.name
+    'speed_custom'
+    >>> argv = ["--models", "s", "--name", "speed"]
+    >>> keep_full_run_results(parser, parser.parse_args(argv), ["models"],
+    ...                       argv=argv)
+    """
+    changed = [k for k in keys if getattr(args, k) != parser.get_default(k)]
+    option = "--" + attr.replace("_", "-")
+    given = any(
+        a == option or a.startswith(option + "=")
+        for a in (sys.argv[1:] if argv is None else argv)
+    )
+    value = getattr(args, attr)
+    if not changed or given or value != parser.get_default(attr):
+        return
+    root, ext = os.path.splitext(value) if os.sep in value else (value, "")
+    setattr(args, attr, f"{root}_custom{ext}")
+    options = ", ".join("--" + k.replace("_", "-") for k in changed)
+    print(
+        f"{options} differ{'s' if len(changed) == 1 else ''} from the "
+        f"default{'s' if len(changed) > 1 else ''}: writing "
+        f"{getattr(args, attr)} (the full run's results stay as they are; "
+        f"{option} names the outputs)"
+    )
+
+
 def build_mossformer(size, overrides=None):
     """Encoder, mask net and decoder of MossFormer ``size`` (s, m or l);
     ``overrides``: hyperpyyaml overrides of ``hparams/mossformer_SIZE.yaml``."""

@@ -35,7 +35,8 @@ machine against SepFormer as SpeechBrain runs it, with either of these
 two libraries (a faster GEMM would lower it).
 
 Writes ``benchmarks/results/matmul_floor.md`` and ``.json`` (with the
-code's git revision).
+code's git revision); a run with other options than the defaults writes
+``matmul_floor_custom.*`` unless ``--name`` is given.
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -70,7 +71,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--out-dir", default=os.path.join(HERE, "results"), help="output"
     )
+    parser.add_argument(
+        "--name", default="matmul_floor", help="base name of the outputs"
+    )
     args = parser.parse_args(argv)
+    bm.keep_full_run_results(
+        parser, args, ("models", "seconds", "threads", "repeats"),
+        argv=argv)
     args.models = bm.model_list(parser, args.models)
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1")
@@ -360,9 +367,9 @@ def write_results(args, rows, revision=None):
                 f"{shape['blas_s']:.3f} | "
                 f"{'-' if onednn is None else f'{onednn:.3f}'} |"
             )
-    with open(os.path.join(args.out_dir, "matmul_floor.md"), "w") as f:
+    with open(os.path.join(args.out_dir, args.name + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out_dir, "matmul_floor.json"), "w") as f:
+    with open(os.path.join(args.out_dir, args.name + ".json"), "w") as f:
         json.dump(
             {"machine": machine, "revision": revision, "seconds": seconds,
              "threads": args.threads, "rows": rows},

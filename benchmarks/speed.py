@@ -133,6 +133,10 @@ def parse_args(argv=None):
         if args.name == "speed":
             # never replace the full run's speed.md/.png/.json
             args.name = "speed_quick"
+    elif not (args.memory_child or args.onnx_path):
+        bm.keep_full_run_results(parser, args, (
+            "models", "seconds", "threads", "repeats", "warmup", "no_onnx",
+            "no_memory", "tuned_malloc"), argv=argv)
     args.models = bm.model_list(parser, args.models)
     args.seconds = bm.seconds_list(parser, args.seconds)
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:

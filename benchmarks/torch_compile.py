@@ -70,6 +70,10 @@ def parse_args(argv=None):
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1")
     bm.check_seconds(parser, args.seconds)
+    if not args.json and not args.variant:
+        bm.keep_full_run_results(
+            parser, args, ("size", "seconds", "repeats", "threads"),
+            attr="out", argv=argv)
     if not args.json:
         bm.output_folder(parser, os.path.dirname(os.path.abspath(args.out)),
                          "--out")

@@ -70,6 +70,10 @@ def parse_args(argv=None):
     # internal: one measurement in this (fresh) process
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.child:
+        bm.keep_full_run_results(
+            parser, args, ("models", "seconds", "batch", "steps", "threads"),
+            argv=argv)
     args.models = bm.model_list(parser, args.models)
     args.seconds = bm.seconds_list(parser, args.seconds)
     if min(args.batch, args.steps, args.threads) < 1:

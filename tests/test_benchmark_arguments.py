@@ -108,6 +108,34 @@ def test_speed_quick_does_not_replace_the_full_report():
 
 
 @pytest.mark.parametrize(
+    "script, argv, attr, name",
+    [
+        ("speed", ["--models", "l,sepformer", "--seconds", "4,60"], "name",
+         "speed_custom"),
+        ("speed", ["--no-onnx"], "name", "speed_custom"),
+        ("train_memory", ["--models", "s"], "name", "train_memory_custom"),
+        ("matmul_floor", ["--seconds", "16"], "name", "matmul_floor_custom"),
+        ("torch_compile", ["--size", "s"], "out", "torch_compile_custom.md"),
+    ],
+)
+def test_a_run_with_other_options_keeps_the_full_runs_report(
+    script, argv, attr, name, capsys
+):
+    # the README quotes the full runs' committed reports: a subset run
+    # (benchmarks/README.md's examples) must not replace them
+    module = load(script)
+    default = getattr(module.parse_args([]), attr)
+    assert os.path.basename(default) == name.replace("_custom", "")
+    assert "_custom" not in capsys.readouterr().out
+    assert os.path.basename(getattr(module.parse_args(argv), attr)) == name
+    assert f"writing {getattr(module.parse_args(argv), attr)}" in (
+        capsys.readouterr().out)
+    named = "mine.md" if attr == "out" else "mine"
+    assert getattr(
+        module.parse_args(argv + [f"--{attr}", named]), attr) == named
+
+
+@pytest.mark.parametrize(
     "op, shapes",
     [
         ("aten::mm", [[7, 5], [5, 3]]),
@@ -172,17 +200,19 @@ def test_train_memory_runs_end_to_end(tmp_path):
         capture_output=True, text=True, check=False,
     )
     assert out.returncode == 0, out.stderr
-    with open(tmp_path / "train_memory.json") as f:
+    # other options than the full run's: the committed report stays
+    assert not (tmp_path / "train_memory.json").exists()
+    with open(tmp_path / "train_memory_custom.json") as f:
         rows = json.load(f)["rows"]
     assert [r["activation_checkpointing"] for r in rows] == [False, True]
     for row in rows:
         assert row["step_peak_mb"] > 0 and len(row["times"]) == 1
         assert row["step_s"] == row["times"][0] > 0
-    table = (tmp_path / "train_memory.md").read_text()
+    table = (tmp_path / "train_memory_custom.md").read_text()
     assert "| MossFormer (S) | 0.5 | on |" in table
     # the code's revision (this checkout's, or none without git)
     assert "- code: " in table
-    with open(tmp_path / "train_memory.json") as f:
+    with open(tmp_path / "train_memory_custom.json") as f:
         assert "revision" in json.load(f)
 
 
@@ -256,7 +286,8 @@ def test_speed_models_take_turns_in_changing_order(monkeypatch, tmp_path):
     fake_speed_models(monkeypatch, speed, calls)
     assert speed.main([
         "--models", "s,l,sepformer", "--seconds", "0.01", "--repeats", "4",
-        "--warmup", "0", "--no-memory", "--out-dir", str(tmp_path)]) == 0
+        "--warmup", "0", "--no-memory", "--out-dir", str(tmp_path),
+        "--name", "speed"]) == 0
     names = ["s", "onnx:s", "l", "onnx:l", "sepformer"]
     rounds = [calls[k:k + 5] for k in range(0, len(calls), 5)]
     assert len(rounds) == 4
@@ -453,8 +484,8 @@ def test_matmul_floor_and_torch_compile_record_the_code(tmp_path):
                   "product_calls": 1, "per_shape": []}}
     floor.write_results(args, rows, revision)
     assert ("Code: `0123456789ab` with uncommitted changes (1 file)."
-            in (tmp_path / "matmul_floor.md").read_text())
-    with open(tmp_path / "matmul_floor.json") as f:
+            in (tmp_path / "matmul_floor_custom.md").read_text())
+    with open(tmp_path / "matmul_floor_custom.json") as f:
         assert json.load(f)["revision"] == revision
     compile_ = load("torch_compile")
     args = types.SimpleNamespace(size="s", seconds=4.0, threads=2,
