@@ -88,7 +88,7 @@ def test_readme_opens_with_the_two_commands():
 
 def test_model_sizes_command(tmp_path):
     proc = run_shell(
-        readme_command(".venv/bin/python -m speechbrain_mossformer.model_sizes"),
+        readme_command("python -m speechbrain_mossformer.model_sizes"),
         REPO,
     )
     assert proc.returncode == 0, proc.stderr
