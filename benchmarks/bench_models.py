@@ -416,11 +416,12 @@ def peak_memory(fn, *args):
     }
 
 
-def child_result(cmd, threads, what):
+def child_result(cmd, threads, what, env=None):
     """Runs a benchmark's measuring child process ``cmd`` (a fresh
-    interpreter, ``OMP_NUM_THREADS=threads``); returns the JSON of its
-    last output line, or None after printing why ``what`` failed."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    interpreter, ``OMP_NUM_THREADS=threads``, plus the variables of
+    ``env``); returns the JSON of its last output line, or None after
+    printing why ``what`` failed."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(env or {}))
     out = subprocess.run(
         [sys.executable, *cmd], capture_output=True, text=True, env=env,
         check=False,
