@@ -575,6 +575,12 @@ def main(argv=None):
         return int(stop.code or 0)
     try:
         lengths = _check_options(args)
+        if args.out.endswith(("/", os.sep)):
+            # abspath drops the slash: a file named like the folder
+            raise ExportError(
+                f"{args.out}: names a folder; give the path of the .onnx "
+                f"file to write, e.g. {os.path.join(args.out, 'model.onnx')}"
+            )
         out_dir = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(out_dir):
             raise ExportError(f"output folder {out_dir} does not exist")

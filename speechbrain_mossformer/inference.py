@@ -1721,8 +1721,14 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "not found"
         raise ModelLoadError(f"{folder}: model folder {what}")
+    run_hint = (
+        " (it is a recipe's run folder: export a pretrained folder from its "
+        "best checkpoint with python -m speechbrain_mossformer."
+        "export_checkpoint FOLDER OUT_DIR, then load OUT_DIR)"
+        if os.path.isdir(os.path.join(folder, "save")) else ""
+    )
     if not os.path.isfile(os.path.join(folder, hparams_file)):
-        hint = ""
+        hint = run_hint
         if os.path.isfile(os.path.join(folder, "masknet.bin")):
             # the official release, as downloaded
             hint = (
@@ -1748,7 +1754,7 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
         raise ModelLoadError(
             f"{folder}: not a pretrained folder, missing {missing}"
             + (f" (nor found at the pretrainer's paths {where})"
-               if where else "")
+               if where else run_hint)
         )
     for name in module_names:
         path = _declared_path(declared, name)

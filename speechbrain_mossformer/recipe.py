@@ -1076,7 +1076,9 @@ def resolve_checkpoint_interval(hparams, run_opts):
         logger.info(
             "--ckpt_interval_steps given: checkpointing every "
             f"{run_opts.get('ckpt_interval_steps')} steps instead of every "
-            f"{hparams['ckpt_interval_minutes']} minutes (yaml)"
+            f"{hparams['ckpt_interval_minutes']} minutes (the yaml's "
+            "ckpt_interval_minutes becomes 0, the value SpeechBrain then "
+            "says it uses from hparams)"
         )
         hparams["ckpt_interval_minutes"] = 0
 

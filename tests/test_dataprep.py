@@ -628,3 +628,23 @@ def test_speaker_splits_are_disjoint_and_cover_every_speaker():
         assert not (train & valid or train & test or valid & test), seed
         assert train | valid | test == set(speakers)
         assert len(valid) == len(test) == 4
+
+
+def test_minidata_command_builds_every_corpus_and_says_where(tmp_path,
+                                                             capsys):
+    from speechbrain_mossformer.dataprep.minidata import main
+
+    root = tmp_path / "mini"
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    lines = {line.split()[0]: line for line in out}
+    for name in ("wsj0_2mix", "wsj0_3mix", "wham", "whamr", "libri2mix",
+                 "libri3mix", "wsj0_si_tr_s", "librispeech", "wham_noise",
+                 "rirs_csv"):
+        path = lines[name].split()[1]
+        assert path.startswith(str(root)) and os.path.exists(path), name
+    assert "--data_folder of recipes/LibriMix" in lines["libri2mix"]
+    assert out[-1].startswith("a tiny training run: python recipes/")
+    (tmp_path / "file").write_text("")
+    assert main([str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err

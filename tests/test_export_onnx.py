@@ -188,6 +188,13 @@ def test_output_path_problems_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {out_dir}: is a folder; give the path of the .onnx file "
         f"to write\n")
+    # a folder that does not exist yet: a file named like it was written
+    new = str(tmp_path / "new") + os.sep
+    assert main([folder, new]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {new}: names a folder; give the path of the .onnx file to "
+        f"write, e.g. {new}model.onnx\n")
+    assert not os.path.exists(tmp_path / "new")
     with open(os.path.join(folder, "decoder.ckpt"), "wb") as f:
         f.write(b"junk\n")
     assert main([folder, str(tmp_path / "x.onnx")]) == 2

@@ -191,6 +191,17 @@ def test_missing_folder_or_file_is_a_clear_error(tiny_dir, tmp_path,
                        r"\] \(it holds masknet.bin, as the official "
                        r"ModelScope release does: convert it first"):
         MossFormerSeparation.from_hparams(source=str(release))
+    # a recipe's run folder (its hyperparams.yaml, no checkpoints beside
+    # it): say to export one
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    shutil.copy(os.path.join(tiny_dir, "hyperparams.yaml"), run)
+    with pytest.raises(ModelLoadError, match=r"missing \['encoder.ckpt', "
+                       r"'masknet.ckpt', 'decoder.ckpt'\] \(it is a recipe's "
+                       r"run folder: export a pretrained folder from its best "
+                       r"checkpoint with python -m speechbrain_mossformer."
+                       r"export_checkpoint"):
+        MossFormerSeparation.from_hparams(source=str(run))
 
 
 def test_mistyped_local_sources_fail_at_once_without_network(

@@ -143,3 +143,44 @@ def test_quickstart_runs_end_to_end_in_miniature(tmp_path):
     separated = sorted(os.listdir(out / "separated"))
     assert len(separated) == 2 and all("_spk" in n for n in separated)
     assert (out / "pretrained" / "hyperparams.yaml").is_file()
+
+
+def test_export_onnx_then_run_it_as_the_readme_says(tmp_path):
+    # the ONNX export command and the onnxruntime snippet, as written, on
+    # a small random model: the estimates are the PyTorch model's
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from inference_helpers import random_folder
+
+    random_folder(str(tmp_path / "my_model"))
+    proc = run_shell(
+        readme_command("python -m speechbrain_mossformer.export_onnx"),
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(0)
+    mix = (0.1 * rng.standard_normal(12000)).astype(np.float32)
+    sf.write(str(tmp_path / "mixture_8k.wav"), mix, 8000, subtype="FLOAT")
+    snippet = next(
+        b for b in readme_blocks("python") if "onnxruntime" in b
+    )
+    namespace = {}
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        exec(snippet, namespace)
+    finally:
+        os.chdir(cwd)
+    import torch
+
+    from speechbrain_mossformer.export_onnx import load_separator
+
+    separator, _ = load_separator(str(tmp_path / "my_model"))
+    with torch.inference_mode():
+        expected = separator(torch.from_numpy(mix)[None]).numpy()
+    assert namespace["estimates"].shape == expected.shape == (1, 12000, 2)
+    assert np.abs(namespace["estimates"] - expected).max() < 1e-4
+    for k in (1, 2):
+        track, rate = sf.read(str(tmp_path / f"spk{k}.wav"))
+        assert rate == 8000 and len(track) == 12000

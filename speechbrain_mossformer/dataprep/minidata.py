@@ -25,7 +25,13 @@ offline in seconds.
 * Room impulse responses are **synthetic**: a direct-path peak after a
   random delay of 1-5 ms, then exponentially decaying Gaussian noise with a
   random T60 in [0.2, 0.6] s.
-* Files are 16-bit PCM wav (LibriSpeech: 16-bit FLAC).
+* Files are 16-bit PCM wav (LibriSpeech: 16-bit FLAC; WHAM!/WHAMR!: 32-bit
+  float wav, as their scripts write).
+
+From the command line (every corpus under ``OUT_ROOT``, then the recipe
+options that use each)::
+
+    python -m speechbrain_mossformer.dataprep.minidata OUT_ROOT
 
 Authors
  * speechbrain-mossformer contributors 2026
@@ -965,3 +971,82 @@ def make_all(root, sample_rate=8000, seed=0, speech_dir=None):
         "libri3mix": make_librimix(root, num_spks=3, **kw),
         "librispeech": make_librispeech(root, **raw),
     }
+
+
+#: What each mini corpus of ``make_all`` is to the recipes.
+RECIPE_USE = {
+    "wsj0_2mix": "--data_folder of recipes/WSJ0Mix (hparams/mossformer.yaml)",
+    "wsj0_3mix": "--data_folder of recipes/WSJ0Mix "
+                 "(hparams/mossformer-3mix.yaml)",
+    "wsj0_si_tr_s": "--base_folder_dm of recipes/WSJ0Mix and "
+                    "recipes/WHAMandWHAMR (dynamic mixing)",
+    "wham": "--data_folder of recipes/WHAMandWHAMR "
+            "(hparams/mossformer-wham.yaml)",
+    "whamr": "--data_folder of recipes/WHAMandWHAMR "
+             "(hparams/mossformer-whamr.yaml)",
+    "wham_noise": "--noise_folder_dm (dynamic mixing with noise)",
+    "rirs_csv": "--rir_csv (reverberation)",
+    "libri2mix": "--data_folder of recipes/LibriMix "
+                 "(hparams/mossformer-libri2mix.yaml)",
+    "libri3mix": "--data_folder of recipes/LibriMix "
+                 "(hparams/mossformer-libri3mix.yaml)",
+    "librispeech": "--base_folder_dm of recipes/LibriMix (dynamic mixing)",
+}
+
+
+def main(argv=None):
+    """Builds every mini corpus (``make_all``) and prints where each went.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        ``OUT_ROOT [--sample-rate SR] [--seed N]``.
+
+    Returns
+    -------
+    int
+        The exit code.
+
+    Example
+    -------
+    >>> main([str(getfixture("tmpdir")), "--seed", "x"])  # argparse error
+    2
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_mossformer.dataprep.minidata",
+        description="Build tiny WSJ0-2/3mix, WHAM!/WHAMR!, Libri2/3Mix (and "
+        "raw WSJ0 si_tr_s, LibriSpeech, noise, RIRs) in the real corpora's "
+        "layouts from the speech bundled in data/speech.",
+    )
+    parser.add_argument("out_root", help="folder to build them in")
+    parser.add_argument("--sample-rate", type=int, default=8000,
+                        choices=(8000, 16000))
+    parser.add_argument("--seed", type=int, default=0)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    if os.path.exists(args.out_root) and not os.path.isdir(args.out_root):
+        print(f"error: {args.out_root}: not a folder", file=sys.stderr)
+        return 2
+    paths = make_all(
+        args.out_root, sample_rate=args.sample_rate, seed=args.seed
+    )
+    width = max(len(name) for name in paths)
+    for name, path in paths.items():
+        print(f"{name:<{width}}  {path}  ({RECIPE_USE[name]})")
+    print(
+        "a tiny training run: python recipes/LibriMix/separation/train.py "
+        "recipes/LibriMix/separation/hparams/mossformer-libri2mix.yaml "
+        f"--data_folder {paths['libri2mix']} --output_folder /tmp/tiny "
+        "--N_epochs 1 --N_encoder_out 64 --out_channels 64 --num_blocks 2 "
+        "--device cpu"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
