@@ -44,7 +44,8 @@ class CheckpointSaveError(RuntimeError):
 
 def process_count():
     """The number of training processes: the DDP group's size, or before
-    the group exists ``torchrun``'s ``WORLD_SIZE`` (1 without DDP).
+    the group exists ``torchrun``'s ``WORLD_SIZE`` (1 without DDP, which
+    SpeechBrain starts only where ``RANK`` and ``LOCAL_RANK`` are set too).
 
     Example
     -------
@@ -54,6 +55,8 @@ def process_count():
     if torch.distributed.is_available() and \
             torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
+    if "RANK" not in os.environ or "LOCAL_RANK" not in os.environ:
+        return 1
     try:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
@@ -148,9 +151,24 @@ class AtomicCheckpointer(sb_checkpoints.Checkpointer):
 
     def _failed(self, folder, err):
         """Removes the unfinished ``folder`` of a failed save; the error to
-        raise."""
-        if not (folder / sb_checkpoints.METAFNAME).exists():
+        raise.
+
+        A save under an existing custom name (``name=``) wrote into that
+        checkpoint's folder (SpeechBrain reuses it): its files may be half
+        replaced, so its ``CKPT.yaml`` is withdrawn (renamed, not deleted)
+        rather than left to be loaded as a complete checkpoint.
+        """
+        meta = folder / sb_checkpoints.METAFNAME
+        if meta.exists():
+            os.replace(meta, meta.with_name(meta.name + ".overwritten"))
+            what = (
+                f"the checkpoint of that name may be half overwritten: its "
+                f"{sb_checkpoints.METAFNAME} is now "
+                f"{meta.name}.overwritten, so it is not loaded"
+            )
+        else:
             shutil.rmtree(folder, ignore_errors=True)
+            what = "the unfinished folder is removed"
         try:
             free = shutil.disk_usage(self.checkpoints_dir).free
             space = f" ({free / 2**20:.0f} MiB free on its disk)"
@@ -158,6 +176,6 @@ class AtomicCheckpointer(sb_checkpoints.Checkpointer):
             space = ""
         return CheckpointSaveError(
             f"could not save a checkpoint in {folder}: {first_line(err)}"
-            f"{space}; the unfinished folder is removed and the earlier "
-            f"checkpoints in {self.checkpoints_dir} are kept"
+            f"{space}; {what}; the other checkpoints in "
+            f"{self.checkpoints_dir} are kept"
         )

@@ -305,7 +305,7 @@ def read_checkpoint_meta(ckpt_dir):
     >>> ckpt = ckpter.save_checkpoint(meta={"si-snr": -11.5})
     >>> meta = read_checkpoint_meta(str(ckpt.path))
     >>> sorted(meta), meta["si-snr"]
-    (['end-of-epoch', 'si-snr', 'unixtime'], -11.5)
+    (['end-of-epoch', 'si-snr', 'unixtime', 'world_size'], -11.5)
     >>> read_checkpoint_meta(tmp)  # no CKPT.yaml there
     {}
     """

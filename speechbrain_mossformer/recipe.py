@@ -1823,25 +1823,46 @@ def run_recipe(argv, dataset):
     sb.utils.distributed.ddp_init_group(run_opts)
     # one run per folder: a second one (launched twice, a cluster requeuing
     # a job still alive) would delete the first one's checkpoints
-    lock = (
-        lock_run_folder(hparams["output_folder"])
-        if if_main_process() else None
-    )
+    locks = []
     try:
+        if if_main_process():
+            for folder in run_folders(hparams):
+                locks.append(lock_run_folder(folder))
         return _run_in_folder(
             hparams, hparams_file, run_opts, overrides, notes, dataset
         )
     finally:
-        if lock is not None:
-            lock.close()
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+
+
+def run_folders(hparams):
+    """The folders a run writes its checkpoints under: ``output_folder``,
+    and ``save_folder`` where it lies outside it (an override).
+
+    Example
+    -------
+    >>> run_folders({"output_folder": "/r", "save_folder": "/r/save"})
+    ['/r']
+    >>> run_folders({"output_folder": "/r", "save_folder": "/ckpt/r"})
+    ['/r', '/ckpt/r']
+    """
+    output = os.path.abspath(hparams["output_folder"])
+    save = os.path.abspath(hparams.get("save_folder") or output)
+    inside = os.path.commonpath([output, save]) == output
+    return [hparams["output_folder"]] + (
+        [] if inside else [hparams["save_folder"]]
+    )
 
 
 def lock_run_folder(folder):
     """Takes ``folder``'s run lock (``folder/.lock``) for this process.
 
-    Held until the returned file is closed (or the process ends, however
-    it ends). On a file system without locks (some network ones) the run
-    goes on unlocked.
+    Held until the returned file is closed, or until the process ends,
+    however it ends, and with it the processes it forked (DataLoader
+    workers, which torch stops within seconds of their parent). On a file
+    system without locks (some network ones) the run goes on unlocked.
 
     Arguments
     ---------

@@ -648,3 +648,7 @@ def test_minidata_command_builds_every_corpus_and_says_where(tmp_path,
     (tmp_path / "file").write_text("")
     assert main([str(tmp_path / "file")]) == 2
     assert "not a folder" in capsys.readouterr().err
+    # a folder under a file: one line, no traceback
+    assert main([str(tmp_path / "file" / "mini")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err

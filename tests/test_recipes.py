@@ -1149,8 +1149,21 @@ def test_a_failed_save_removes_its_folder_and_keeps_the_earlier(tmp_path):
                               f"{save}{os.sep}CKPT+"), message
     assert "No space left on device" in message and "MiB free on its " \
         "disk" in message and f"checkpoints in {save} are kept" in message
+    assert "the unfinished folder is removed" in message
     assert os.listdir(save) == [earlier.path.name]
     assert checkpointer.find_checkpoint().path == earlier.path
+
+    # under an existing custom name SpeechBrain writes into that
+    # checkpoint's folder: half replaced, it must not load as complete
+    failing.fail = False
+    named = checkpointer.save_checkpoint(name="best")
+    failing.fail = True
+    with pytest.raises(CheckpointSaveError, match="the checkpoint of that "
+                       "name may be half overwritten: its CKPT.yaml is now "
+                       "CKPT.yaml.overwritten"):
+        checkpointer.save_checkpoint(name="best")
+    assert checkpointer.find_checkpoint().path == earlier.path
+    assert (named.path / "CKPT.yaml.overwritten").is_file()
 
     # the recipes' entry point prints it as one line
     from speechbrain_mossformer import recipe
@@ -1190,3 +1203,17 @@ def test_folders_of_interrupted_saves_are_noted_then_removed(tmp_path):
     checkpointer.save_checkpoint()
     names = os.listdir(save)
     assert len(names) == 1 and names[0] != "CKPT+killed", names
+
+
+def test_process_count_follows_what_speechbrain_starts(monkeypatch):
+    # SpeechBrain starts DDP only where RANK and LOCAL_RANK are set: a
+    # stray WORLD_SIZE alone must not be recorded in the checkpoints
+    from speechbrain_mossformer.checkpoints import process_count
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert process_count() == 1
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert process_count() == 4

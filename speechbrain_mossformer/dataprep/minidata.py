@@ -1032,9 +1032,14 @@ def main(argv=None):
     if os.path.exists(args.out_root) and not os.path.isdir(args.out_root):
         print(f"error: {args.out_root}: not a folder", file=sys.stderr)
         return 2
-    paths = make_all(
-        args.out_root, sample_rate=args.sample_rate, seed=args.seed
-    )
+    try:
+        paths = make_all(
+            args.out_root, sample_rate=args.sample_rate, seed=args.seed
+        )
+    except OSError as err:  # an unwritable place, a full disk
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     width = max(len(name) for name in paths)
     for name, path in paths.items():
         print(f"{name:<{width}}  {path}  ({RECIPE_USE[name]})")
