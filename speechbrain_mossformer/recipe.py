@@ -128,6 +128,66 @@ MANIFEST_KEYS = {"train": "train_data", "valid": "valid_data",
                  "test": "test_data"}
 
 
+def own_manifests_only(hparams):
+    """True when all three manifests are the user's (``train_data``,
+    ``valid_data``, ``test_data``): nothing to prepare from a corpus.
+
+    Example
+    -------
+    >>> own_manifests_only({"train_data": "a.csv", "valid_data": "b.csv"})
+    False
+    >>> own_manifests_only({"train_data": "a.csv", "valid_data": "b.csv",
+    ...                     "test_data": "c.csv"})
+    True
+    """
+    return all(hparams.get(key) for key in MANIFEST_KEYS.values())
+
+
+def default_data_folder(overrides):
+    """Adds ``data_folder`` to the command-line overrides when all three
+    manifests are given without it: the training manifest's folder, which
+    ``$data_root`` in the manifests then stands for (the recipes' yamls
+    require a ``data_folder``, which only names the corpus to prepare).
+
+    Arguments
+    ---------
+    overrides : str
+        The overrides as SpeechBrain's ``parse_arguments`` gives them (yaml
+        text ``key: value``, one a line).
+
+    Returns
+    -------
+    str
+        The overrides, with ``data_folder`` where it was added.
+
+    Example
+    -------
+    >>> print(default_data_folder(
+    ...     "train_data: /d/tr.csv\\nvalid_data: /d/cv.csv\\n"
+    ...     "test_data: /d/tt.csv"))
+    train_data: /d/tr.csv
+    valid_data: /d/cv.csv
+    test_data: /d/tt.csv
+    data_folder: "/d"
+    >>> default_data_folder("train_data: /d/tr.csv")
+    'train_data: /d/tr.csv'
+    """
+    import json
+
+    from ruamel.yaml import YAML
+
+    try:
+        given = YAML(typ="safe").load(overrides) if overrides else {}
+    except Exception:  # check_overrides names the problem
+        return overrides
+    if not isinstance(given, dict) or "data_folder" in given:
+        return overrides
+    if not own_manifests_only(given):
+        return overrides
+    folder = os.path.dirname(os.path.abspath(str(given["train_data"])))
+    return f"{overrides}\ndata_folder: {json.dumps(folder)}"
+
+
 def use_own_manifests(hparams, csvs):
     """Puts the manifests given as ``train_data``, ``valid_data`` and
     ``test_data`` (SpeechBrain's names) in place of the prepared ones,
@@ -230,9 +290,13 @@ def audio_datasets(hparams, csvs):
                     "LibriMix needs <split>/noise in every split); set "
                     "use_noise False"
                 )
-        ds = DynamicItemDataset.from_csv(
-            csv_path=path, replacements={"data_root": hparams["data_folder"]}
-        )
+        try:
+            ds = DynamicItemDataset.from_csv(
+                csv_path=path,
+                replacements={"data_root": hparams["data_folder"]},
+            )
+        except ValueError as err:  # e.g. "Duplicate id: ..."
+            raise RecipeError(f"{path}: {first_line(err)}") from None
         for name in signals:
             ds.add_dynamic_item(
                 _audio_reader(name), takes=f"{name}_wav", provides=f"{name}_sig"
@@ -673,6 +737,15 @@ def check_run_folder(hparams):
         if plain_value(old_value) == plain_value(new_value):
             continue
         change = f"{key}: {old_value} -> {new_value}"
+        if key == "init_from" and new_value and not old_value:
+            # the run's own checkpoints win when resuming: the weights the
+            # user asked to fine-tune from would never be loaded
+            raise RecipeError(
+                f"{folder} holds checkpoints of a run trained without "
+                f"init_from: resuming it would not load {new_value}; give "
+                "another --output_folder to fine-tune from it (or leave "
+                "--init_from out to resume that run)"
+            )
         if key in RUN_DEFINING_KEYS:
             conflicts.append(change)
         else:
@@ -1352,7 +1425,14 @@ def load_initial_weights(hparams):
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
         if not os.path.isfile(path):
-            raise RecipeError(f"init_from: {path} not found")
+            hint = (
+                f" ({folder} is a recipe's run folder: export a pretrained "
+                "folder from its best checkpoint with python -m "
+                "speechbrain_mossformer.export_checkpoint "
+                f"{folder} OUT_DIR, then give --init_from OUT_DIR)"
+                if os.path.isdir(os.path.join(folder, "save")) else ""
+            )
+            raise RecipeError(f"init_from: {path} not found{hint}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         module = hparams["modules"][name]
         try:
@@ -1807,6 +1887,7 @@ def run_recipe(argv, dataset):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     if not os.path.isfile(hparams_file):
         raise RecipeError(f"hyperparameter file not found: {hparams_file}")
+    overrides = default_data_folder(overrides)
     check_overrides(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
@@ -1945,17 +2026,24 @@ def _run_in_folder(hparams, hparams_file, run_opts, overrides, notes,
     resolve_checkpoint_interval(hparams, run_opts)
 
     csvs = {}
-    try:
-        run_on_main(
-            lambda: csvs.update(prepare_data(hparams, dataset)),
+    if own_manifests_only(hparams):
+        logger.info(
+            "--train_data, --valid_data and --test_data given: no corpus "
+            f"to prepare ($data_root is {hparams['data_folder']})"
         )
-    except OSError as err:  # e.g. a full disk while writing the CSVs
-        if type(err).__module__.startswith("speechbrain_mossformer"):
-            raise
-        raise RecipeError(f"preparing the data: {first_line(err)}") from None
-    if not csvs:  # other DDP ranks: the main process wrote the CSVs
-        hparams["skip_prep"] = True
-        csvs.update(prepare_data(hparams, dataset))
+    else:
+        try:
+            run_on_main(
+                lambda: csvs.update(prepare_data(hparams, dataset)),
+            )
+        except OSError as err:  # e.g. a full disk while writing the CSVs
+            if type(err).__module__.startswith("speechbrain_mossformer"):
+                raise
+            raise RecipeError(
+                f"preparing the data: {first_line(err)}") from None
+        if not csvs:  # other DDP ranks: the main process wrote the CSVs
+            hparams["skip_prep"] = True
+            csvs.update(prepare_data(hparams, dataset))
     csvs = use_own_manifests(hparams, csvs)
     for path in csvs.values():
         if not os.path.isfile(path):

@@ -131,3 +131,36 @@ def test_test_only_evaluates_the_init_from_weights(tmp_path):
                      str(tmp_path / "out2"), "--test_only", check=False)
     assert proc.returncode == 2
     assert "refusing to score random weights" in proc.stdout + proc.stderr
+
+
+def test_init_from_added_to_a_run_trained_without_it_is_refused(tmp_path):
+    # the run's own checkpoints win when resuming: the weights asked for
+    # would silently never be loaded
+    from speechbrain_mossformer.recipe import RecipeError, check_run_folder
+
+    meta = tmp_path / "save" / "CKPT+1" / "CKPT.yaml"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("unixtime: 1\nend-of-epoch: true\n")
+    (tmp_path / "hyperparams.yaml").write_text("init_from: null\n")
+    with pytest.raises(RecipeError, match="holds checkpoints of a run "
+                       "trained without init_from: resuming it would not "
+                       "load /models/pre"):
+        check_run_folder({"output_folder": str(tmp_path),
+                          "init_from": "/models/pre"})
+    assert check_run_folder({"output_folder": str(tmp_path),
+                             "init_from": None}) == []
+
+
+def test_init_from_a_run_folder_points_to_export_checkpoint(tmp_path):
+    from speechbrain_mossformer.recipe import RecipeError, load_initial_weights
+
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text("sample_rate: 8000\n")
+    modules = fresh_modules()
+    hparams = {"init_from": str(run), "sample_rate": 8000, "group_size": 8,
+               "modules": modules}
+    with pytest.raises(RecipeError, match="is a recipe's run folder: export "
+                       "a pretrained folder from its best checkpoint with "
+                       "python -m speechbrain_mossformer.export_checkpoint"):
+        load_initial_weights(hparams)

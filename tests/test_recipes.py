@@ -1217,3 +1217,64 @@ def test_process_count_follows_what_speechbrain_starts(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert process_count() == 4
+
+
+def test_own_data_needs_only_the_three_manifests(data, tmp_path):
+    # one's own mixtures, in no corpus layout: the three manifests are
+    # enough (no --data_folder, no --skip_prep); $data_root is the
+    # training manifest's folder
+    import shutil
+
+    from speechbrain_mossformer.recipe import prepare_data
+
+    prepared = prepare_data({
+        "data_folder": data["wsj2"], "save_folder": str(tmp_path / "prep"),
+        "sample_rate": 8000, "num_spks": 2}, "wsj0mix")
+    mine = tmp_path / "mydata"
+    (mine / "audio").mkdir(parents=True)
+    manifests = {}
+    for split, key in (("train", "train_data"), ("valid", "valid_data"),
+                       ("test", "test_data")):
+        with open(prepared[split]) as f:
+            rows = list(csv.DictReader(f))[:3]
+        for i, row in enumerate(rows):
+            for column in ("mix_wav", "s1_wav", "s2_wav"):
+                name = f"{split}_{i}_{column[:-4]}.wav"
+                shutil.copy(row[column].replace("$data_root", data["wsj2"]),
+                            mine / "audio" / name)
+                row[column] = f"$data_root/audio/{name}"
+        manifests[key] = str(mine / f"{split}.csv")
+        with open(manifests[key], "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    script, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
+    out = str(tmp_path / "out")
+    cmd = [PYTHON, script, hparams, f"--output_folder={out}",
+           "--N_epochs=1", *TINY, *(f"--{k}={v}" for k, v in
+                                    manifests.items())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skip_prep" not in proc.stdout + proc.stderr
+    assert train_log_epochs(out) == [1]
+    assert len(read_results(out)) == 3 + 1
+    with open(os.path.join(out, "log.txt")) as f:
+        assert f"no corpus to prepare ($data_root is {mine})" in f.read()
+    # one of them missing, and no corpus: the required option is named
+    cmd = [arg.replace(out, out + "2") for arg in cmd[:-1]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert "--data_folder is required" in proc.stderr.splitlines()[-1]
+
+
+def test_the_plateau_halving_start_is_a_command_line_setting():
+    # short fine-tuning runs need it lower than the from-scratch 85 epochs
+    from hyperpyyaml import load_hyperpyyaml
+
+    for dataset, yaml_name in (("wsj0mix", "mossformer.yaml"),
+                               ("librimix", "mossformer-libri2mix.yaml")):
+        _, path = recipe_paths(dataset, yaml_name)
+        with open(path) as f:
+            hparams = load_hyperpyyaml(
+                f, "data_folder: /d\ndont_halve_until_epoch: 3")
+        assert hparams["lr_scheduler"].dont_halve_until_epoch == 3
