@@ -11,6 +11,7 @@ collectives.
 import os
 import sys
 import time
+import types
 
 import speechbrain as sb
 import torch
@@ -29,8 +30,11 @@ if __name__ == "__main__":
             time.sleep(0.5)
             replace(src, dst)
 
-        checkpoints.os = type("SlowOs", (), {"replace": staticmethod(
-            slow_replace)})
+        # the os module as the checkpointer sees it, its rename slowed
+        slow_os = types.ModuleType("slow_os")
+        slow_os.__dict__.update(os.__dict__)
+        slow_os.replace = slow_replace
+        checkpoints.os = slow_os
     ckpter = checkpoints.AtomicCheckpointer(
         os.path.join(out, "save"), {"model": torch.nn.Linear(2, 2)}
     )
