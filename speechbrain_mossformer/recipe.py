@@ -844,12 +844,10 @@ def check_intra_epoch_batch_size(hparams, old_batch_size, new_batch_size):
     """
     if old_batch_size == new_batch_size:
         return
-    ckpt = resumed_checkpoint(hparams)
-    if ckpt is None or ckpt.meta.get("end-of-epoch", True):
+    ckpt, where = _intra_epoch_resume(hparams)
+    if ckpt is None:
         return
-    epoch = _read_int(ckpt.paramfiles.get("counter"))
     batches = _read_int(ckpt.paramfiles.get("dataloader-TRAIN"))
-    where = f"epoch {epoch}" if epoch is not None else "an epoch"
     if batches is None:
         done, skip = "", "the batches already trained at the new size"
     else:
@@ -901,14 +899,12 @@ def check_intra_epoch_world_size(hparams, processes=None):
     """
     if processes is None:
         processes = process_count()
-    ckpt = resumed_checkpoint(hparams)
-    if ckpt is None or ckpt.meta.get("end-of-epoch", True):
+    ckpt, where = _intra_epoch_resume(hparams)
+    if ckpt is None:
         return
     saved_by = ckpt.meta.get("world_size")
     if not isinstance(saved_by, int) or saved_by == processes:
         return
-    epoch = _read_int(ckpt.paramfiles.get("counter"))
-    where = f"epoch {epoch}" if epoch is not None else "an epoch"
     launch = (
         "python train.py ... (one process)"
         if saved_by == 1
@@ -923,6 +919,17 @@ def check_intra_epoch_world_size(hparams, processes=None):
         f"with {launch} to finish the epoch (the number may change after "
         "it, at an end-of-epoch checkpoint)"
     )
+
+
+def _intra_epoch_resume(hparams):
+    """The intra-epoch checkpoint a run of ``hparams`` would resume, and
+    which epoch it is in (``"epoch 3"``); ``(None, None)`` when it resumes
+    none, or an end-of-epoch one."""
+    ckpt = resumed_checkpoint(hparams)
+    if ckpt is None or ckpt.meta.get("end-of-epoch", True):
+        return None, None
+    epoch = _read_int(ckpt.paramfiles.get("counter"))
+    return ckpt, f"epoch {epoch}" if epoch is not None else "an epoch"
 
 
 def _read_int(path):

@@ -55,6 +55,20 @@ def run_shell(command, cwd):
     )
 
 
+def run_snippet(marker, cwd):
+    """Runs the README's Python block that mentions ``marker``, as written,
+    in ``cwd``; returns its variables."""
+    snippet = next(b for b in readme_blocks("python") if marker in b)
+    namespace = {}
+    before = os.getcwd()
+    try:
+        os.chdir(cwd)
+        exec(snippet, namespace)
+    finally:
+        os.chdir(before)
+    return namespace
+
+
 def real_mixture(path, seconds=3.0, rate=16000):
     """Writes a mixture of a male and a female voice from data/speech."""
     male, r1 = sf.read(os.path.join(
@@ -102,17 +116,7 @@ def test_convert_then_separate_as_the_readme_says(workdir):
     assert (workdir / "mossformer-wsj0-2mix" / "masknet.ckpt").is_file()
 
     # The Python snippet of "Separate your own recordings", as written.
-    snippet = next(
-        b for b in readme_blocks("python") if "separate_file" in b
-    )
-    namespace = {}
-    cwd = os.getcwd()
-    try:
-        os.chdir(workdir)
-        exec(snippet, namespace)
-    finally:
-        os.chdir(cwd)
-    est = namespace["est"]
+    est = run_snippet("separate_file", workdir)["est"]
     info = sf.info(str(workdir / "meeting.wav"))
     assert tuple(est.shape) == (1, info.frames, 2)
 
@@ -162,16 +166,7 @@ def test_export_onnx_then_run_it_as_the_readme_says(tmp_path):
     rng = np.random.default_rng(0)
     mix = (0.1 * rng.standard_normal(12000)).astype(np.float32)
     sf.write(str(tmp_path / "mixture_8k.wav"), mix, 8000, subtype="FLOAT")
-    snippet = next(
-        b for b in readme_blocks("python") if "onnxruntime" in b
-    )
-    namespace = {}
-    cwd = os.getcwd()
-    try:
-        os.chdir(tmp_path)
-        exec(snippet, namespace)
-    finally:
-        os.chdir(cwd)
+    namespace = run_snippet("onnxruntime", tmp_path)
     import torch
 
     from speechbrain_mossformer.export_onnx import load_separator
