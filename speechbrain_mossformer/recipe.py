@@ -1353,6 +1353,10 @@ def load_initial_weights(hparams):
     ``encoder``/``masknet``/``decoder`` checkpoints are loaded strictly into
     the recipe's modules: a size mismatch is an error naming the parameter,
     another ``sample_rate`` or ``group_size`` (no parameters) a warning.
+    ``init_exclude`` names parameters not to load (kept as initialised):
+    a module (``"masknet"``) or a parameter-name prefix
+    (``"masknet.conv1d_out"``, the output layer, whose width depends on
+    ``num_spks``), so that part of a model can be fine-tuned.
     A run that already holds a checkpoint of its own resumes from it:
     ``init_from`` is then neither read nor loaded (it may have moved since),
     so an interrupted fine-tuning resumes normally.
@@ -1361,8 +1365,8 @@ def load_initial_weights(hparams):
     ---------
     hparams : dict
         Recipe hyperparameters: ``init_from`` (nothing is done when it is
-        empty), ``modules``, ``sample_rate``, ``group_size`` and
-        ``checkpointer`` (optional).
+        empty), ``modules``, ``sample_rate``, ``group_size``,
+        ``init_exclude`` and ``checkpointer`` (optional).
 
     Example
     -------
@@ -1388,6 +1392,11 @@ def load_initial_weights(hparams):
     parameter 'conv1d_encoder.weight' has shape (16, 16, 1) in the
     checkpoint but (32, 16, 1) in the model; give the recipe the model
     size of that folder ...
+    >>> three = load_modules(render_hyperparams(dict(cfg, num_spks=3)))
+    >>> load_initial_weights({"init_from": folder, "sample_rate": 8000,
+    ...     "modules": three, "init_exclude": ["masknet.conv1d_out"]})
+    >>> torch.equal(three["decoder"].weight, trained["decoder"].weight)
+    True
     """
     folder = hparams.get("init_from")
     if not folder:
@@ -1429,6 +1438,19 @@ def load_initial_weights(hparams):
             f"computes differently; give --group_size={int(group)} to "
             "fine-tune the model of that folder"
         )
+    exclude = [str(p) for p in hparams.get("init_exclude") or []]
+    names = [
+        f"{name}.{key}" for name in MODULE_NAMES
+        for key in hparams["modules"][name].state_dict()
+    ]
+    unused = [p for p in exclude if not any(_excluded(k, [p]) for k in names)]
+    if unused:
+        raise RecipeError(
+            f"init_exclude: {unused} match no parameter of the model (give "
+            "module.parameter prefixes, e.g. masknet.conv1d_out; the "
+            "modules are encoder, masknet, decoder)"
+        )
+    kept = []
     for name in MODULE_NAMES:
         path = os.path.join(folder, f"{name}.ckpt")
         if not os.path.isfile(path):
@@ -1442,6 +1464,11 @@ def load_initial_weights(hparams):
             raise RecipeError(f"init_from: {path} not found{hint}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         module = hparams["modules"][name]
+        own = module.state_dict()
+        for key in own:
+            if _excluded(f"{name}.{key}", exclude):
+                state[key] = own[key]  # kept as initialised
+                kept.append(f"{name}.{key}")
         try:
             check_state_dict(module, state, name)
         except ValueError as err:
@@ -1453,6 +1480,26 @@ def load_initial_weights(hparams):
             ) from None
         module.load_state_dict(state)
     logger.info(f"initialised encoder, masknet and decoder from {folder}")
+    if kept:
+        logger.info(
+            f"not loaded from {folder} (init_exclude), kept as initialised: "
+            f"{kept}"
+        )
+
+
+def _excluded(key, prefixes):
+    """True when ``key`` (``module.parameter``) is ``init_exclude``d: it is
+    one of ``prefixes`` or lies under one (``masknet.conv1d_out`` covers
+    ``masknet.conv1d_out.weight``).
+
+    Example
+    -------
+    >>> _excluded("masknet.conv1d_out.weight", ["masknet.conv1d_out"])
+    True
+    >>> _excluded("masknet.conv1d_outer.weight", ["masknet.conv1d_out"])
+    False
+    """
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def _folder_config(folder):

@@ -164,3 +164,32 @@ def test_init_from_a_run_folder_points_to_export_checkpoint(tmp_path):
                        "a pretrained folder from its best checkpoint with "
                        "python -m speechbrain_mossformer.export_checkpoint"):
         load_initial_weights(hparams)
+
+
+def test_init_exclude_fine_tunes_a_model_of_another_speaker_count(tmp_path):
+    # speechbrain#1758: load all but the num_spks-wide output layer
+    import torch
+
+    from speechbrain_mossformer.recipe import RecipeError, load_initial_weights
+
+    write_folder(tmp_path / "pre")  # 2 speakers
+    modules = fresh_modules(num_spks=3)
+    hparams = {"init_from": str(tmp_path / "pre"), "sample_rate": 8000,
+               "group_size": 8, "modules": modules}
+    with pytest.raises(RecipeError, match="conv1d_out.weight"):
+        load_initial_weights(hparams)  # strict: the output layer differs
+    for typo in (["masknet.conv1d_ou"], ["mask"]):
+        with pytest.raises(RecipeError, match=r"init_exclude: .* match no "
+                           "parameter of the model"):
+            load_initial_weights(dict(hparams, init_exclude=typo))
+    modules = fresh_modules(num_spks=3)
+    fresh_out = modules["masknet"].conv1d_out.weight.detach().clone()
+    hparams["modules"] = modules
+    load_initial_weights(dict(hparams, init_exclude=["masknet.conv1d_out"]))
+    saved = torch.load(os.path.join(tmp_path, "pre", "masknet.ckpt"))
+    state = modules["masknet"].state_dict()
+    for key, value in saved.items():
+        if key.startswith("conv1d_out."):
+            continue
+        assert torch.equal(value, state[key]), key
+    assert torch.equal(state["conv1d_out.weight"], fresh_out)
