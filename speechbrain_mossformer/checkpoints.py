@@ -30,7 +30,10 @@ import shutil
 
 import torch
 from speechbrain.utils import checkpoints as sb_checkpoints
-from speechbrain.utils.distributed import ddp_barrier
+from speechbrain.utils.distributed import (
+    ddp_barrier,
+    is_distributed_initialized,
+)
 
 from speechbrain_mossformer.errors import first_line
 
@@ -52,8 +55,7 @@ def process_count():
     >>> process_count()
     1
     """
-    if torch.distributed.is_available() and \
-            torch.distributed.is_initialized():
+    if is_distributed_initialized():
         return torch.distributed.get_world_size()
     if "RANK" not in os.environ or "LOCAL_RANK" not in os.environ:
         return 1
@@ -63,31 +65,48 @@ def process_count():
         return 1
 
 
-def unfinished_checkpoints(save_folder):
-    """The checkpoint folders of ``save_folder`` that an interrupted save
-    left: named like a checkpoint (``CKPT+...``) but without ``CKPT.yaml``,
-    which is written last. SpeechBrain never loads them.
+def checkpoint_folders(save_folder, complete=True):
+    """The checkpoint folders (``CKPT+...``) of ``save_folder``: the
+    complete ones, which hold ``CKPT.yaml`` (written last), or
+    (``complete=False``) those an interrupted save left without it, which
+    SpeechBrain never loads (symbolic links are not counted as those).
 
     Example
     -------
     >>> save = getfixture("tmpdir")
     >>> _ = (save / "CKPT+1").ensure(dir=True)
     >>> _ = (save / "CKPT+2" / "CKPT.yaml").ensure()
-    >>> unfinished_checkpoints(str(save))
-    ['CKPT+1']
+    >>> checkpoint_folders(str(save)), unfinished_checkpoints(str(save))
+    (['CKPT+2'], ['CKPT+1'])
     """
     if not os.path.isdir(save_folder):
         return []
-    return sorted(
-        name
-        for name in os.listdir(save_folder)
-        if name.startswith(sb_checkpoints.CKPT_PREFIX + "+")
-        and os.path.isdir(os.path.join(save_folder, name))
-        and not os.path.islink(os.path.join(save_folder, name))
-        and not os.path.exists(
-            os.path.join(save_folder, name, sb_checkpoints.METAFNAME)
-        )
-    )
+    found = []
+    for name in sorted(os.listdir(save_folder)):
+        path = os.path.join(save_folder, name)
+        if not name.startswith(sb_checkpoints.CKPT_PREFIX + "+") or \
+                not os.path.isdir(path):
+            continue
+        has_meta = os.path.exists(os.path.join(path, sb_checkpoints.METAFNAME))
+        if complete:
+            keep = has_meta
+        else:
+            keep = not has_meta and not os.path.islink(path)
+        if keep:
+            found.append(name)
+    return found
+
+
+def unfinished_checkpoints(save_folder):
+    """``checkpoint_folders(save_folder, complete=False)``: the folders
+    that interrupted saves left.
+
+    Example
+    -------
+    >>> unfinished_checkpoints(str(getfixture("tmpdir")))
+    []
+    """
+    return checkpoint_folders(save_folder, complete=False)
 
 
 class AtomicCheckpointer(sb_checkpoints.Checkpointer):

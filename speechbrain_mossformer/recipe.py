@@ -45,6 +45,7 @@ from speechbrain_mossformer.brain import (
 )
 from speechbrain_mossformer.checkpoints import (
     CheckpointSaveError,
+    checkpoint_folders,
     process_count,
     unfinished_checkpoints,
 )
@@ -707,12 +708,7 @@ def check_run_folder(hparams):
         ]
         if unfinished else []
     )
-    has_ckpt = os.path.isdir(save_folder) and any(
-        name.startswith("CKPT+")
-        and os.path.isfile(os.path.join(save_folder, name, "CKPT.yaml"))
-        for name in os.listdir(save_folder)
-    )
-    if not has_ckpt:
+    if not checkpoint_folders(save_folder):
         return left
     check_intra_epoch_world_size(hparams)
     if not os.path.isfile(saved):
@@ -1439,10 +1435,11 @@ def load_initial_weights(hparams):
             "fine-tune the model of that folder"
         )
     exclude = [str(p) for p in hparams.get("init_exclude") or []]
-    names = [
-        f"{name}.{key}" for name in MODULE_NAMES
-        for key in hparams["modules"][name].state_dict()
-    ]
+    own_states = {
+        name: hparams["modules"][name].state_dict() for name in MODULE_NAMES
+    }
+    names = [f"{name}.{key}" for name, own in own_states.items()
+             for key in own]
     unused = [p for p in exclude if not any(_excluded(k, [p]) for k in names)]
     if unused:
         raise RecipeError(
@@ -1464,7 +1461,7 @@ def load_initial_weights(hparams):
             raise RecipeError(f"init_from: {path} not found{hint}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         module = hparams["modules"][name]
-        own = module.state_dict()
+        own = own_states[name]
         for key in own:
             if _excluded(f"{name}.{key}", exclude):
                 state[key] = own[key]  # kept as initialised
