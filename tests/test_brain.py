@@ -225,7 +225,7 @@ def test_ddp_ranks_average_gradients_when_the_last_micro_batch_is_skipped(
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     script = os.path.join(os.path.dirname(__file__), "helpers", "ddp_skip.py")
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29523", script,
+        [torchrun, "--standalone", "--nproc_per_node=2", script,
          str(tmp_path)],
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
@@ -685,15 +685,17 @@ def test_ctrl_c_during_validation_keeps_the_epochs_training_loss(tmp_path):
     assert resumed.train_stats["loss"] == pytest.approx(train_loss, rel=1e-6)
 
 
-def run_two_ranks(helper, out, port, *args, timeout=300):
-    """Runs ``tests/helpers/<helper> OUT ARGS`` on two torchrun ranks."""
+def run_two_ranks(helper, out, *args, timeout=300):
+    """Runs ``tests/helpers/<helper> OUT ARGS`` on two torchrun ranks
+    (``--standalone``: torchrun picks a free port, so parallel or
+    repeated runs on one machine never collide)."""
     import subprocess
     import sys
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     helpers = os.path.join(os.path.dirname(__file__), "helpers")
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", f"--master_port={port}",
+        [torchrun, "--standalone", "--nproc_per_node=2",
          os.path.join(helpers, helper), str(out), *args],
         capture_output=True, text=True, timeout=timeout,
         env=dict(os.environ, OMP_NUM_THREADS="1",
@@ -715,7 +717,7 @@ def run_two_ranks(helper, out, port, *args, timeout=300):
 )
 def test_ddp_ranks_stop_together_after_a_ctrl_c(tmp_path, mode, stopped_at,
                                                 steps):
-    run_two_ranks("ddp_interrupt.py", tmp_path, 29527, mode)
+    run_two_ranks("ddp_interrupt.py", tmp_path, mode)
     ranks = [torch.load(os.path.join(str(tmp_path), f"rank{r}.pt"))
              for r in (0, 1)]
     assert [r["stopped_at"] for r in ranks] == [stopped_at] * 2
@@ -731,7 +733,7 @@ def test_ddp_checkpoint_cleanup_waits_for_the_published_checkpoint(
     import subprocess
 
     try:
-        run_two_ranks("ddp_checkpoint.py", tmp_path, 29529, timeout=120)
+        run_two_ranks("ddp_checkpoint.py", tmp_path, timeout=120)
     except subprocess.TimeoutExpired:
         pytest.fail("the ranks hung in the checkpoint clean-up")
     assert sorted(os.listdir(tmp_path)) == ["rank0.done", "rank1.done",

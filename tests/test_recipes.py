@@ -267,7 +267,7 @@ def test_ddp_two_ranks_train_identical_weights(data, tmp_path):
     _, hparams = recipe_paths("wsj0mix", "mossformer.yaml")
     torchrun = os.path.join(os.path.dirname(PYTHON), "torchrun")
     cmd = [
-        torchrun, "--nproc_per_node=2", "--master_port=29517",
+        torchrun, "--standalone", "--nproc_per_node=2",
         os.path.join(REPO, "tests", "helpers", "ddp_train.py"), "wsj0mix",
         hparams, f"--data_folder={data['wsj2']}", f"--output_folder={out}",
         # no --distributed_backend: a CPU run gets gloo by itself
@@ -306,7 +306,7 @@ def test_ddp_sigterm_on_one_rank_after_the_last_epoch_stops_both(
     helper = os.path.join(REPO, "tests", "helpers", "sigterm_recipe.py")
     env = dict(os.environ, OMP_NUM_THREADS="1", SIGTERM_RANK="1")
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29533", helper,
+        [torchrun, "--standalone", "--nproc_per_node=2", helper,
          "log@2", "wsj0mix", *args],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
     )
@@ -320,7 +320,7 @@ def test_ddp_sigterm_on_one_rank_after_the_last_epoch_stops_both(
     assert not os.path.isfile(os.path.join(out, "test_results.csv"))
     script, _ = recipe_paths("wsj0mix", "mossformer.yaml")
     resumed = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29533", script,
+        [torchrun, "--standalone", "--nproc_per_node=2", script,
          *args],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
     )
