@@ -59,6 +59,10 @@ def load(name):
         ("compare_revision", ["--rev", "HEAD", "--seconds", "0.001"]),
         ("torch_compile", ["--seconds", "nan"]),
         ("torch_compile", ["--seconds", "0.001"]),
+        ("fixture_agreement", ["--threads", "0"]),
+        ("fixture_agreement", ["--threads", "a"]),
+        ("fixture_agreement", ["--lengths", ","]),
+        ("fixture_agreement", ["--fixtures", "/nonexistent/fixtures"]),
     ],
 )
 def test_bad_values_are_argparse_errors(script, argv, capsys):
@@ -493,3 +497,29 @@ def test_matmul_floor_and_torch_compile_record_the_code(tmp_path):
     compile_.write_markdown(args, {}, [], revision)
     assert "- code: `0123456789ab` with uncommitted changes" in (
         tmp_path / "tc.md").read_text()
+
+
+def test_fixture_agreement_measures_the_official_fixtures(tmp_path):
+    # the README's "difference from the official code" figures come from
+    # this script: it must load through SpeechBrain's stock interface and
+    # report real differences (nonzero, within the tests' bounds)
+    from inference_helpers import fixture_dir
+
+    module = load("fixture_agreement")
+    fixtures = tmp_path / "fixtures"
+    fixtures.mkdir()
+    os.symlink(fixture_dir("tiny-2spk"), fixtures / "tiny-2spk")
+    args = module.parse_args(["--fixtures", str(fixtures), "--threads",
+                              "1", "--lengths", "1003"])
+    assert args.names == ["tiny-2spk"] and args.name.endswith("_custom")
+    result = module.measure(str(fixtures / "tiny-2spk"), args,
+                            str(tmp_path / "work"))
+    assert result["mixture"] == [2, 1203] and result["params"] == 93704
+    for value in (result["torch"][1], result["onnx_official"],
+                  result["onnx_torch"][1003]):
+        assert 0 < value <= 1e-5
+    out = tmp_path / "report.md"
+    module.write_markdown(str(out), args, {"tiny-2spk": result}, None, [])
+    row = out.read_text().splitlines()[-1]
+    assert row.startswith("| tiny-2spk | 93,704 | 2 x 1203 | ")
+    assert row.count("e-0") == 3
