@@ -3,7 +3,7 @@
 One command runs the whole experiment (from the repository root)::
 
     python benchmarks/pruning_experiment.py            # full, ~20 min
-    python benchmarks/pruning_experiment.py --quick    # smoke run, ~3 min
+    python benchmarks/pruning_experiment.py --quick    # smoke run, a few minutes
     python benchmarks/pruning_experiment.py --retime   # speed only, ~3 min
     python benchmarks/pruning_experiment.py --rewrite  # report only
     python benchmarks/pruning_experiment.py --seed 1   # a repetition
@@ -183,7 +183,7 @@ def parse_args(argv=None):
     """Command line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny smoke run (~3 minutes)")
+                        help="tiny smoke run (a few minutes)")
     parser.add_argument("--work", default=DEFAULT_WORK,
                         help="working folder (data, runs, models); "
                         "--quick adds '-quick' and a seed N other than 0 "

@@ -18,8 +18,8 @@ see ``MEMORY_ENV``), so that every tensor of 64 KiB or more gets its own
 pages and gives them back when freed. With glibc's default (a threshold
 that grows up to 32 MiB as large blocks are freed) the first step's
 tensors stay in the heap and the measured step reuses them without any
-new resident memory: that undercounted a step's memory up to 12-fold
-(MossFormer (S), 2 s: 142 MiB measured that way, 1796 MiB live).
+new resident memory: that undercounted a step's memory, most for small
+models and short segments (a reviewer's run by hand, no file kept).
 
 Time: in this process, one copy of each model; MossFormer's steps with
 ``activation_checkpointing`` off and on (each block keeps only its input
