@@ -63,6 +63,8 @@ def load(name):
         ("fixture_agreement", ["--threads", "a"]),
         ("fixture_agreement", ["--lengths", ","]),
         ("fixture_agreement", ["--fixtures", "/nonexistent/fixtures"]),
+        ("fresh_clone", ["lint"]),
+        ("fresh_clone", ["test", "--rev", "no-such-revision"]),
     ],
 )
 def test_bad_values_are_argparse_errors(script, argv, capsys):
@@ -523,3 +525,16 @@ def test_fixture_agreement_measures_the_official_fixtures(tmp_path):
     row = out.read_text().splitlines()[-1]
     assert row.startswith("| tiny-2spk | 93,704 | 2 x 1203 | ")
     assert row.count("e-0") == 3
+
+
+@pytest.mark.parametrize(
+    "script", ["bench_models", "fixture_agreement", "fresh_clone",
+               "matmul_floor", "speed"],
+)
+def test_examples_in_the_benchmark_docstrings(script):
+    # benchmarks/ is outside the package's doctest run (the pruning
+    # experiment's examples run in tests/test_pruning_report.py)
+    import doctest
+
+    result = doctest.testmod(load(script), optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 1 and result.failed == 0
