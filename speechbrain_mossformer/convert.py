@@ -455,6 +455,18 @@ def convert(model_dir, out_dir, sample_rate=8000):
     return config
 
 
+def _blocks(config):
+    """``"1 block"``, ``"2 blocks"``: the configuration's block count.
+
+    Example
+    -------
+    >>> _blocks({"num_blocks": 1}), _blocks({"num_blocks": 24})
+    ('1 block', '24 blocks')
+    """
+    n = int(config["num_blocks"])
+    return f"{n} block{'s' if n != 1 else ''}"
+
+
 def _check_shapes(config, states):
     """Names the official key of any tensor whose shape does not fit."""
     from speechbrain_mossformer.pretrained import (
@@ -474,7 +486,17 @@ def _check_shapes(config, states):
                 f"{name}.bin: missing "
                 + ", ".join(f"'{k}'" for k in missing[:3])
                 + more
-                + f" (the configuration has {config['num_blocks']} blocks, "
+                + f" (the configuration has {_blocks(config)}, "
+                f"{config['num_spks']} speakers)"
+            )
+        extra = [official(key) for key in state if key not in expected]
+        if extra:
+            more = f" (+{len(extra) - 3} more)" if len(extra) > 3 else ""
+            raise ConversionError(
+                f"{name}.bin: unexpected "
+                + ", ".join(f"'{k}'" for k in extra[:3])
+                + more
+                + f" (the configuration has {_blocks(config)}, "
                 f"{config['num_spks']} speakers)"
             )
         for key, value in state.items():

@@ -19,6 +19,7 @@ from speechbrain_mossformer.lobes.models.mossformer import (
     FFConvM,
     MossFormerBlock,
     MossFormerMaskNet,
+    MossFormerWrapper,
     MossFormerStack,
     OffsetScale,
     Scratch,
@@ -520,6 +521,37 @@ def test_masknet_runs_under_autocast_like_the_plain_path(context):
         fp32 = masknet(x.relu())
     # bf16 keeps about 3 significant digits
     assert torch.allclose(out.float(), fp32, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_hooked_block_runs_under_autocast(dtype):
+    # a hook (or a swapped layer) sends a block down its plain path, whose
+    # narrowing to_qk once returned float32 beside to_hidden's bf16 and
+    # crashed the in-place attention product ("Bad in-place call")
+    masknet = perturbed(
+        MossFormerMaskNet(12, 16, num_blocks=2, num_spks=2, group_size=8,
+                          query_key_dim=8, attn_dropout=0.0)
+    ).eval()
+    x = torch.randn(2, 12, 21, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        ref = masknet(x.relu())
+    seen = []
+    block = masknet.mossformer.blocks[0]
+    block.to_out.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        out = masknet(x.relu())
+    assert seen == [dtype]
+    assert torch.allclose(out.float(), ref.float(), atol=0.05, rtol=0.05)
+
+
+def test_float64_under_autocast_is_named():
+    # autocast casts float32 inputs, never float64 ones: the dtype check
+    # must not wave them through (a conv error 12 frames deep)
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(ValueError, match="torch.float64 but the model"):
+            model(torch.randn(1, 800, dtype=torch.float64))
 
 
 def test_depthwise_conv_under_autocast_avoids_channels_last(monkeypatch):

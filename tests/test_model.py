@@ -121,6 +121,29 @@ def test_converter_names_missing_unexpected_and_misshaped_keys(tmp_path):
             convert(str(bad), str(tmp_path / f"out-{case}"))
 
 
+@pytest.mark.parametrize("num_blocks, word", [(1, "unexpected"),
+                                               (3, "missing")])
+def test_converter_names_a_block_count_that_does_not_fit(tmp_path,
+                                                        num_blocks, word):
+    # weights of 2 blocks with a configuration of 1 or 3: the official key
+    # names and the configuration's block count, either way round
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(fixture_dir("tiny-2spk"), bad)
+    with open(bad / "model_config.json") as f:
+        config = json.load(f)
+    config["num_blocks"] = num_blocks
+    with open(bad / "model_config.json", "w") as f:
+        json.dump(config, f)
+    with pytest.raises(ConversionError) as err:
+        convert(str(bad), str(tmp_path / "out"))
+    assert str(err.value).startswith(
+        f"masknet.bin: {word} 'mdl.att_mdl.mossformerM.layers.")
+    assert f"the configuration has {num_blocks} block" in str(err.value)
+
+
 def test_converter_reads_modelscope_configuration_json(tmp_path):
     import json
     import shutil
@@ -377,6 +400,21 @@ def test_inputs_of_another_dtype_than_the_model_name_both():
     # autocast takes care of mixed types itself
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(torch.randn(1, 200)).shape == (1, 200, 2)
+
+
+def test_arrays_and_lists_are_named_not_torch_errors():
+    # a NumPy array or a list failed inside torch ('no attribute dim')
+    model = MossFormerWrapper(encoder_out_nchannels=16, num_blocks=1,
+                              group_size=4, query_key_dim=8).eval()
+    with pytest.raises(TypeError, match=r"MossFormerWrapper: expected the "
+                       r"mixture \[batch, time\] as a torch.Tensor, got a "
+                       r"numpy.ndarray"):
+        model(np.zeros((1, 200), dtype="float32"))
+    with pytest.raises(TypeError, match="got a list"):
+        model([[0.0] * 200])
+    with pytest.raises(TypeError, match="MossFormerMaskNet: expected the "
+                       "encoder output"):
+        model.masknet(np.zeros((1, 16, 20), dtype="float32"))
 
 
 def test_numpy_integer_sizes_are_accepted():

@@ -641,6 +641,9 @@ class FFConvM(nn.Module):
             self.linear.out_features < self.linear.in_features
             and not plain
             and x.dtype != torch.float16  # g / rms may overflow it
+            # autocast: addcmul would promote the bf16/fp16 product back to
+            # float32, unlike the Linear it stands for
+            and not torch.is_autocast_enabled(x.device.type)
         ):
             # A narrowing layer scales its (smaller) output rather than its
             # input: (x * s) W^T + b = (x W^T) * s + b, s = g / rms(x).
@@ -999,6 +1002,7 @@ class RotaryEmbedding(nn.Module):
             # would promote the heads to float32
             rot = rot.to(self.half_turn.dtype)
         if inplace:
+            # [..., T, D]: the first dim features replaced
             x[..., : self.dim] = rot
             return x
         if rest.shape[-1] == 0:
@@ -1093,7 +1097,7 @@ class ScaledSinuEmbedding(nn.Module):
         # [T, dim]
         emb = torch.cat((sinusoid.sin(), sinusoid.cos()), dim=-1)
         # in the model's dtype (float32 positions would promote a
-        # half-precision model's activations to float32)
+        # half-precision model's activations to float32); [T, dim]
         return (emb * self.scale).to(self.scale.dtype)
 
 
@@ -1694,7 +1698,8 @@ class MossFormerStack(nn.Module):
                 and _hooked(blocks[i + 1])
             ):
                 # a (pre-)hook on the next block may keep this output, its
-                # input: it must not go into a buffer reused later
+                # input: it must not go into a buffer reused later;
+                # [B, T, D]
                 x = block(x, cos_sin, scratch, keep_output=True)
             else:
                 # [B, T, D]
@@ -1827,6 +1832,7 @@ class MossFormerMaskNet(nn.Module):
 
     def forward(self, x):
         """Maps the encoder output ``x`` [B, N, L] to masks [S, B, N, L]."""
+        check_is_tensor(x, "MossFormerMaskNet", "encoder output [B, N, L]")
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"MossFormerMaskNet expects encoder output [B, "
@@ -2070,6 +2076,7 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
     ...     print(err)
     MossFormer: the batch is empty (mixture of shape (0, 800))
     """
+    check_is_tensor(mix, where, "mixture [batch, time]")
     if mix.dim() != 2:
         raise ValueError(
             f"{where}: expected a mixture of shape [batch, time], got "
@@ -2088,11 +2095,47 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
         )
 
 
+def check_is_tensor(x, where, what):
+    """Raises a clear ``TypeError`` when ``x`` is not a ``torch.Tensor``
+    (a NumPy array or a list would fail deep inside torch).
+
+    Arguments
+    ---------
+    x : object
+        The input.
+    where : str
+        Name used in the message.
+    what : str
+        What the input should be, e.g. ``"mixture [batch, time]"``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> check_is_tensor(torch.zeros(1, 16), "MossFormer", "mixture")
+    >>> try:
+    ...     check_is_tensor(np.zeros((1, 16)), "MossFormer", "mixture")
+    ... except TypeError as err:
+    ...     print(err)  # doctest: +NORMALIZE_WHITESPACE
+    MossFormer: expected the mixture as a torch.Tensor, got a
+    numpy.ndarray (convert it, e.g. torch.as_tensor(x, dtype=torch.float32))
+    """
+    if not isinstance(x, torch.Tensor):
+        kind = type(x)
+        name = (kind.__name__ if kind.__module__ == "builtins"
+                else f"{kind.__module__.split('.')[0]}.{kind.__name__}")
+        raise TypeError(
+            f"{where}: expected the {what} as a torch.Tensor, got a "
+            f"{name} (convert it, e.g. torch.as_tensor(x, "
+            "dtype=torch.float32))"
+        )
+
+
 def check_input_dtype(x, weight, where, what="input"):
     """Raises a clear error for an input the model's weights cannot take:
     not floating point, or another float type than ``weight``'s (when it
     is a tensor) outside autocast (e.g. the float64 array that
-    ``soundfile.read`` returns, given to a float32 model).
+    ``soundfile.read`` returns, given to a float32 model), or float64
+    against another type under autocast, which casts only float32.
 
     Example
     -------
@@ -2113,7 +2156,9 @@ def check_input_dtype(x, weight, where, what="input"):
     if (
         isinstance(weight, torch.Tensor)
         and x.dtype != weight.dtype
-        and not torch.is_autocast_enabled(x.device.type)
+        # autocast casts float32 inputs, never float64 ones
+        and (not torch.is_autocast_enabled(x.device.type)
+             or torch.float64 in (x.dtype, weight.dtype))
     ):
         raise ValueError(
             f"{where}: the {what} is {x.dtype} but the model is "
