@@ -479,26 +479,21 @@ def _check_shapes(config, states):
         expected = modules[name].state_dict()
         # the official file's names, which the user can look up
         official = official_masknet_key if name == "masknet" else str
-        missing = [official(key) for key in expected if key not in state]
-        if missing:
-            more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
-            raise ConversionError(
-                f"{name}.bin: missing "
-                + ", ".join(f"'{k}'" for k in missing[:3])
-                + more
-                + f" (the configuration has {_blocks(config)}, "
-                f"{config['num_spks']} speakers)"
-            )
-        extra = [official(key) for key in state if key not in expected]
-        if extra:
-            more = f" (+{len(extra) - 3} more)" if len(extra) > 3 else ""
-            raise ConversionError(
-                f"{name}.bin: unexpected "
-                + ", ".join(f"'{k}'" for k in extra[:3])
-                + more
-                + f" (the configuration has {_blocks(config)}, "
-                f"{config['num_spks']} speakers)"
-            )
+        # keys of the model not in the file (the configuration has more
+        # blocks or speakers), then keys of the file not in the model
+        for word, keys, other in (("missing", expected, state),
+                                  ("unexpected", state, expected)):
+            names = [official(key) for key in keys if key not in other]
+            if names:
+                more = (f" (+{len(names) - 3} more)" if len(names) > 3
+                        else "")
+                raise ConversionError(
+                    f"{name}.bin: {word} "
+                    + ", ".join(f"'{k}'" for k in names[:3])
+                    + more
+                    + f" (the configuration has {_blocks(config)}, "
+                    f"{config['num_spks']} speakers)"
+                )
         for key, value in state.items():
             if (name == "masknet" and key == "conv1d_out.weight"
                     and value.shape[1:] == expected[key].shape[1:]

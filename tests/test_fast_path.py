@@ -501,16 +501,23 @@ def test_compiled_masknet_matches_eager(context):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad])
-def test_masknet_runs_under_autocast_like_the_plain_path(context):
-    # SpeechBrain's --eval_precision=bf16 evaluates under torch.no_grad()
-    # inside torch.autocast: the matmuls then return bf16 tensors, so the
-    # float32 Scratch buffers must stay off and the plain path runs.
+def autocast_masknet_and_input():
+    """A small perturbed mask net (2 blocks, query/key narrower than the
+    model) and an encoder output for it."""
     masknet = perturbed(
         MossFormerMaskNet(12, 16, num_blocks=2, num_spks=2, group_size=8,
                           query_key_dim=8, attn_dropout=0.0)
     ).eval()
     x = torch.randn(2, 12, 21, generator=torch.Generator().manual_seed(4))
+    return masknet, x
+
+
+@pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad])
+def test_masknet_runs_under_autocast_like_the_plain_path(context):
+    # SpeechBrain's --eval_precision=bf16 evaluates under torch.no_grad()
+    # inside torch.autocast: the matmuls then return bf16 tensors, so the
+    # float32 Scratch buffers must stay off and the plain path runs.
+    masknet, x = autocast_masknet_and_input()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ref = masknet(x.relu())
         with context():
@@ -528,11 +535,7 @@ def test_a_hooked_block_runs_under_autocast(dtype):
     # a hook (or a swapped layer) sends a block down its plain path, whose
     # narrowing to_qk once returned float32 beside to_hidden's bf16 and
     # crashed the in-place attention product ("Bad in-place call")
-    masknet = perturbed(
-        MossFormerMaskNet(12, 16, num_blocks=2, num_spks=2, group_size=8,
-                          query_key_dim=8, attn_dropout=0.0)
-    ).eval()
-    x = torch.randn(2, 12, 21, generator=torch.Generator().manual_seed(4))
+    masknet, x = autocast_masknet_and_input()
     with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
         ref = masknet(x.relu())
     seen = []
