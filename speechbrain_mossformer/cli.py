@@ -83,7 +83,13 @@ def build_parser():
     -------
     >>> args = build_parser().parse_args(["--model", "m", "a.wav"])
     >>> args.chunk_seconds, args.overlap_seconds, args.normalize
-    (8.0, 2.0, 'none')
+    (8.0, None, 'none')
+    >>> _check_options(args); args.overlap_seconds  # default: 2 s
+    2.0
+    >>> args = build_parser().parse_args(["--model", "m", "a.wav",
+    ...                                   "--chunk-seconds", "3"])
+    >>> _check_options(args); args.overlap_seconds  # a quarter chunk
+    0.75
     >>> args.overwrite
     False
     """
@@ -129,9 +135,11 @@ def build_parser():
         "(default %(default)s; 0 = whole file at once)",
     )
     parser.add_argument(
-        "--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
+        "--overlap-seconds", type=float, default=None,
         help="overlap between chunks, used to keep the speaker order and "
-        "cross-faded (default %(default)s; at most half a chunk)",
+        f"cross-faded (default {DEFAULT_OVERLAP_SECONDS:g}, or a quarter "
+        "of --chunk-seconds when that is shorter than "
+        f"{4 * DEFAULT_OVERLAP_SECONDS:g}; at most half a chunk)",
     )
     parser.add_argument(
         "--output-sample-rate", type=int, default=None, metavar="HZ",
@@ -156,7 +164,16 @@ def build_parser():
 
 
 def _check_options(args):
-    """Raises ``UsageError`` for inconsistent numeric options or paths."""
+    """Raises ``UsageError`` for inconsistent numeric options or paths;
+    sets the default ``overlap_seconds`` (``DEFAULT_OVERLAP_SECONDS``, at
+    most a quarter of the chunk) when it is not given."""
+    if args.overlap_seconds is None:
+        chunk = args.chunk_seconds
+        args.overlap_seconds = (
+            min(DEFAULT_OVERLAP_SECONDS, chunk / 4)
+            if math.isfinite(chunk) and chunk > 0
+            else DEFAULT_OVERLAP_SECONDS
+        )
     for name in ("chunk_seconds", "overlap_seconds"):
         if not math.isfinite(getattr(args, name)):
             option = "--" + name.replace("_", "-")
@@ -389,6 +406,33 @@ def _file_key(path):
         return (st.st_dev, st.st_ino)
     except (OSError, ValueError):
         return os.path.normcase(os.path.realpath(path))
+
+
+def unsearched_subfolders(inputs, out_dir="."):
+    """The input folders with sub-folders that only ``--recursive``
+    searches: ``(folder, number of sub-folders)``, ``out_dir`` not counted.
+
+    Example
+    -------
+    >>> root = getfixture("tmp_path")
+    >>> for sub in ("day1", "day2", "separated"):
+    ...     (root / sub).mkdir()
+    >>> unsearched_subfolders([str(root), "a.wav"], str(root / "separated"))
+    ... # doctest: +ELLIPSIS
+    [('...', 2)]
+    """
+    out = os.path.realpath(out_dir)
+    found = []
+    for item in inputs:
+        if not os.path.isdir(item):
+            continue
+        subs = [
+            entry for entry in os.scandir(item)
+            if entry.is_dir() and os.path.realpath(entry.path) != out
+        ]
+        if subs:
+            found.append((item, len(subs)))
+    return found
 
 
 def collect_inputs(inputs, recursive=False, out_dir=".", skipped=None,
@@ -821,10 +865,16 @@ def _main(argv):
     # any audio at all? (what is skipped is decided once the model, and so
     # the number of tracks per input, is known)
     items = collect_inputs(args.inputs, args.recursive, args.out_dir)
+    unsearched = ([] if args.recursive
+                  else unsearched_subfolders(args.inputs, args.out_dir))
     if not items:
+        hint = (
+            f"; sub-folders of {', '.join(f for f, _ in unsearched)} were "
+            "not searched (--recursive searches them)" if unsearched else ""
+        )
         print(
             f"error: no audio files found in {', '.join(args.inputs)} "
-            f"(extensions: {' '.join(AUDIO_EXTENSIONS)})",
+            f"(extensions: {' '.join(AUDIO_EXTENSIONS)}){hint}",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -853,6 +903,10 @@ def _main(argv):
     items = collect_inputs(args.inputs, args.recursive, args.out_dir,
                            skipped, model.num_spks)
     if not args.quiet:
+        for folder, count in unsearched:
+            print(f"note: {folder}: {count} sub-folder"
+                  f"{'s' if count != 1 else ''} not searched (--recursive "
+                  "searches them)", file=sys.stderr)
         for path, writer, fate in skipped:
             if fate == "repeated":
                 print(f"note: {path}: given again (as {writer}), separated "
@@ -882,7 +936,8 @@ def _main(argv):
         if key in used:
             print(
                 f"error: {path}: its outputs {rel_prefix}_spk*.wav would "
-                f"overwrite those of {used[key]}",
+                f"overwrite those of {used[key]}; separate it in another "
+                "run with another --out-dir",
                 file=sys.stderr,
             )
             failures += 1

@@ -1200,8 +1200,15 @@ class MossFormerSeparation(SepformerSeparation):
                     kwargs.get("overrides"),
                     kwargs.get("overrides_must_match", True),
                 )
+            # "owner/name" went to Hugging Face: it may be a local folder
+            hub_hint = (
+                f" (if {source} is a local folder, give it as ./{source})"
+                if local is None and isinstance(source, str)
+                and "://" not in source else ""
+            )
             raise ModelLoadError(
                 f"{source}: cannot load the model: {first_line(err)}"
+                f"{hub_hint}"
             ) from None
 
     def _dtype(self):
@@ -1719,8 +1726,12 @@ def _check_folder(folder, hparams_file, module_names, overrides=None):
     """Clear errors for a missing folder or missing files (checkpoints
     where the yaml's Pretrainer ``paths``, with ``overrides``, put them)."""
     if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "not found"
-        raise ModelLoadError(f"{folder}: model folder {what}")
+        if os.path.exists(folder):
+            raise ModelLoadError(
+                f"{folder}: is a file, not a model folder (give the folder "
+                "that holds hyperparams.yaml and the checkpoints)"
+            )
+        raise ModelLoadError(f"{folder}: model folder not found")
     run_hint = (
         " (it is a recipe's run folder: export a pretrained folder from its "
         "best checkpoint with python -m speechbrain_mossformer."

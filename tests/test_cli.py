@@ -733,3 +733,70 @@ def test_inputs_that_differ_only_in_the_extension_each_get_tracks(
         "mix8k.flac_spk1.wav", "mix8k.flac_spk2.wav", "mix8k.wav_spk1.wav",
         "mix8k.wav_spk2.wav"]
     assert "a.flac_spk1.wav" in " ".join(build_parser().format_help().split())
+
+
+def test_unsearched_sub_folders_are_named(model_dir, tmp_path, capsys):
+    # sub-folders were skipped without a word, and a folder holding only
+    # sub-folders was "no audio files found" with no hint
+    inp = tmp_path / "in"
+    (inp / "day1").mkdir(parents=True)
+    write(inp / "day1" / "a.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out, inp)
+    assert code == 2
+    assert error_lines(err) == [
+        f"error: no audio files found in {inp} (extensions: "
+        + err.split("(extensions: ")[1].split(")")[0]
+        + f"); sub-folders of {inp} were not searched (--recursive "
+        "searches them)"
+    ]
+    write(inp / "b.wav", noise(0.2, SR), SR)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out, inp)
+    assert code == 0, err
+    assert (f"note: {inp}: 1 sub-folder not searched (--recursive "
+            "searches them)") in err
+    assert sorted(os.listdir(out)) == ["b_spk1.wav", "b_spk2.wav"]
+    # the output folder inside the input folder is not counted
+    (inp / "day1" / "a.wav").unlink()
+    (inp / "day1").rmdir()
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       inp / "separated", inp)
+    assert code == 0, err
+    assert "not searched" not in err
+
+
+def test_equal_names_from_two_folders_say_how_to_separate_both(
+    model_dir, tmp_path, capsys
+):
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        write(tmp_path / day / "meeting.wav", noise(0.2, SR), SR)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir", out,
+                       tmp_path / "day1", tmp_path / "day2")
+    assert code == 1
+    assert error_lines(err) == [
+        f"error: {tmp_path / 'day2' / 'meeting.wav'}: its outputs "
+        f"meeting_spk*.wav would overwrite those of "
+        f"{tmp_path / 'day1' / 'meeting.wav'}; separate it in another run "
+        "with another --out-dir"
+    ]
+
+
+def test_a_short_chunk_alone_takes_a_quarter_chunk_overlap(
+    model_dir, tmp_path, capsys
+):
+    # --chunk-seconds 1 alone was refused: the default 2 s overlap is more
+    # than half of it
+    write(tmp_path / "a.wav", noise(3.0, SR), SR)
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--chunk-seconds", "1", "--quiet",
+                       tmp_path / "a.wav")
+    assert code == 0, err
+    assert sf.info(str(tmp_path / "out" / "a_spk1.wav")).frames == 3 * SR
+    code, _, err = run(capsys, "--model", model_dir, "--out-dir",
+                       tmp_path / "out", "--chunk-seconds", "1",
+                       "--overlap-seconds", "0.6", tmp_path / "a.wav")
+    assert code == 2
+    assert error_lines(err) == [
+        "error: --overlap-seconds must be at most half of --chunk-seconds"]

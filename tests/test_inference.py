@@ -217,6 +217,17 @@ def test_mistyped_local_sources_fail_at_once_without_network(
     # only owner/name is a Hugging Face id; URLs go to SpeechBrain's fetch
     assert not inference._looks_local("speechbrain/sepformer-wsj02mix")
     assert not inference._looks_local("https://example.org/models/x")
+    # an owner/name source that fails says how to mean a local folder
+    with pytest.raises(ModelLoadError, match=r"^nosuch/model: cannot load "
+                       r"the model: .* \(if nosuch/model is a local folder, "
+                       r"give it as \./nosuch/model\)$"):
+        MossFormerSeparation.from_hparams(source="nosuch/model",
+                                          savedir=str(tmp_path / "cache"))
+    # a file is not a model folder
+    (tmp_path / "model.ckpt").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="model.ckpt: is a file, not a "
+                       "model folder"):
+        MossFormerSeparation.from_hparams(source="model.ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -420,6 +431,9 @@ def test_separate_batch_under_autocast_returns_float32(model):
     "mix, message",
     [
         (torch.zeros(1, 15), "fewer than one encoder frame"),
+        # soundfile's [time, channels] given as [batch, time]
+        (torch.zeros(400, 1), r"fewer than one encoder frame .* \(is it "
+         r"\[time, channels\]\? give \[batch, time\], e\.g\. x\.T\)"),
         (torch.zeros(400), r"expected a mixture of shape \[batch, time\]"),
         (torch.zeros(1, 1, 400), r"\[batch, time\]"),
         (torch.tensor([[0.1] * 100 + [float("nan")]]), "NaN or infinite"),

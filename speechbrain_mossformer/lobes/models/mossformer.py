@@ -2088,10 +2088,15 @@ def check_input_length(mix, kernel_size, where="MossFormer"):
             f"{tuple(mix.shape)})"
         )
     if mix.shape[-1] < kernel_size:
+        # [T, channels] as soundfile reads it, given as [batch, time]
+        swapped = (
+            f" (is it [time, channels]? give [batch, time], e.g. "
+            f"x.T)" if mix.shape[0] >= kernel_size else ""
+        )
         raise ValueError(
             f"{where}: the mixture has {mix.shape[-1]} samples, fewer than "
             f"one encoder frame ({kernel_size} samples); give at least "
-            f"{kernel_size} samples"
+            f"{kernel_size} samples{swapped}"
         )
 
 
