@@ -12,6 +12,7 @@ from speechbrain_mossformer.convert import ConversionError, convert
 from speechbrain_mossformer.lobes.models.mossformer import (
     MossFormerBlock,
     MossFormerMaskNet,
+    MossFormerStack,
     MossFormerWrapper,
     count_parameters,
     separate_with_modules,
@@ -415,6 +416,14 @@ def test_arrays_and_lists_are_named_not_torch_errors():
     with pytest.raises(TypeError, match="MossFormerMaskNet: expected the "
                        "encoder output"):
         model.masknet(np.zeros((1, 16, 20), dtype="float32"))
+    # the block stack on its own (float64 failed inside a matmul)
+    stack = MossFormerStack(16, num_blocks=1, group_size=4, query_key_dim=8)
+    with pytest.raises(TypeError, match=r"MossFormerStack: expected the "
+                       r"input \[B, T, 16\] as a torch.Tensor"):
+        stack(np.zeros((1, 10, 16), dtype="float32"))
+    with pytest.raises(ValueError, match="MossFormerStack: the input is "
+                       "torch.float64 but the model is torch.float32"):
+        stack(torch.zeros(1, 10, 16, dtype=torch.float64))
 
 
 def test_numpy_integer_sizes_are_accepted():

@@ -1674,11 +1674,13 @@ class MossFormerStack(nn.Module):
     def forward(self, x):
         """Processes ``x`` [B, T, dim]."""
         dim = self.norm.normalized_shape[0]
+        check_is_tensor(x, "MossFormerStack", f"input [B, T, {dim}]")
         if x.dim() != 3 or x.shape[-1] != dim or 0 in x.shape:
             raise ValueError(
                 f"MossFormerStack expects [B >= 1, T >= 1, {dim}] input, got "
                 f"shape {tuple(x.shape)}"
             )
+        check_input_dtype(x, self.norm.weight, "MossFormerStack")
         # [T, rotary_dim] each, computed once for all blocks
         cos_sin = self.rotary.angles(x.shape[1], x.device)
         # buffers shared by the blocks, inference only
