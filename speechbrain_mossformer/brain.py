@@ -299,7 +299,6 @@ class Separation(sb.Brain):
         self.window_backwards = 0
         self.stage = None
         self.test_rows = []
-        self.test_unscored = 0
         self.nonfinite_batches = 0
         self.evaluation_failed = False
         self.audio_saved = 0
@@ -873,9 +872,14 @@ class Separation(sb.Brain):
                     predictions[i, :length].t().cpu(),
                 )
             except ValueError as err:
-                # e.g. a silent reference: SI-SNR is undefined
+                # e.g. a silent reference: SI-SNR is undefined. Its row is
+                # written with empty values, so that test_results.csv
+                # still lists every test utterance
                 logger.warning(f"{snt_id}: not scored ({err})")
-                self.test_unscored += 1
+                self.test_rows.append(
+                    dict(snt_id=snt_id,
+                         **{key: None for key in RESULT_FIELDS[1:]})
+                )
                 continue
             self.test_rows.append(dict(snt_id=snt_id, **metrics))
             if self._hp("save_audio", False) and self.audio_saved < int(
@@ -922,14 +926,22 @@ class Separation(sb.Brain):
             write(f"{snt_id}_source{k + 1}hat.wav", predictions[:, k])
 
     def write_test_results(self):
-        """Writes ``test_results.csv`` (main process) and returns the means."""
-        rows = self.test_rows
-        unscored = self.test_unscored
+        """Writes ``test_results.csv`` (main process) and returns the means.
+
+        Utterances that could not be scored (a silent reference) have a
+        row with empty values and are left out of the means, with a
+        warning; NaN and infinite metrics are kept in them.
+        """
+        scored = [r for r in self.test_rows
+                  if r[RESULT_FIELDS[1]] is not None]
+        unscored = len(self.test_rows) - len(scored)
         if unscored:
             logger.warning(
                 f"{unscored} test utterance(s) could not be scored (see the "
-                f"warnings above); the means are over the other {len(rows)}"
+                "warnings above; their rows in test_results.csv are empty): "
+                f"the means are over the other {len(scored)}"
             )
+        rows = scored
         failed = sum(
             1 for r in rows if any(r[k] != r[k] for k in RESULT_FIELDS[1:])
         )
@@ -949,10 +961,11 @@ class Separation(sb.Brain):
                 "metric (an all-zero estimate has SDR -inf): the means in "
                 "test_results.csv are infinite"
             )
-        if not rows:
+        if not self.test_rows:
             return {}
         means = {
-            key: sum(float(r[key]) for r in rows) / len(rows)
+            key: sum(float(r[key]) for r in rows) / len(rows) if rows
+            else None  # nothing scored: an empty mean row
             for key in RESULT_FIELDS[1:]
         }
         if if_main_process():
@@ -960,11 +973,12 @@ class Separation(sb.Brain):
             with open(path, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
                 writer.writeheader()
-                for row in rows:
+                for row in self.test_rows:  # empty values: not scored
                     writer.writerow({k: row[k] for k in RESULT_FIELDS})
                 writer.writerow(dict(snt_id="avg", **means))
             logger.info(f"wrote {path}")
-        return means
+        # nothing scored: no figures for the log (its row is empty)
+        return means if rows else {}
 
     # ------------------------------------------------------------------
     # Stage hooks
@@ -1000,7 +1014,6 @@ class Separation(sb.Brain):
             self.evaluation_failed = False
         if stage == sb.Stage.TEST:
             self.test_rows = []
-            self.test_unscored = 0
             self.audio_saved = 0
 
     def _end_of_epoch(self, stage_stats, stage_loss, epoch):

@@ -771,6 +771,8 @@ class OracleEstimates(Separation):
                 est[i, 5, 0] = float("nan")
             if snt_id.startswith("zero"):
                 est[i, :, 0] = 0.0
+            if snt_id.startswith("silent"):  # a silent reference
+                targets[i, :, 1] = 0.0
         return est, targets
 
 
@@ -826,6 +828,37 @@ def test_an_all_zero_estimate_warns_that_the_means_are_infinite(
     assert means["sdr"] == float("-inf")
     assert ("1 of 2 test utterances have an infinite metric (an all-zero "
             "estimate has SDR -inf)") in caplog.text
+
+
+def test_an_unscorable_utterance_keeps_an_empty_row(tmp_path, caplog):
+    # a silent reference (SI-SNR undefined): the utterance was dropped from
+    # test_results.csv, whose rows then no longer listed the test set
+    import csv
+
+    brain = oracle_test_brain(tmp_path)
+    for name in ("ok", "silent1", "ok2"):
+        brain.evaluate_batch(batch(name, seed=len(name)), sb.Stage.TEST)
+    with caplog.at_level(logging.WARNING):
+        means = brain.write_test_results()
+    assert ("1 test utterance(s) could not be scored (see the warnings "
+            "above; their rows in test_results.csv are empty): the means "
+            "are over the other 2") in caplog.text
+    with open(os.path.join(str(tmp_path), "test_results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["snt_id"] for r in rows] == ["ok", "silent1", "ok2", "avg"]
+    assert all(rows[1][k] == "" for k in ("sdr", "sdr_i", "si-snr",
+                                          "si-snr_i"))
+    expected = (float(rows[0]["si-snr"]) + float(rows[2]["si-snr"])) / 2
+    assert means["si-snr"] == pytest.approx(expected)
+    assert float(rows[3]["si-snr"]) == pytest.approx(expected)
+    # nothing scored: every row empty, no figures for the log
+    brain = oracle_test_brain(tmp_path)
+    brain.evaluate_batch(batch("silent2", seed=7), sb.Stage.TEST)
+    assert brain.write_test_results() == {}
+    with open(os.path.join(str(tmp_path), "test_results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["snt_id"] for r in rows] == ["silent2", "avg"]
+    assert rows[1]["si-snr"] == ""
 
 
 @pytest.mark.parametrize("source_len, mix_len", [(820, 800), (800, 820)])

@@ -391,9 +391,10 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="all zeros"):
         best_permutation_sdr(silent, ests)
     constant = refs.copy()
-    constant[0] = 0.5
-    with pytest.raises(ValueError, match="constant"):
-        separation_metrics(mix, constant, ests)
+    for value in (0.5, 0.1, 0.3):  # 0.1, 0.3: residues after the mean
+        constant[0] = value
+        with pytest.raises(ValueError, match="constant"):
+            separation_metrics(mix, constant, ests)
     with pytest.raises(ValueError, match="not a permutation"):
         bss_eval_sdr(refs, ests, permutation=[0, 0])
     with pytest.raises(ValueError, match=r"expects \[B, T, S\]"):
