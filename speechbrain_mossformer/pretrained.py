@@ -268,6 +268,33 @@ def check_output_folder(out_dir, protected=()):
             )
 
 
+def folder_origin(folder):
+    """What a pretrained folder written by this package was made from (the
+    ``origin`` its ``hyperparams.yaml`` records), or None when ``folder``
+    holds no such yaml.
+
+    Example
+    -------
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> folder_origin(tmp) is None
+    True
+    >>> with open(os.path.join(tmp, "hyperparams.yaml"), "w") as f:
+    ...     _ = f.write(render_hyperparams({}, "exported from CKPT+1"))
+    >>> folder_origin(tmp)
+    'exported from CKPT+1'
+    """
+    try:
+        with open(os.path.join(folder, "hyperparams.yaml"),
+                  encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if line.startswith(WRITTEN_BY + " (") and line.endswith(")."):
+            return line[len(WRITTEN_BY) + 2:-2]
+    return None
+
+
 def write_replacing(path, write):
     """Writes ``path`` as a new file renamed over the old one.
 

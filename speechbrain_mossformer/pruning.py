@@ -820,8 +820,8 @@ def structured_prune(config, state_dicts, spec, calibration=None,
             f"whose rotary width would be {new_rotary}, more than the "
             f"model's {rotary} (it is min(32, smallest query_key_dim)): "
             f"give a kept block a query/key width of at most {rotary} "
-            "(query_key_dims), or keep a block of the smallest query/key "
-            "width"
+            "(--query-key-dims), or keep more blocks (--num-blocks), so "
+            "that one of the smallest query/key width stays"
         )
     step = rotary // new_rotary
     rotary_feats = torch.arange(new_rotary)
@@ -1039,17 +1039,31 @@ def read_pretrained(folder):
 
 
 def _check_output(source, out_dir):
-    """Refuses an output folder that would overwrite the source or a
-    folder this package did not write (see ``check_output_folder``)."""
+    """Refuses an output folder that would overwrite the source, a folder
+    this package did not write (see ``check_output_folder``) or another
+    model: a pretrained folder is replaced only when it was pruned from a
+    folder of the same name (pruning the same model again)."""
     from speechbrain_mossformer.pretrained import (
         OutputFolderError,
         check_output_folder,
+        folder_origin,
     )
 
     try:
         check_output_folder(out_dir, protected=(source,))
     except OutputFolderError as err:
         raise PruningError(str(err)) from None
+    origin = folder_origin(out_dir)
+    name = os.path.basename(os.path.normpath(source))
+    if origin is not None and not (
+        "pruning" in origin and f" of {name}" in origin
+    ):
+        # e.g. the two folder arguments swapped: a trained model there
+        raise PruningError(
+            f"{out_dir}: holds another model ({origin}), which pruning "
+            f"{source} would replace: give another output folder (or "
+            "remove that one first)"
+        )
 
 
 def _write(out_dir, config, states, origin):
@@ -1415,7 +1429,8 @@ def _read_spec_file(path):
             raise PruningError(f"{path}: not valid YAML ({first})") from None
     if not isinstance(spec, dict):
         raise PruningError(f"{path}: the spec must be a mapping")
-    return spec
+    # "hidden_fraction: null" is not given (YAML's way to leave one out)
+    return {key: value for key, value in spec.items() if value is not None}
 
 
 def _int_list(text):
@@ -1431,7 +1446,8 @@ def _int_list(text):
 
 
 def _read_mixtures(paths, sample_rate, kernel_size=16):
-    """Reads calibration mixtures at the model's sample rate.
+    """Reads calibration mixtures at the model's sample rate (resampled
+    and downmixed to mono as needed, each with a note on stderr).
 
     Files are checked like ``mossformer-separate``'s inputs (missing,
     unreadable, empty, NaN/Inf, shorter than one encoder frame after
@@ -1450,6 +1466,13 @@ def _read_mixtures(paths, sample_rate, kernel_size=16):
         except AudioInputError as err:
             raise PruningError(f"calibration file {err}") from None
         rate = audio.sample_rate
+        changes = ([f"resampled from {rate} to {sample_rate} Hz"]
+                   if rate != sample_rate else []) + (
+            [f"downmixed from {audio.channels} channels to mono"]
+            if audio.channels > 1 else [])
+        if changes:  # as mossformer-separate reads its inputs
+            print(f"note: calibration file {path}: {', '.join(changes)}",
+                  file=sys.stderr)
         if rate != sample_rate:
             from scipy.signal import resample_poly
 
@@ -1478,15 +1501,26 @@ def main(argv=None):
     parser.add_argument("--config", metavar="FILE",
                         help="json/yaml spec with any of " + ", ".join(
                             SPEC_KEYS) + " (command-line options win)")
-    parser.add_argument("--num-blocks", type=int)
-    parser.add_argument("--blocks-fraction", type=float)
-    parser.add_argument("--out-channels", type=int)
-    parser.add_argument("--width-fraction", type=float)
+    parser.add_argument("--num-blocks", type=int,
+                        help="blocks to keep (chosen by --block-score)")
+    parser.add_argument("--blocks-fraction", type=float,
+                        help="fraction of the blocks to keep, in (0, 1]")
+    parser.add_argument("--out-channels", type=int,
+                        help="model width (the blocks' residual stream)")
+    parser.add_argument("--width-fraction", type=float,
+                        help="fraction of the model width to keep")
     parser.add_argument("--hidden-dims", type=_int_list,
-                        help="even int or a list, one per kept block")
-    parser.add_argument("--hidden-fraction", type=float)
-    parser.add_argument("--query-key-dims", type=_int_list)
-    parser.add_argument("--qk-fraction", type=float)
+                        help="hidden width (to_hidden/to_out): an even int "
+                        "or a list, one per kept block")
+    parser.add_argument("--hidden-fraction", type=float,
+                        help="fraction of each block's hidden width to keep")
+    parser.add_argument("--query-key-dims", type=_int_list,
+                        help="query/key width: an int or a list, one per "
+                        "kept block")
+    parser.add_argument("--qk-fraction", type=float,
+                        help="fraction to keep of the query/key features "
+                        "beyond the rotary width (the rotary ones are "
+                        "kept; --query-key-dims goes below it)")
     parser.add_argument("--block-score", choices=BLOCK_SCORES,
                         default="l1",
                         help="how blocks are chosen; contribution and "
@@ -1499,12 +1533,18 @@ def main(argv=None):
                         "weights (same shapes, no speedup)")
     parser.add_argument("--scope", choices=("global", "layer"),
                         default="global",
-                        help="unstructured pruning threshold scope")
+                        help="unstructured pruning threshold scope (with "
+                        "--unstructured only)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
+        if args.unstructured is None and args.scope != "global":
+            raise PruningError(
+                "--scope applies to --unstructured only (the threshold of "
+                "the unstructured control)"
+            )
         if args.unstructured is not None:
             structured = [
                 "--" + key.replace("_", "-")
@@ -1523,7 +1563,8 @@ def main(argv=None):
             )
             print(
                 f"zeroed {out['zeroed']} weights; {out['nonzero']} nonzero "
-                f"parameters left; wrote {args.out_dir}"
+                f"parameters left; wrote {args.out_dir} (same shapes: the "
+                "control, not faster; measure it)"
             )
             return 0
         spec = _read_spec_file(args.config) if args.config else {}
@@ -1545,10 +1586,10 @@ def main(argv=None):
                 if getattr(args, other) is None:
                     spec.pop(other, None)
         if not spec:
-            raise PruningError(
-                "nothing to prune: give sizes or fractions (e.g. "
-                "--hidden-fraction 0.5) or --config"
-            )
+            where = (f"{args.config} gives no size or fraction"
+                     if args.config else "give sizes or fractions (e.g. "
+                     "--hidden-fraction 0.5) or --config")
+            raise PruningError(f"nothing to prune: {where}")
         calibration = None
         if args.calibration:
             config = read_pretrained_config(args.pretrained_dir)
@@ -1575,6 +1616,13 @@ def main(argv=None):
         f"parameters: {before} -> {after} ({after / before:.1%}); "
         "measure the speed, parameters are not time"
     )
+    if after == before:
+        print(
+            "note: nothing was pruned: the sizes asked for are the model's "
+            "own (--qk-fraction prunes only the query/key features beyond "
+            "the rotary width, and --query-key-dims goes below it)",
+            file=sys.stderr,
+        )
     print("fine-tune with a recipe, e.g. (from the repository's root):")
     # the LibriMix yaml of the model's speaker count (3 for 3 or more)
     mix = "Libri3Mix" if int(cfg.get("num_spks", 2)) >= 3 else "Libri2Mix"

@@ -545,11 +545,21 @@ def test_pruning_never_overwrites_a_foreign_yaml_or_a_file(pruned_folder,
     err = _cli_error(capsys, [str(root / "dense"), str(afile),
                               "--hidden-fraction", "0.5"])
     assert "not a folder" in err
-    # a folder this package wrote is replaced (exporting again)
+    # a folder this package pruned from the same model is replaced
+    # (pruning again), also by the unstructured control
     again = tmp_path / "again"
-    for _ in range(2):
-        assert pruning.main([str(root / "dense"), str(again),
-                             "--hidden-fraction", "0.5"]) == 0
+    for extra in (["--hidden-fraction", "0.5"], ["--hidden-fraction", "0.25"],
+                  ["--unstructured", "0.3"]):
+        assert pruning.main([str(root / "dense"), str(again), *extra]) == 0
+    # but not another model: the two folders swapped overwrote the trained
+    # model with a pruned copy of the other one
+    trained = tmp_path / "trained"
+    shutil.copytree(root / "dense", trained)
+    before = (trained / "masknet.ckpt").read_bytes()
+    err = _cli_error(capsys, [str(again), str(trained),
+                              "--hidden-fraction", "0.5"])
+    assert err.startswith(f"error: {trained}: holds another model (")
+    assert (trained / "masknet.ckpt").read_bytes() == before
 
 
 def test_mismatched_source_folder_is_a_one_line_error(pruned_folder, capsys,
@@ -683,3 +693,57 @@ def test_hidden_pair_scores_count_both_halves(half):
     config = {"out_channels": 16, "num_blocks": 1, "query_key_dim": 8}
     scores = pruning.unit_scores(config, state)["hidden"][0]
     assert sorted(scores.argsort()[:2].tolist()) == weak
+
+
+def test_scope_without_unstructured_and_a_prune_that_keeps_all_say_so(
+    pruned_folder, capsys, tmp_path
+):
+    root, _ = pruned_folder
+    # --scope only sets the unstructured control's threshold: it was
+    # ignored without a word
+    err = _cli_error(capsys, [str(root / "dense"), str(tmp_path / "o"),
+                              "--hidden-fraction", "0.5", "--scope",
+                              "layer"])
+    assert "--scope applies to --unstructured only" in err
+    assert not (tmp_path / "o").exists()
+    # query/key 40 = 32 rotary features + 8: a fraction of 0.9 of the 8
+    # keeps them all, which printed "100.0%" and nothing else
+    assert pruning.main([str(root / "dense"), str(tmp_path / "same"),
+                         "--qk-fraction", "0.99"]) == 0
+    out, err = capsys.readouterr()
+    assert "(100.0%)" in out
+    assert err.startswith("note: nothing was pruned")
+    assert pruning.main([str(root / "dense"), str(tmp_path / "half"),
+                         "--hidden-fraction", "0.5"]) == 0
+    assert "nothing was pruned" not in capsys.readouterr().err
+
+
+def test_a_spec_file_of_nulls_is_nothing_to_prune(pruned_folder, capsys,
+                                                  tmp_path):
+    # it wrote an unpruned copy with exit code 0
+    root, _ = pruned_folder
+    spec = tmp_path / "spec.yaml"
+    for text in ("hidden_fraction: null\n", "{}\n"):
+        spec.write_text(text)
+        err = _cli_error(capsys, [str(root / "dense"), str(tmp_path / "o"),
+                                  "--config", str(spec)])
+        assert f"nothing to prune: {spec} gives no size or fraction" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_files_are_resampled_and_downmixed_with_a_note(
+    pruned_folder, capsys, tmp_path
+):
+    import numpy as np
+    import soundfile as sf
+
+    root, _ = pruned_folder
+    stereo = 0.1 * np.random.default_rng(0).standard_normal((3200, 2))
+    sf.write(str(tmp_path / "s16.wav"), stereo, 16000)
+    assert pruning.main([str(root / "dense"), str(tmp_path / "o"),
+                         "--num-blocks", "2", "--block-score",
+                         "contribution", "--calibration",
+                         str(tmp_path / "s16.wav")]) == 0
+    assert (f"note: calibration file {tmp_path / 's16.wav'}: resampled "
+            "from 16000 to 8000 Hz, downmixed from 2 channels to mono"
+            ) in capsys.readouterr().err
