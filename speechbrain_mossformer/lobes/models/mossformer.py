@@ -281,7 +281,18 @@ class ScaleNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1))
 
     def forward(self, x):
-        """Normalises ``x`` [..., dim] over its last dimension."""
+        """Normalises ``x`` over its last dimension.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [..., dim].
+
+        Returns
+        -------
+        torch.Tensor
+            ``x / rms(x) * g``, [..., dim].
+        """
         if x.dtype == torch.float16:
             # [..., D]: g / rms can pass float16's 65504 (rms clamped at
             # eps = 1e-5 for a near-silent frame), x / rms * g cannot
@@ -292,7 +303,18 @@ class ScaleNorm(nn.Module):
         return x * factor
 
     def rms(self, x):
-        """The clamped root-mean-square norm [..., 1] of ``x`` [..., dim]."""
+        """The clamped root-mean-square norm of ``x``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [..., dim].
+
+        Returns
+        -------
+        torch.Tensor
+            ``max(||x|| / sqrt(dim), eps)``, [..., 1].
+        """
         # [..., D] -> [..., 1]
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
         return (norm * self.scale).clamp(min=self.eps)
@@ -588,10 +610,20 @@ class ConvModule(nn.Module):
         )
 
     def forward(self, x, out=None):
-        """Applies the residual depthwise convolution to ``x`` [B, T, C].
+        """Applies the residual depthwise convolution to ``x``.
 
-        ``out`` (inference only): a [B, T, C] tensor to write the result
-        into (see ``residual_depthwise_conv``).
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, C].
+        out : torch.Tensor, optional
+            Inference only: a [B, T, C] tensor to write the result into
+            (see ``residual_depthwise_conv``).
+
+        Returns
+        -------
+        torch.Tensor
+            ``x + depthwise_conv(x)``, [B, T, C].
         """
         if _hooks_inside(self) or not _stock((self.depthwise, nn.Conv1d)):
             # [B, T, C]: the module itself, so that its hooks fire
@@ -633,8 +665,19 @@ class FFConvM(nn.Module):
     def forward(self, x, scratch=None, result=None):
         """Maps ``x`` [B, T, dim_in] to [B, T, dim_out].
 
-        ``scratch`` (a ``Scratch``, inference only) holds the linear output;
-        ``result`` (inference only) receives the output.
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, dim_in].
+        scratch : Scratch, optional
+            Inference only: holds the linear output.
+        result : torch.Tensor, optional
+            Inference only: receives the output, [B, T, dim_out].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, dim_out].
         """
         plain = _hooks_inside(self) or not _stock_ffconvm(self)
         if (
@@ -810,7 +853,18 @@ class OffsetScale(nn.Module):
         nn.init.normal_(self.gamma, std=0.02)
 
     def forward(self, x):
-        """Returns ``heads`` tensors shaped like ``x`` [B, T, D]."""
+        """Returns ``heads`` tensors shaped like ``x``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, D].
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``heads`` tensors ``x * gamma[h] + beta[h]``, each [B, T, D].
+        """
         # H x [B, T, D]
         return self.stacked(x).unbind(dim=0)
 
@@ -818,8 +872,19 @@ class OffsetScale(nn.Module):
         """Returns the heads stacked head-major in one tensor [H, B, T, D].
 
         Each head ``out[h]`` is then a contiguous [B, T, D] tensor, which
-        the attention products read fastest. ``out`` (inference only): an
-        [H, B, T, D] tensor to write them into.
+        the attention products read fastest.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, D].
+        out : torch.Tensor, optional
+            Inference only: an [H, B, T, D] tensor to write them into.
+
+        Returns
+        -------
+        torch.Tensor
+            [H, B, T, D].
         """
         # [H, 1, 1, D] + [1, B, T, D] * [H, 1, 1, D] -> [H, B, T, D]
         return torch.addcmul(
@@ -957,6 +1022,18 @@ class RotaryEmbedding(nn.Module):
         half precision: frequencies rounded to 3 significant digits would
         put the angle of frame 4000 off by up to 0.7 rad.
 
+        Arguments
+        ---------
+        seq_len : int
+            Number of frames T.
+        device : torch.device or str
+            Where the tables are made.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(cos, sin)``, each [T, dim], float32 or wider.
+
         Example
         -------
         >>> rotary = RotaryEmbedding(8)
@@ -973,10 +1050,22 @@ class RotaryEmbedding(nn.Module):
         return freqs.cos(), freqs.sin()
 
     def forward(self, x, cos_sin=None, inplace=False):
-        """Rotates ``x`` [..., T, D >= dim] along its second-to-last axis.
+        """Rotates the first ``dim`` features of ``x`` by their positions.
 
-        ``inplace`` (inference only) writes the rotated features back into
-        ``x`` instead of concatenating a new tensor.
+        Arguments
+        ---------
+        x : torch.Tensor
+            Queries or keys [..., T, D], D >= ``dim``.
+        cos_sin : tuple of torch.Tensor, optional
+            The tables of ``angles(T, device)`` (computed when not given).
+        inplace : bool
+            Inference only: write the rotated features back into ``x``
+            instead of concatenating a new tensor.
+
+        Returns
+        -------
+        torch.Tensor
+            [..., T, D].
         """
         if cos_sin is None:
             cos_sin = self.angles(x.shape[-2], x.device)
@@ -1016,6 +1105,18 @@ def full_precision_inv_freq(module, device):
     module was cast to float16 or bfloat16 (``model.half()``), whose
     rounding of the frequencies would misplace the positions of long
     inputs.
+
+    Arguments
+    ---------
+    module : RotaryEmbedding or ScaledSinuEmbedding
+        A module with an ``inv_freq`` buffer.
+    device : torch.device or str
+        Where the result goes.
+
+    Returns
+    -------
+    torch.Tensor
+        The inverse frequencies [dim / 2], float32 or wider.
 
     Example
     -------
@@ -1087,7 +1188,18 @@ class ScaledSinuEmbedding(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x):
-        """Returns the embedding [T, dim] for ``x`` [B, T, dim]."""
+        """Returns the scaled sinusoidal position embedding for ``x``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, dim] (only T, the device are used).
+
+        Returns
+        -------
+        torch.Tensor
+            [T, dim], in the dtype of ``scale``.
+        """
         # [T]
         positions = torch.arange(x.shape[1], device=x.device).float()
         # [T, dim/2]: float32 angles even in a half-precision model
@@ -1259,6 +1371,22 @@ class Scratch:
         apart more (a view, not contiguous): rows whose stride is a
         multiple of 4 KiB fall into the same cache sets, which slows the
         matrix products that read or write them by about a tenth.
+
+        Arguments
+        ---------
+        name : str
+            Buffer name.
+        shape : tuple of int
+            Shape of the tensor.
+        like : torch.Tensor
+            Gives the dtype and device.
+        padded : bool
+            Pad rows off multiples of 4 KiB (see above).
+
+        Returns
+        -------
+        torch.Tensor
+            Of ``shape``, undefined content.
         """
         if padded and (shape[-1] * like.element_size()) % 2048 == 0:
             rows = (*shape[:-1], shape[-1] + ROW_PAD)
@@ -1280,7 +1408,24 @@ class Scratch:
     def get_unlike(self, names, shape, like, avoid):
         """``get`` from the first of ``names`` whose memory is not that of
         ``avoid`` (alternating buffers: a block's output must not be
-        written over its input)."""
+        written over its input).
+
+        Arguments
+        ---------
+        names : sequence of str
+            Buffer names, tried in order.
+        shape : tuple of int
+            Shape of the tensor.
+        like : torch.Tensor
+            Gives the dtype and device.
+        avoid : torch.Tensor
+            A tensor whose memory the result must not share.
+
+        Returns
+        -------
+        torch.Tensor
+            Of ``shape``, undefined content.
+        """
         for name in names:
             buffer = self.buffers.get(name)
             if buffer is None or buffer.data_ptr() != avoid.data_ptr():
@@ -1365,6 +1510,22 @@ class MossFormerBlock(nn.Module):
         block may keep its input). With a forward hook inside the block
         (see ``_hooks_inside``) the block runs its plain path: the same
         numbers, every submodule called, no buffers shared.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, dim].
+        cos_sin : tuple of torch.Tensor, optional
+            The rotary tables (``RotaryEmbedding.angles``).
+        scratch : Scratch, optional
+            Inference only: shared buffers.
+        keep_output : bool
+            Write the output into fresh memory.
+
+        Returns
+        -------
+        torch.Tensor
+            ``x`` plus the block's gated attention output, [B, T, dim].
         """
         plain = (
             _hooks_inside(self)
@@ -1672,7 +1833,18 @@ class MossFormerStack(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x):
-        """Processes ``x`` [B, T, dim]."""
+        """Runs the blocks and the final LayerNorm.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features [B, T, dim].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, dim].
+        """
         dim = self.norm.normalized_shape[0]
         check_is_tensor(x, "MossFormerStack", f"input [B, T, {dim}]")
         if x.dim() != 3 or x.shape[-1] != dim or 0 in x.shape:
@@ -1833,7 +2005,18 @@ class MossFormerMaskNet(nn.Module):
         )
 
     def forward(self, x):
-        """Maps the encoder output ``x`` [B, N, L] to masks [S, B, N, L]."""
+        """Maps the encoder output to one mask per speaker.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Encoder output [B, N, L].
+
+        Returns
+        -------
+        torch.Tensor
+            Masks [S, B, N, L] (S = ``num_spks``), in [0, inf) (ReLU).
+        """
         check_is_tensor(x, "MossFormerMaskNet", "encoder output [B, N, L]")
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -1915,6 +2098,16 @@ class MossFormerMaskNet(nn.Module):
         the [S, B, N, L] result. For a narrow mask net (width 32-64) the
         1x1 convolutions alone cost more than this whole head. The same
         numbers up to float rounding.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Encoder output [B, N, L].
+
+        Returns
+        -------
+        torch.Tensor
+            Masks [S, B, N, L], contiguous.
         """
         B, _, L = x.shape
         S, D, N = self.num_spks, self.out_channels, self.in_channels
@@ -2144,6 +2337,23 @@ def check_input_dtype(x, weight, where, what="input"):
     ``soundfile.read`` returns, given to a float32 model), or float64
     against another type under autocast, which casts only float32.
 
+    Arguments
+    ---------
+    x : torch.Tensor
+        The input.
+    weight : torch.Tensor or None
+        A weight of the model (its dtype is the model's); None skips the
+        comparison.
+    where : str
+        Name used in the message.
+    what : str
+        What the input is, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming both types.
+
     Example
     -------
     >>> w = torch.zeros(1)
@@ -2256,7 +2466,18 @@ class MossFormerWrapper(nn.Module):
         )
 
     def forward(self, mix):
-        """Separates ``mix`` [B, T] into estimates [B, T, num_spks]."""
+        """Separates a batch of mixtures.
+
+        Arguments
+        ---------
+        mix : torch.Tensor
+            Mixtures [B, T], T >= ``kernel_size``.
+
+        Returns
+        -------
+        torch.Tensor
+            Estimates [B, T, num_spks].
+        """
         check_input_length(mix, self.kernel_size, "MossFormerWrapper")
         check_input_dtype(
             mix,
@@ -2406,6 +2627,15 @@ def _overlap_add_ok(decoder):
 
 def count_parameters(module):
     """Number of trainable parameters of ``module``.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Any module.
+
+    Returns
+    -------
+    int
 
     Example
     -------
