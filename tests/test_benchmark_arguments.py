@@ -531,10 +531,14 @@ def test_fixture_agreement_measures_the_official_fixtures(tmp_path):
     "script", ["bench_models", "fixture_agreement", "fresh_clone",
                "matmul_floor", "speed"],
 )
-def test_examples_in_the_benchmark_docstrings(script):
+def test_examples_in_the_benchmark_docstrings(script, monkeypatch):
     # benchmarks/ is outside the package's doctest run (the pruning
     # experiment's examples run in tests/test_pruning_report.py)
     import doctest
 
-    result = doctest.testmod(load(script), optionflags=doctest.ELLIPSIS)
+    module = load(script)
+    # doctest finds a module's examples through sys.modules: another copy
+    # there (bench_models, imported by the other scripts) hid them all
+    monkeypatch.setitem(sys.modules, script, module)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 1 and result.failed == 0
