@@ -81,6 +81,27 @@ def seconds_list(parser, text):
     return seconds
 
 
+def positive_int_list(parser, option, text):
+    """``"1,2"`` -> ``[1, 2]``: a comma-separated list of integers of at
+    least 1 (thread counts, lengths in samples); an argparse error for a
+    non-integer, an empty list or a value below 1.
+
+    Example
+    -------
+    >>> import argparse
+    >>> positive_int_list(argparse.ArgumentParser(), "--threads", "1, 2")
+    [1, 2]
+    """
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        parser.error(f"{option}: expected a comma-separated list of "
+                     f"positive integers, got {text!r}")
+    return values
+
+
 def output_folder(parser, path, option="--out-dir"):
     """Creates ``path`` (a results folder) before anything is measured;
     an argparse error when it cannot be (a file there, no permission), so

@@ -44,24 +44,6 @@ DEFAULT_FIXTURES = os.path.join(
 )
 
 
-def int_list(parser, option, text):
-    """``"1,2"`` -> ``[1, 2]``, each at least 1; a parser error otherwise.
-
-    Example
-    -------
-    >>> int_list(argparse.ArgumentParser(), "--threads", "1, 2")
-    [1, 2]
-    """
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        parser.error(f"{option}: expected a comma-separated list of "
-                     f"positive integers, got {text!r}")
-    return values
-
-
 def parse_args(argv=None):
     """Command line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -81,8 +63,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     bm.keep_full_run_results(parser, args,
                              ("fixtures", "threads", "lengths"), argv=argv)
-    args.threads = int_list(parser, "--threads", args.threads)
-    args.lengths = int_list(parser, "--lengths", args.lengths)
+    args.threads = bm.positive_int_list(parser, "--threads", args.threads)
+    args.lengths = bm.positive_int_list(parser, "--lengths", args.lengths)
     if not os.path.isdir(args.fixtures):
         parser.error(f"--fixtures: {args.fixtures} is not a folder (the "
                      "official-code fixtures are not in this repository)")

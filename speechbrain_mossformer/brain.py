@@ -932,40 +932,40 @@ class Separation(sb.Brain):
         row with empty values and are left out of the means, with a
         warning; NaN and infinite metrics are kept in them.
         """
-        scored = [r for r in self.test_rows
-                  if r[RESULT_FIELDS[1]] is not None]
-        unscored = len(self.test_rows) - len(scored)
-        if unscored:
+        rows = self.test_rows
+        scored = [r for r in rows if r[RESULT_FIELDS[1]] is not None]
+        if len(scored) < len(rows):
             logger.warning(
-                f"{unscored} test utterance(s) could not be scored (see the "
-                "warnings above; their rows in test_results.csv are empty): "
-                f"the means are over the other {len(scored)}"
+                f"{len(rows) - len(scored)} test utterance(s) could not be "
+                "scored (see the warnings above; their rows in "
+                "test_results.csv are empty): the means are over the other "
+                f"{len(scored)}"
             )
-        rows = scored
         failed = sum(
-            1 for r in rows if any(r[k] != r[k] for k in RESULT_FIELDS[1:])
+            1 for r in scored if any(r[k] != r[k] for k in RESULT_FIELDS[1:])
         )
         if failed:
             logger.warning(
-                f"{failed} of {len(rows)} test utterances have non-finite "
+                f"{failed} of {len(scored)} test utterances have non-finite "
                 "estimates: the means in test_results.csv are NaN"
             )
         silent = sum(
-            1 for r in rows
+            1 for r in scored
             if any(math.isinf(float(r[k])) for k in RESULT_FIELDS[1:])
         )
         if silent:
             # an all-zero estimate: its BSS-Eval SDR is -inf by definition
             logger.warning(
-                f"{silent} of {len(rows)} test utterances have an infinite "
+                f"{silent} of {len(scored)} test utterances have an infinite "
                 "metric (an all-zero estimate has SDR -inf): the means in "
                 "test_results.csv are infinite"
             )
-        if not self.test_rows:
+        if not rows:
             return {}
+        # nothing scored: an empty mean row, and no figures for the log
         means = {
-            key: sum(float(r[key]) for r in rows) / len(rows) if rows
-            else None  # nothing scored: an empty mean row
+            key: sum(float(r[key]) for r in scored) / len(scored)
+            if scored else None
             for key in RESULT_FIELDS[1:]
         }
         if if_main_process():
@@ -973,12 +973,11 @@ class Separation(sb.Brain):
             with open(path, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
                 writer.writeheader()
-                for row in self.test_rows:  # empty values: not scored
+                for row in rows:  # empty values: not scored
                     writer.writerow({k: row[k] for k in RESULT_FIELDS})
                 writer.writerow(dict(snt_id="avg", **means))
             logger.info(f"wrote {path}")
-        # nothing scored: no figures for the log (its row is empty)
-        return means if rows else {}
+        return means if scored else {}
 
     # ------------------------------------------------------------------
     # Stage hooks
