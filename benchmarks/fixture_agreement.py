@@ -79,7 +79,17 @@ def parse_args(argv=None):
 
 
 def max_abs_diff(a, b):
-    """Largest absolute difference of two tensors or arrays of one shape."""
+    """Largest absolute difference of two tensors or arrays of one shape.
+
+    Example
+    -------
+    >>> max_abs_diff(torch.zeros(2), torch.tensor([0.5, -1.0]))
+    1.0
+    >>> max_abs_diff(torch.zeros(2), torch.zeros(3))
+    Traceback (most recent call last):
+     ...
+    ValueError: shapes differ: (2,) and (3,)
+    """
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} and "

@@ -528,7 +528,8 @@ def test_fixture_agreement_measures_the_official_fixtures(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "script", ["bench_models", "fresh_clone", "matmul_floor", "speed"],
+    "script", ["bench_models", "fixture_agreement", "fresh_clone",
+               "matmul_floor", "speed"],
 )
 def test_examples_in_the_benchmark_docstrings(script, monkeypatch):
     # benchmarks/ is outside the package's doctest run (the pruning
