@@ -595,7 +595,38 @@ def machine_description():
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         info["onnxruntime"] = None
+    info["products"] = products_description()
     return info
+
+
+# Environment variables that decide which library runs MossFormer's CPU
+# products and how fast (see speechbrain_mossformer.cpu_blas)
+PRODUCT_SETTINGS = (
+    "MOSSFORMER_CPU_BLAS",
+    "OMP_WAIT_POLICY",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+
+
+def products_description():
+    """Which library runs MossFormer's inference products here, and the
+    environment settings that decide it.
+
+    Example
+    -------
+    >>> "products" in products_description()
+    True
+    """
+    from speechbrain_mossformer import cpu_blas
+
+    settings = [f"{k}={os.environ[k]}" for k in PRODUCT_SETTINGS
+                if k in os.environ]
+    return (
+        f"MossFormer's inference products in {cpu_blas.describe()}; "
+        + (" ".join(settings) if settings else "none of "
+           + ", ".join(PRODUCT_SETTINGS) + " set")
+    )
 
 
 def ort_session(path, threads):

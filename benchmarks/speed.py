@@ -50,6 +50,10 @@ sys.path.insert(0, HERE)
 import bench_models as bm  # noqa: E402
 import torch  # noqa: E402
 
+from speechbrain_mossformer.cpu_env import (  # noqa: E402
+    apply_fast_cpu_environment,
+)
+
 
 # glibc malloc settings for --tuned-malloc: no mmap for large blocks (up to
 # 4 GiB), and freed heap memory is kept rather than returned to the kernel
@@ -117,6 +121,14 @@ def parse_args(argv=None):
         "speed.png, speed.json; with --quick: speed_quick)",
     )
     parser.add_argument(
+        "--fast-cpu",
+        action="store_true",
+        help="run with speechbrain_mossformer.cpu_env's settings for this "
+        "CPU (OMP_WAIT_POLICY=PASSIVE on an AMD CPU with AVX-512, so that "
+        "MossFormer's products run in numpy's OpenBLAS); applies to every "
+        "model alike; variables already set are kept",
+    )
+    parser.add_argument(
         "--tuned-malloc",
         action="store_true",
         help="run with glibc's allocator told to keep freed memory "
@@ -136,7 +148,7 @@ def parse_args(argv=None):
     elif not (args.memory_child or args.onnx_path):
         bm.keep_full_run_results(parser, args, (
             "models", "seconds", "threads", "repeats", "warmup", "no_onnx",
-            "no_memory", "tuned_malloc"), argv=argv)
+            "no_memory", "tuned_malloc", "fast_cpu"), argv=argv)
     args.models = bm.model_list(parser, args.models)
     args.seconds = bm.seconds_list(parser, args.seconds)
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
@@ -232,6 +244,7 @@ def write_markdown(path, results, machine, args, command):
         f"{args.threads} threads, batch 1, 8 kHz, eval, "
         "`torch.inference_mode()`",
         f"- allocator: {machine.get('allocator', 'default glibc malloc')}",
+        f"- products: {machine.get('products', 'not recorded')}",
         f"- timing: {args.warmup} warm-up run(s), then the median of "
         f"{args.repeats} runs, models taking turns (each round starting "
         "at the next model, every other round backwards; ONNX Runtime "
@@ -436,10 +449,15 @@ def main(argv=None):
         name, seconds = args.memory_child
         memory_child(name, float(seconds), args.threads, args.onnx_path)
         return 0
-    if args.tuned_malloc and any(k not in os.environ for k in TUNED_MALLOC):
-        # the allocator reads these once, at start-up: start again with them
+    env = dict(os.environ)
+    if args.tuned_malloc:
+        env.update(TUNED_MALLOC)
+    if args.fast_cpu:
+        apply_fast_cpu_environment(env, modules={})
+    if env != dict(os.environ):
+        # the allocator and the OpenMP runtime read these once, at
+        # start-up: start again with them
         argv = sys.argv[1:] if argv is None else list(argv)
-        env = dict(os.environ, **TUNED_MALLOC)
         os.execve(
             sys.executable, [sys.executable, os.path.abspath(__file__), *argv],
             env,

@@ -34,6 +34,10 @@ stderr); 2 usage error or the model could not be loaded (before any file is
 separated); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): the tracks
 of the file being separated are removed.
 
+On an AMD CPU with AVX-512 the tool starts with ``OMP_WAIT_POLICY=PASSIVE``
+unless the environment sets it, so that the model's matrix products run
+in numpy's OpenBLAS (``speechbrain_mossformer.cpu_env``, ``cpu_blas``).
+
 Authors
  * speechbrain-mossformer contributors 2026
 """
@@ -47,7 +51,12 @@ import re
 import signal
 import sys
 
-import numpy as np
+from speechbrain_mossformer.cpu_env import apply_fast_cpu_environment
+
+# before numpy and torch load their thread pools (see cpu_env)
+apply_fast_cpu_environment()
+
+import numpy as np  # noqa: E402
 import soundfile as sf
 
 from speechbrain_mossformer.errors import (

@@ -60,6 +60,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
+from speechbrain_mossformer.cpu_blas import batched_gemm, gemm
+from speechbrain_mossformer.cpu_blas import plain_eager as _plain_eager
+
 __all__ = [
     "Scratch",
     "ScaleNorm",
@@ -123,28 +126,6 @@ def _in_place_ok():
         not torch.is_grad_enabled()
         and _plain_eager()
         and not any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
-    )
-
-
-def _plain_eager():
-    """True in plain eager mode: no ``torch.func`` transform, no tracing
-    (ONNX export, ``torch.jit.trace``) and no compilation, all of which
-    must see the plain operations.
-
-    Example
-    -------
-    >>> _plain_eager()
-    True
-    """
-    # torch's private test for torch.func transforms (torch 2.x); should
-    # it disappear, assume one is active and take the plain path
-    functorch_active = getattr(
-        torch._C, "_are_functorch_transforms_active", lambda: True
-    )
-    return not (
-        functorch_active()
-        or torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
     )
 
 
@@ -697,7 +678,11 @@ class FFConvM(nn.Module):
                 shape = (*x.shape[:-1], self.linear.out_features)
                 out = scratch.get("narrow", shape, x)
             # [B, T, dim_out]
-            x = torch.matmul(x, self.linear.weight.t(), out=out)
+            if out is None:
+                x = torch.matmul(x, self.linear.weight.t())
+            else:
+                gemm(x.flatten(0, 1), self.linear.weight.t(), out.flatten(0, 1))
+                x = out
             x = torch.addcmul(self.linear.bias, x, scale, out=out)
         else:
             # [B, T, dim_out]
@@ -775,7 +760,7 @@ def shared_input_ffconvm(modules, x, scratch=None):
     else:
         shape = (*x.shape[:-1], weight.shape[0])
         out = scratch.get("wide", shape, x)
-        torch.addmm(bias, x.flatten(0, 1), weight.t(), out=out.flatten(0, 1))
+        gemm(x.flatten(0, 1), weight.t(), out.flatten(0, 1), bias=bias)
         x = out
     # [B, T, sum dim_out]
     x = F.silu(x, inplace=_in_place_ok())
@@ -1643,9 +1628,10 @@ class MossFormerBlock(nn.Module):
             for b in range(B):
                 # [2E, Dqk]: (K^T V)^T = V^T K, which the BLAS writes
                 # faster than K^T V (same numbers)
-                kv_t = torch.mm(values[b].t(), lin_k[b]).div_(T)
+                kv_t = values.new_empty(values.shape[2], lin_k.shape[2])
+                gemm(values[b].t(), lin_k[b], kv_t).div_(T)
                 # [T, 2E]
-                torch.mm(lin_q[b], kv_t.t(), out=out[b])
+                gemm(lin_q[b], kv_t.t(), out[b])
 
         # Local quadratic attention inside groups of g frames, added to out.
         if torch.jit.is_tracing():
@@ -1689,7 +1675,7 @@ class MossFormerBlock(nn.Module):
             attn = F.relu(scores / self.group_size) ** 2
         attn = self.attn_dropout(attn)
         # [G, L, 2E]
-        out.baddbmm_(attn, values)
+        batched_gemm(attn, values, out, accumulate=True)
 
     def local_attention_padded(self, quad_q, quad_k, values):
         """Local attention with the sequence zero-padded to whole groups.
