@@ -157,6 +157,7 @@ def write_markdown(path, args, results, revision, argv=None):
         f"- machine: {machine['cpu']} ({machine['isa']}), "
         f"{machine['cores']} cores",
         f"- torch {machine['torch']}, onnxruntime {machine['onnxruntime']}",
+        f"- products: {machine['products']}",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%dT%H:%M')}",
         f"- code: {bm.revision_text(revision)}",
         "- command: `python benchmarks/fixture_agreement.py"
