@@ -71,15 +71,21 @@ class _OpenBLAS:
         self.threads = None
 
 
-def _loaded_openblas_paths():
-    """Paths of loaded shared libraries named like OpenBLAS (Linux)."""
+def _loaded_openblas_paths(folder):
+    """Paths of the loaded shared libraries in ``folder`` named like
+    OpenBLAS (Linux: read from ``/proc/self/maps``)."""
     paths = []
+    folder = os.path.realpath(folder)
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
             for line in maps:
                 path = line.split(maxsplit=5)[-1].strip()
                 name = os.path.basename(path).lower()
-                if "openblas" in name and path not in paths:
+                if (
+                    "openblas" in name
+                    and os.path.dirname(os.path.realpath(path)) == folder
+                    and path not in paths
+                ):
                     paths.append(path)
     except OSError:
         pass
@@ -104,9 +110,14 @@ def openblas():
     >>> found is None or found.index_type in (ctypes.c_int64, ctypes.c_int)
     True
     """
-    import numpy  # noqa: F401  (loads its BLAS)
+    import numpy  # loads its BLAS
 
-    for path in _loaded_openblas_paths():
+    # the wheels' libraries sit in numpy.libs beside the package (scipy
+    # ships another OpenBLAS, in scipy.libs, which is not used)
+    numpy_libs = os.path.join(
+        os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs"
+    )
+    for path in _loaded_openblas_paths(numpy_libs):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
