@@ -26,13 +26,20 @@ a private operator, so the script skips it where it is missing): on this
 project's AMD CPU, oneDNN runs several of these shapes faster than MKL.
 oneDNN's operator has no ``out=``: its times include allocating the
 output, and an accumulating product (``baddbmm_``) is replayed as the
-product alone. The floor of a model is then the sum, over its calls, of
-the faster of the two.
+product alone. Where numpy's OpenBLAS is found, each product is replayed a
+third time through it (``speechbrain_mossformer.cpu_blas.gemm``, which
+MossFormer's inference path uses on AMD CPUs with AVX-512; into
+preallocated outputs, accumulating as the model does). The floor of a
+model is then the sum, over its calls, of the fastest library per call.
+The products are recorded with torch's BLAS (``MOSSFORMER_CPU_BLAS=torch``
+while recording: the profiler does not see OpenBLAS's calls); the measured
+forward pass uses whatever this environment selects (the results name
+it).
 
 The ratio ``floor(MossFormer L) / measured(SepFormer)`` is the smallest
 L-to-SepFormer time ratio that an exact fp32 MossFormer could reach on this
-machine against SepFormer as SpeechBrain runs it, with either of these
-two libraries (a faster GEMM would lower it).
+machine against SepFormer as SpeechBrain runs it, with any of these
+libraries (a faster GEMM would lower it).
 
 Writes ``benchmarks/results/matmul_floor.md`` and ``.json`` (with the
 code's git revision); a run with other options than the defaults writes
@@ -56,6 +63,8 @@ sys.path.insert(0, HERE)
 import bench_models as bm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+from speechbrain_mossformer import cpu_blas  # noqa: E402
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm_",
               "aten::baddbmm")
@@ -94,7 +103,9 @@ def record_products(run, mix):
     """
     from torch.profiler import profile
 
-    with torch.inference_mode(), profile(record_shapes=True) as prof:
+    with products_in("torch"), torch.inference_mode(), profile(
+        record_shapes=True
+    ) as prof:
         run(mix)
     calls = []
     for event in prof.events():
@@ -206,56 +217,138 @@ def replay_onednn(op, shapes):
     ]
 
 
-def floor_of(calls, repeats, use_onednn=True):
+class products_in:
+    """Sets ``MOSSFORMER_CPU_BLAS`` to ``choice`` inside a ``with`` block.
+
+    Example
+    -------
+    >>> with products_in("torch"):
+    ...     os.environ[cpu_blas.ENV_VARIABLE]
+    'torch'
+    """
+
+    def __init__(self, choice):
+        self.choice = choice
+        self.saved = None
+
+    def __enter__(self):
+        self.saved = os.environ.get(cpu_blas.ENV_VARIABLE)
+        os.environ[cpu_blas.ENV_VARIABLE] = self.choice
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            del os.environ[cpu_blas.ENV_VARIABLE]
+        else:
+            os.environ[cpu_blas.ENV_VARIABLE] = self.saved
+
+
+def replay_openblas(op, shapes):
+    """``replay`` through numpy's OpenBLAS (``cpu_blas.gemm``), or None
+    where it is missing or for a 1x1 convolution. Run it inside
+    ``products_in("openblas")`` and ``torch.inference_mode()``.
+
+    Example
+    -------
+    >>> run = replay_openblas("aten::addmm", [[6], [8, 4], [4, 6]])
+    >>> with products_in("openblas"), torch.inference_mode():
+    ...     None if run is None else tuple(run().shape)
+    (8, 6)
+    """
+    if cpu_blas.openblas() is None:
+        return None
+    t = [torch.randn(s) if s else None for s in shapes]
+    if op == "aten::mm":
+        out = torch.empty(t[0].shape[0], t[1].shape[1])
+        return lambda: cpu_blas.gemm(t[0], t[1], out)
+    if op == "aten::addmm":
+        if t[0].dim() != 1:
+            return None
+        out = torch.empty(t[1].shape[0], t[2].shape[1])
+        return lambda: cpu_blas.gemm(t[1], t[2], out, bias=t[0])
+    if op == "aten::bmm":
+        out = torch.empty(t[0].shape[0], t[0].shape[1], t[1].shape[2])
+        return lambda: cpu_blas.batched_gemm(t[0], t[1], out)
+    if op in ("aten::baddbmm_", "aten::baddbmm"):
+        return lambda: cpu_blas.batched_gemm(
+            t[1], t[2], t[0], accumulate=True)
+    return None
+
+
+def floor_of(calls, repeats, use_onednn=True, use_openblas=True):
     """Replayed best times of ``calls``.
 
     Each distinct call (operator and shapes) is replayed with torch's BLAS
-    and, where ``replay_onednn`` can express it, with oneDNN. The replays
+    and, where ``replay_onednn`` and ``replay_openblas`` can express it,
+    with oneDNN and numpy's OpenBLAS. The replays
     run in ``repeats`` passes over all of them, each once per pass, and a
     replay's time is its best over the passes: a slow spell of this shared
     machine then spoils one pass of every shape, not every pass of the
     few shapes timed during it.
 
-    Returns ``(blas, onednn, best), shapes``: the sums over ``calls`` of
-    the BLAS replays, of the oneDNN replays (the BLAS time where oneDNN has
-    none; ``None`` without oneDNN) and of the faster of the two per call;
-    and one dict per distinct call (``op``, ``shapes``, ``calls``, the
-    summed ``blas_s`` and ``onednn_s``, ``None`` where not replayed).
+    Returns ``(blas, onednn, openblas, best), shapes``: the sums over
+    ``calls`` of the BLAS replays, of the oneDNN replays and of the OpenBLAS
+    replays (each the BLAS time where that library has no replay; ``None``
+    without the library) and of the fastest per call; and one dict per
+    distinct call (``op``, ``shapes``, ``calls``, the summed ``blas_s``,
+    ``onednn_s`` and ``openblas_s``, ``None`` where not replayed).
     """
-    use_onednn = use_onednn and onednn_available()
+    libraries = {"blas": replay}
+    if use_onednn and onednn_available():
+        libraries["onednn"] = replay_onednn
+    if use_openblas and cpu_blas.openblas() is not None:
+        libraries["openblas"] = replay_openblas
     counts = collections.Counter(
         (op, json.dumps(shapes)) for op, shapes in calls)
-    replays = {}
-    for op, shapes in counts:
-        runs = [replay(op, json.loads(shapes))]
-        if use_onednn:
-            runs.append(replay_onednn(op, json.loads(shapes)))
-        replays[op, shapes] = [run for run in runs if run is not None]
-    best = {key: [math.inf] * len(runs) for key, runs in replays.items()}
-    with torch.inference_mode():
+    replays = {
+        key: {
+            lib: make(key[0], json.loads(key[1]))
+            for lib, make in libraries.items()
+        }
+        for key in counts
+    }
+    best = {
+        key: {lib: math.inf for lib, run in runs.items() if run is not None}
+        for key, runs in replays.items()
+    }
+    with products_in("openblas"), torch.inference_mode():
         for runs in replays.values():
-            for run in runs:
-                run()  # warm-up
+            for run in runs.values():
+                if run is not None:
+                    run()  # warm-up
         for _ in range(repeats):
             for key, runs in replays.items():
-                for i, run in enumerate(runs):
-                    best[key][i] = min(best[key][i], bm.timed(run))
-    blas = sum(n * best[key][0] for key, n in counts.items())
-    dnn = sum(n * best[key][-1] for key, n in counts.items())
-    both = sum(n * min(best[key]) for key, n in counts.items())
+                for lib, run in runs.items():
+                    if run is not None:
+                        best[key][lib] = min(best[key][lib], bm.timed(run))
+
+    def total(lib):
+        if lib not in libraries:
+            return None
+        return sum(
+            n * best[key].get(lib, best[key]["blas"])
+            for key, n in counts.items()
+        )
+
+    fastest = sum(n * min(best[key].values()) for key, n in counts.items())
     shapes = [
         {
             "op": op,
             "shapes": json.loads(sizes),
             "calls": n,
-            "blas_s": n * best[op, sizes][0],
-            "onednn_s": (
-                n * best[op, sizes][1] if len(best[op, sizes]) > 1 else None
-            ),
+            **{
+                f"{lib}_s": (
+                    n * best[op, sizes][lib] if lib in best[op, sizes]
+                    else None
+                )
+                for lib in ("blas", "onednn", "openblas")
+            },
         }
         for (op, sizes), n in counts.items()
     ]
-    return (blas, (dnn if use_onednn else None), both), shapes
+    return (
+        total("blas"), total("onednn"), total("openblas"), fastest
+    ), shapes
 
 
 def main(argv=None):
@@ -271,13 +364,15 @@ def main(argv=None):
         with torch.inference_mode():
             measured = time_call(lambda: run(mix), args.repeats)
         calls = record_products(run, mix)
-        (blas, onednn, floor), shapes = floor_of(calls, args.repeats)
+        (blas, onednn, openblas, floor), shapes = floor_of(
+            calls, args.repeats)
         gmac = sum(macs(op, s) for op, s in calls) / 1e9
         rows[name] = {
             "measured_s": measured,
             "floor_s": floor,
             "floor_blas_s": blas,
             "floor_onednn_s": onednn,
+            "floor_openblas_s": openblas,
             "product_gmac": gmac,
             "product_calls": len(calls),
             "per_shape": shapes,
@@ -287,6 +382,8 @@ def main(argv=None):
             f"{len(calls)} calls, floor {floor:.2f} s "
             f"({gmac / floor:.1f} GMAC/s; BLAS alone {blas:.2f} s"
             + ("" if onednn is None else f", oneDNN alone {onednn:.2f} s")
+            + ("" if openblas is None
+               else f", OpenBLAS alone {openblas:.2f} s")
             + ")",
             flush=True,
         )
@@ -312,17 +409,22 @@ def write_results(args, rows, revision=None):
         "",
         f"Code: {bm.revision_text(revision)}.",
         "",
+        f"Products: {machine['products']}.",
+        "",
         "| model | products (GMAC) | products, torch's BLAS (s) | "
-        "products, oneDNN (s) | matmul floor (s) | floor RTF | "
+        "products, oneDNN (s) | products, numpy's OpenBLAS (s) | "
+        "matmul floor (s) | floor RTF | "
         "measured forward (s) | measured RTF | floor / measured |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         onednn = r["floor_onednn_s"]
+        openblas = r.get("floor_openblas_s")
         lines.append(
             f"| {bm.LABELS.get(name, name)} | {r['product_gmac']:.1f} | "
             f"{r['floor_blas_s']:.2f} | "
             f"{'-' if onednn is None else f'{onednn:.2f}'} | "
+            f"{'-' if openblas is None else f'{openblas:.2f}'} | "
             f"{r['floor_s']:.2f} | {r['floor_s'] / seconds:.3f} | "
             f"{r['measured_s']:.2f} | {r['measured_s'] / seconds:.3f} | "
             f"{r['floor_s'] / r['measured_s']:.0%} |"
@@ -336,7 +438,7 @@ def write_results(args, rows, revision=None):
             "",
             f"MossFormer (L) matmul floor / SepFormer measured = "
             f"**{ratio:.2f}** (the lowest L/SepFormer time ratio an exact "
-            f"fp32 MossFormer (L) could reach here with these two GEMM "
+            f"fp32 MossFormer (L) could reach here with these GEMM "
             f"libraries); measured "
             f"L / SepFormer = {measured_ratio:.2f}.",
         ]
@@ -346,8 +448,9 @@ def write_results(args, rows, revision=None):
         "baddbmm, 1x1 convolutions) alone on random tensors of the same "
         "shapes, with torch's BLAS (into preallocated outputs) and with "
         "oneDNN's fp32 product (outputs allocated by the operator; "
-        "accumulating products as the product alone), and adds up the "
-        "faster of the two per call: everything else the forward pass "
+        "accumulating products as the product alone) and with numpy's "
+        "OpenBLAS (``cpu_blas.gemm``, into preallocated outputs), and adds "
+        "up the fastest per call: everything else the forward pass "
         "does is counted as free.",
     ]
     for name, r in rows.items():
@@ -356,16 +459,22 @@ def write_results(args, rows, revision=None):
             f"{bm.LABELS.get(name, name)}, by product shape (seconds summed "
             "over the calls of one forward pass, largest first):",
             "",
-            "| op | input shapes | calls | torch's BLAS (s) | oneDNN (s) |",
-            "|---|---|---|---|---|",
+            "| op | input shapes | calls | torch's BLAS (s) | oneDNN (s) | "
+            "OpenBLAS (s) | torch's BLAS GMAC/s | OpenBLAS GMAC/s |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for shape in sorted(r["per_shape"], key=lambda x: -x["blas_s"]):
             onednn = shape["onednn_s"]
+            openblas = shape.get("openblas_s")
+            gmac = shape["calls"] * macs(shape["op"], shape["shapes"]) / 1e9
+            rate = "-" if openblas is None else f"{gmac / openblas:.0f}"
             lines.append(
                 f"| {shape['op']} | {[x for x in shape['shapes'] if x]} | "
                 f"{shape['calls']} | "
                 f"{shape['blas_s']:.3f} | "
-                f"{'-' if onednn is None else f'{onednn:.3f}'} |"
+                f"{'-' if onednn is None else f'{onednn:.3f}'} | "
+                f"{'-' if openblas is None else f'{openblas:.3f}'} | "
+                f"{gmac / shape['blas_s']:.0f} | {rate} |"
             )
     with open(os.path.join(args.out_dir, args.name + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
