@@ -280,9 +280,9 @@ def floor_of(calls, repeats, use_onednn=True, use_openblas=True):
 
     Each distinct call (operator and shapes) is replayed with torch's BLAS
     and, where ``replay_onednn`` and ``replay_openblas`` can express it,
-    with oneDNN and numpy's OpenBLAS. The replays
-    run in ``repeats`` passes over all of them, each once per pass, and a
-    replay's time is its best over the passes: a slow spell of this shared
+    with oneDNN and numpy's OpenBLAS. For each library in turn, the
+    replays run in ``repeats`` passes over all of them, each once per
+    pass, and a replay's time is its best over the passes: a slow spell of this shared
     machine then spoils one pass of every shape, not every pass of the
     few shapes timed during it.
 
@@ -316,11 +316,14 @@ def floor_of(calls, repeats, use_onednn=True, use_openblas=True):
             for run in runs.values():
                 if run is not None:
                     run()  # warm-up
-        for _ in range(repeats):
-            for key, runs in replays.items():
-                for lib, run in runs.items():
-                    if run is not None:
-                        best[key][lib] = min(best[key][lib], bm.timed(run))
+        # one library at a time: OpenBLAS's threads spin for a while
+        # after each call, which slows the next library's threads
+        for lib in libraries:
+            for _ in range(repeats):
+                for key, runs in replays.items():
+                    if runs[lib] is not None:
+                        best[key][lib] = min(
+                            best[key][lib], bm.timed(runs[lib]))
 
     def total(lib):
         if lib not in libraries:

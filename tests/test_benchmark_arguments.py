@@ -11,6 +11,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "benchmarks")
@@ -182,14 +183,31 @@ def test_matmul_floor_sums_every_call_once_per_shape():
     floor = load("matmul_floor")
     calls = [("aten::mm", [[8, 4], [4, 6]])] * 3 + [
         ("aten::bmm", [[2, 3, 4], [2, 4, 5]])]
-    (blas, onednn, best), shapes = floor.floor_of(calls, repeats=2)
+    (blas, onednn, openblas, best), shapes = floor.floor_of(
+        calls, repeats=2)
     assert [(s["op"], s["calls"]) for s in shapes] == [
         ("aten::mm", 3), ("aten::bmm", 1)]
     assert blas == pytest.approx(sum(s["blas_s"] for s in shapes))
     assert 0 < best <= blas
-    if onednn is not None:
-        assert best <= onednn
-        assert onednn == pytest.approx(sum(s["onednn_s"] for s in shapes))
+    for total, key in ((onednn, "onednn_s"), (openblas, "openblas_s")):
+        if total is not None:
+            assert best <= total
+            assert total == pytest.approx(sum(s[key] for s in shapes))
+
+
+def test_matmul_floor_openblas_replay_is_the_same_product():
+    floor = load("matmul_floor")
+    if floor.cpu_blas.openblas() is None:
+        pytest.skip("numpy's OpenBLAS not found")
+    shapes = [[2, 3, 5], [2, 3, 4], [2, 4, 5]]
+    torch.manual_seed(0)
+    run = floor.replay_openblas("aten::baddbmm_", shapes)
+    # the same random tensors, drawn again in the replay's order
+    torch.manual_seed(0)
+    c, a, b = (torch.randn(s) for s in shapes)
+    with floor.products_in("openblas"), torch.inference_mode():
+        got = run().clone()
+    torch.testing.assert_close(got, c + a @ b, atol=1e-5, rtol=1e-5)
 
 
 def test_train_memory_runs_end_to_end(tmp_path):
