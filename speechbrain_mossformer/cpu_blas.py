@@ -2,12 +2,12 @@
 
 PyTorch's CPU wheels multiply float32 matrices with Intel's MKL. On the
 2-core AMD EPYC (family 26, Zen 5, AVX-512) this project is measured on,
-MKL reaches about 80-90 GMAC/s with 2 threads on MossFormer's product
-shapes, about what AVX2 code can do there, while the AVX-512 kernels of
-the OpenBLAS that numpy's wheels ship reach 150-185 GMAC/s on the same
-shapes. Both are exact float32 products (they differ only in the order of
-the sums, as two thread counts do); the model stays within 1e-5 of the
-official fixtures either way.
+MKL runs MossFormer (L)'s five largest product shapes at 80-89 GMAC/s
+with 2 threads, while the AVX-512 kernels of the OpenBLAS that numpy's
+wheels ship run them at 162-196 GMAC/s
+(``benchmarks/results/matmul_floor_openblas.md``). Both are exact float32
+products (they differ only in the order of the sums, as two thread counts
+do); the model stays within 1e-5 of the official fixtures either way.
 
 The MossFormer inference path (plain eager mode, no autograd, no autocast,
 float32 on the CPU) sends its large products to ``gemm`` and

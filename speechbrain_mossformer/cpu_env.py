@@ -6,7 +6,8 @@ after each operation, so the threads of numpy's OpenBLAS, which the
 MossFormer inference path uses for its matrix products on AMD CPUs with
 AVX-512 (see ``speechbrain_mossformer.cpu_blas``), wait for a core:
 MossFormer (L) took 5.2 s instead of 4.0 s for 4 s of audio that way,
-and 2.5 s with ``OMP_WAIT_POLICY=PASSIVE``. ``fast_cpu_environment()``
+and 2.5 s with ``OMP_WAIT_POLICY=PASSIVE`` (family 26 AMD EPYC, 2
+threads; timed by hand). ``fast_cpu_environment()``
 gives that setting where it helps; ``apply_fast_cpu_environment()`` puts
 it into this process's environment, which works only before ``torch`` and
 ``numpy`` are imported (``mossformer-separate`` does so itself). From a
