@@ -46,7 +46,11 @@ against a plain statement of the model):
   layers cost as much as the blocks. With autograd (training) the fused
   projections, the residual depthwise convolution (with its own backward
   pass on the CPU) and the unpadded local attention are used too, but
-  nothing works in place and no buffers are shared.
+  nothing works in place and no buffers are shared;
+* without autograd, the large matrix products go through
+  ``speechbrain_mossformer.cpu_blas``, which runs them in numpy's OpenBLAS
+  on AMD CPUs with AVX-512 (about twice MKL's speed there) and in torch
+  everywhere else.
 
 Authors
  * speechbrain-mossformer contributors 2026
