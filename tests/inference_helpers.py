@@ -52,6 +52,22 @@ def converted_fixture(name, out_dir):
     return str(out_dir)
 
 
+def fixture_difference(name, out_dir):
+    """Largest absolute difference between the official code's estimates
+    for a fixture and ours, loaded through ``MossFormerSeparation``."""
+    from speechbrain_mossformer.inference import MossFormerSeparation
+
+    sep = MossFormerSeparation.from_hparams(
+        source=converted_fixture(name, out_dir), run_opts={"device": "cpu"}
+    )
+    io = torch.load(
+        os.path.join(fixture_dir(name), "io.pt"), weights_only=True
+    )
+    est = sep.separate_batch(io["mixture"])
+    assert est.shape == io["estimates"].shape
+    return (est - io["estimates"]).abs().max().item()
+
+
 def random_folder(out_dir, seed=0, **config):
     """Writes a pretrained folder with random weights; returns it."""
     cfg = dict(MICRO_CONFIG, **config)

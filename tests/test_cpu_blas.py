@@ -14,9 +14,8 @@ import sys
 import pytest
 import torch
 
-from inference_helpers import converted_fixture, fixture_dir
+from inference_helpers import fixture_difference
 from speechbrain_mossformer import cpu_blas, cpu_env
-from speechbrain_mossformer.inference import MossFormerSeparation
 from speechbrain_mossformer.lobes.models.mossformer import MossFormerWrapper
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,15 +162,7 @@ def test_model_outputs_match_with_either_library(blas, monkeypatch):
 @pytest.mark.parametrize("blas", ["openblas"], indirect=True)
 @pytest.mark.parametrize("name", ["tiny-2spk", "full-width-2blocks"])
 def test_official_fixtures_hold_with_openblas(blas, name, tmp_path):
-    folder = converted_fixture(name, tmp_path / name)
-    sep = MossFormerSeparation.from_hparams(
-        source=folder, run_opts={"device": "cpu"}
-    )
-    io = torch.load(
-        os.path.join(fixture_dir(name), "io.pt"), weights_only=True
-    )
-    est = sep.separate_batch(io["mixture"])
-    assert (est - io["estimates"]).abs().max() <= 1e-5
+    assert fixture_difference(name, tmp_path / name) <= 1e-5
 
 
 def _cpuinfo(tmp_path, vendor, flags):

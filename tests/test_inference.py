@@ -18,6 +18,7 @@ from inference_helpers import (
     band_filter,
     block_network,
     converted_fixture,
+    fixture_difference,
     fixture_dir,
     random_folder,
     segment_assignments,
@@ -95,16 +96,7 @@ def test_stock_and_ours_load_offline_and_agree(tiny_dir, tmp_path,
     "name", ["tiny-2spk", "tiny-3spk", "full-width-2blocks"]
 )
 def test_converted_fixtures_reproduce_official_estimates(name, tmp_path):
-    folder = converted_fixture(name, tmp_path / name)
-    sep = MossFormerSeparation.from_hparams(
-        source=folder, run_opts={"device": "cpu"}
-    )
-    io = torch.load(
-        os.path.join(fixture_dir(name), "io.pt"), weights_only=True
-    )
-    est = sep.separate_batch(io["mixture"])
-    assert est.shape == io["estimates"].shape
-    assert (est - io["estimates"]).abs().max() <= 1e-5
+    assert fixture_difference(name, tmp_path / name) <= 1e-5
 
 
 def test_foreign_class_loads_the_custom_interface(tiny_dir, tmp_path,
