@@ -19,7 +19,6 @@ from inference_helpers import (
     block_network,
     converted_fixture,
     fixture_difference,
-    fixture_dir,
     random_folder,
     segment_assignments,
     snr_db,
