@@ -58,6 +58,7 @@ _CHOICES = ("auto", "torch", "openblas")
 # CBLAS constants (cblas.h)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
+
 class _OpenBLAS:
     """The ``cblas_sgemm`` of the OpenBLAS numpy loaded (its wheels')."""
 
