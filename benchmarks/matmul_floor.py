@@ -282,9 +282,9 @@ def floor_of(calls, repeats, use_onednn=True, use_openblas=True):
     and, where ``replay_onednn`` and ``replay_openblas`` can express it,
     with oneDNN and numpy's OpenBLAS. For each library in turn, the
     replays run in ``repeats`` passes over all of them, each once per
-    pass, and a replay's time is its best over the passes: a slow spell of this shared
-    machine then spoils one pass of every shape, not every pass of the
-    few shapes timed during it.
+    pass, and a replay's time is its best over the passes: a slow spell of
+    this shared machine then spoils one pass of every shape, not every
+    pass of the few shapes timed during it.
 
     Returns ``(blas, onednn, openblas, best), shapes``: the sums over
     ``calls`` of the BLAS replays, of the oneDNN replays and of the OpenBLAS

@@ -45,6 +45,7 @@ from speechbrain_mossformer.cpu_env import (
 __all__ = [
     "ENV_VARIABLE",
     "gemm",
+    "in_place_ok",
     "plain_eager",
     "batched_gemm",
     "openblas",
@@ -213,20 +214,60 @@ def plain_eager():
     )
 
 
-def _fast_ok(*tensors):
-    """True when numpy's OpenBLAS is selected and may run a product of
-    ``tensors``: float32 CPU tensors in plain eager inference (no
-    autograd, no autocast, see ``plain_eager``)."""
+# Device types whose autocast state ``in_place_ok`` checks.
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
+def in_place_ok():
+    """True when the model's inference shortcuts cannot break anything:
+    in-place operations, shared buffers and the products in OpenBLAS.
+
+    That is when autograd records no graph (``torch.no_grad`` or
+    ``torch.inference_mode``), no graph is being traced or compiled
+    (ONNX export, ``torch.compile``: the shared ``Scratch`` buffers are
+    chosen by memory address, which a compiled graph cannot follow; the
+    compiler plans its own buffers) and no autocast region is active
+    (``--eval_precision=bf16``, ``torch.autocast``: the matmuls then return
+    bf16/fp16 tensors, which cannot be written into float32 buffers), nor
+    a ``torch.func`` transform (``vmap``: its batched tensors take no
+    ``out=`` arguments and have no memory address of their own). The
+    fast in-place variants give the same numbers as the plain
+    expressions they replace.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> with torch.no_grad():
+    ...     in_place_ok()
+    True
+    >>> with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     in_place_ok()
+    False
+    """
     return (
-        _selected(_choice()) is not None
-        and not torch.is_grad_enabled()
+        not torch.is_grad_enabled()
         and plain_eager()
-        and not torch.is_autocast_enabled("cpu")
-        and all(
+        and not any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
+    )
+
+
+def _library_for(*tensors):
+    """numpy's OpenBLAS when it is selected and may run a product of
+    ``tensors`` (float32 CPU tensors, ``in_place_ok()``), else None."""
+    blas = _selected(_choice())
+    if (
+        blas is None
+        or not in_place_ok()
+        or not all(
             t.dtype == torch.float32 and t.device.type == "cpu"
             for t in tensors
         )
-    )
+    ):
+        return None
+    return blas
 
 
 def _operand(t):
@@ -281,11 +322,17 @@ def gemm(a, b, out, accumulate=False, bias=None):
     >>> torch.allclose(out, 1 + a @ b, atol=1e-5)
     True
     """
+    return _gemm_with(_library_for(a, b, out), a, b, out, accumulate, bias)
+
+
+def _gemm_with(blas, a, b, out, accumulate=False, bias=None):
+    """``gemm`` in ``blas`` (an ``_OpenBLAS``, or None for torch's own);
+    torch's own too where ``blas`` cannot read the operands in place."""
     m, k = a.shape
     n = b.shape[1]
     layout = None
     if (
-        _fast_ok(a, b, out)
+        blas is not None
         and m > 0
         and n > 0
         and k > 0
@@ -303,7 +350,6 @@ def gemm(a, b, out, accumulate=False, bias=None):
         # [M, N]: the bias in every row, then the product added to it
         out.copy_(bias.expand(m, n))
         accumulate = True
-    blas = _selected(_choice())
     threads = torch.get_num_threads()
     if blas.set_threads is not None and blas.threads != threads:
         blas.set_threads(threads)
@@ -357,12 +403,13 @@ def batched_gemm(a, b, out, accumulate=False):
     >>> torch.allclose(batched_gemm(a, b, out), a @ b, atol=1e-5)
     True
     """
-    if not _fast_ok(a, b, out):
+    blas = _library_for(a, b, out)
+    if blas is None:
         if accumulate:
             return out.baddbmm_(a, b)
         return torch.bmm(a, b, out=out)
     for i in range(a.shape[0]):
-        gemm(a[i], b[i], out[i], accumulate)
+        _gemm_with(blas, a[i], b[i], out[i], accumulate)
     return out
 
 

@@ -65,6 +65,7 @@ import torch.utils.checkpoint
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
 from speechbrain_mossformer.cpu_blas import batched_gemm, gemm
+from speechbrain_mossformer.cpu_blas import in_place_ok as _in_place_ok
 from speechbrain_mossformer.cpu_blas import plain_eager as _plain_eager
 
 __all__ = [
@@ -96,41 +97,6 @@ __all__ = [
     "decode_sources",
     "count_parameters",
 ]
-
-
-# Device types whose autocast state ``_in_place_ok`` checks.
-_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
-
-
-def _in_place_ok():
-    """True when in-place operations cannot break anything.
-
-    That is when autograd records no graph (``torch.no_grad`` or
-    ``torch.inference_mode``), no graph is being traced or compiled
-    (ONNX export, ``torch.compile``: the shared ``Scratch`` buffers are
-    chosen by memory address, which a compiled graph cannot follow; the
-    compiler plans its own buffers) and no autocast region is active
-    (``--eval_precision=bf16``, ``torch.autocast``: the matmuls then return
-    bf16/fp16 tensors, which cannot be written into float32 buffers), nor
-    a ``torch.func`` transform (``vmap``: its batched tensors take no
-    ``out=`` arguments and have no memory address of their own). The
-    fast in-place variants below give the same numbers as the plain
-    expressions they replace.
-
-    Example
-    -------
-    >>> with torch.no_grad():
-    ...     _in_place_ok()
-    True
-    >>> with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-    ...     _in_place_ok()
-    False
-    """
-    return (
-        not torch.is_grad_enabled()
-        and _plain_eager()
-        and not any(map(torch.is_autocast_enabled, _AUTOCAST_DEVICES))
-    )
 
 
 def _complex_view_ok(x, dim):
@@ -685,7 +651,8 @@ class FFConvM(nn.Module):
             if out is None:
                 x = torch.matmul(x, self.linear.weight.t())
             else:
-                gemm(x.flatten(0, 1), self.linear.weight.t(), out.flatten(0, 1))
+                weight_t = self.linear.weight.t()
+                gemm(x.flatten(0, 1), weight_t, out.flatten(0, 1))
                 x = out
             x = torch.addcmul(self.linear.bias, x, scale, out=out)
         else:
