@@ -56,6 +56,7 @@ import json
 import math
 import os
 import sys
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -217,8 +218,9 @@ def replay_onednn(op, shapes):
     ]
 
 
-class products_in:
-    """Sets ``MOSSFORMER_CPU_BLAS`` to ``choice`` inside a ``with`` block.
+def products_in(choice):
+    """A context setting ``MOSSFORMER_CPU_BLAS`` to ``choice`` inside a
+    ``with`` block (and putting back what was there).
 
     Example
     -------
@@ -226,21 +228,7 @@ class products_in:
     ...     os.environ[cpu_blas.ENV_VARIABLE]
     'torch'
     """
-
-    def __init__(self, choice):
-        self.choice = choice
-        self.saved = None
-
-    def __enter__(self):
-        self.saved = os.environ.get(cpu_blas.ENV_VARIABLE)
-        os.environ[cpu_blas.ENV_VARIABLE] = self.choice
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is None:
-            del os.environ[cpu_blas.ENV_VARIABLE]
-        else:
-            os.environ[cpu_blas.ENV_VARIABLE] = self.saved
+    return mock.patch.dict(os.environ, {cpu_blas.ENV_VARIABLE: choice})
 
 
 def replay_openblas(op, shapes):
