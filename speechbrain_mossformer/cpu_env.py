@@ -45,6 +45,7 @@ __all__ = [
 # OpenBLAS core types with AVX-512 float32 kernels (lower case)
 AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
+
 def cpu_vendor_and_flags(cpuinfo="/proc/cpuinfo"):
     """The vendor and instruction-set flags of the first CPU listed in
     ``cpuinfo`` (Linux), or ``("", frozenset())`` where it cannot be read.
